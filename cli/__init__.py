@@ -1,2 +1,5 @@
-def main():
-    print("cli ok")
+"""The raftstore command. Under construction."""
+
+
+def main() -> None:
+    raise SystemExit("raftstore: not built yet")

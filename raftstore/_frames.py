@@ -1,0 +1,94 @@
+"""Length-prefixed msgpack frames: the one wire format of raftstore.
+
+Every byte stream this project speaks (the control socket, the node-to-manager
+API and Raft traffic between managers) is a sequence of frames::
+
+    length (4 bytes, big-endian) | msgpack document
+
+A frame larger than the reader's limit is a protocol error, so that a peer
+cannot make us allocate without bound. msgpack, not pickle: a frame can only
+ever decode to plain data.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Any
+
+import msgpack
+
+from .keyring import ProtocolError
+
+__all__ = ["MAX_FRAME_BYTES", "encode_frame", "decode_payload", "read_frame", "write_frame", "FrameBuffer"]
+
+_LENGTH = struct.Struct(">I")
+
+#: Large enough for the biggest Raft append (see the adapter's batch limit).
+MAX_FRAME_BYTES = 64 * 2**20
+
+
+def encode_frame(obj: Any) -> bytes:
+    payload = msgpack.packb(obj, use_bin_type=True)
+    return _LENGTH.pack(len(payload)) + payload
+
+
+def decode_payload(payload: bytes) -> Any:
+    try:
+        return msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except Exception as error:  # msgpack raises several unrelated types
+        raise ProtocolError(f"malformed frame: {type(error).__name__}") from None
+
+
+def _read_exactly(sock: socket.socket, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = sock.recv(min(n, 1 << 20))
+        if not chunk:
+            raise ConnectionError("connection closed by peer")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(sock: socket.socket, max_bytes: int = MAX_FRAME_BYTES) -> Any:
+    """Read one frame from a blocking socket.
+
+    Raises ConnectionError on EOF and ProtocolError on a malformed frame.
+    """
+    (length,) = _LENGTH.unpack(_read_exactly(sock, 4))
+    if length > max_bytes:
+        raise ProtocolError(f"frame of {length} bytes exceeds the limit of {max_bytes}")
+    return decode_payload(_read_exactly(sock, length))
+
+
+def write_frame(sock: socket.socket, obj: Any) -> None:
+    sock.sendall(encode_frame(obj))
+
+
+class FrameBuffer:
+    """Incremental decoder for non-blocking readers: feed bytes, take whole frames."""
+
+    def __init__(self, max_bytes: int = MAX_FRAME_BYTES) -> None:
+        self._buffer = bytearray()
+        self._max = max_bytes
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def frames(self) -> list[Any]:
+        """Every complete frame received so far (raises ProtocolError on a bad one)."""
+        out = []
+        buf = self._buffer
+        pos = 0
+        while len(buf) - pos >= 4:
+            (length,) = _LENGTH.unpack_from(buf, pos)
+            if length > self._max:
+                raise ProtocolError(f"frame of {length} bytes exceeds the limit of {self._max}")
+            if len(buf) - pos - 4 < length:
+                break
+            out.append(decode_payload(bytes(buf[pos + 4 : pos + 4 + length])))
+            pos += 4 + length
+        if pos:
+            del buf[:pos]
+        return out

@@ -1,0 +1,214 @@
+"""Group commit above pysyncobj: one Raft entry carries every proposal that waited.
+
+While an entry is in flight, new proposals queue; when it resolves, everything
+queued goes out as the next entry — one seal, one append and one fsync per
+manager for the whole group. Under load the groups grow by themselves; a lone
+write goes out at once (pysyncobj runs with ``appendEntriesUseBatch=False``).
+
+Retries are safe because every proposal carries a 128-bit id and the state
+machine applies no id twice: an entry whose fate is unknown (the leader changed,
+the message was lost) is resubmitted as the same bytes, and whichever copy
+commits first decides the outcome; the other is a no-op that returns the same
+outcome.
+
+Nothing here reads the wall clock for the store: ``clock`` (from the daemon)
+stamps each proposal with the time the state machine records.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import msgpack
+
+from ._state_machine import MAX_TRANSACTION_BYTES, Outcome
+from .keyring import InvalidArgument, NoQuorum, RaftstoreError, Timeout
+
+__all__ = ["Proposer", "RETIRED", "new_proposal_id"]
+
+#: What the apply hook returns for an entry sealed under a retired DEK term.
+RETIRED = "retired"
+
+_SUCCESS = 0
+
+
+def new_proposal_id() -> bytes:
+    return os.urandom(16)
+
+
+@dataclass
+class _Pending:
+    proposal_id: bytes
+    actions: list[Any]
+    encoded_size: int
+    now: str = ""
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: Outcome | None = None
+    submitted: bool = False
+    abandoned: bool = False  # the caller gave up waiting
+
+
+@dataclass
+class _Batch:
+    proposals: list[_Pending]
+    payload: bytes
+    attempt: int = 1
+    submitted_at: float = 0.0
+
+
+class Proposer:
+    """Queues proposals, seals them in groups and submits them to Raft."""
+
+    def __init__(
+        self,
+        *,
+        submit: Callable[[bytes, Callable[[Any, int], None]], None],
+        seal_entry: Callable[[bytes], bytes],
+        clock: Callable[[], str],
+        has_leader: Callable[[], bool],
+        max_inflight: int = 1,
+        max_batch_bytes: int = 2 * 2**20,
+        resubmit_after: float = 1.0,
+    ) -> None:
+        self._submit = submit
+        self._seal_entry = seal_entry
+        self._clock = clock
+        self._has_leader = has_leader
+        self._max_inflight = max_inflight
+        self._max_batch_bytes = max_batch_bytes
+        self._resubmit_after = resubmit_after
+        self._lock = threading.Lock()
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._inflight: dict[int, _Batch] = {}
+        self._next_batch = 0
+        self._closed = False
+        self._watchdog = threading.Thread(target=self._watch, name="proposer-watchdog", daemon=True)
+        self._watchdog.start()
+        self.entries_submitted = 0
+        self.proposals_committed = 0
+
+    # ------------------------------------------------------------- public
+
+    def propose(self, actions: list[Any], *, proposal_id: bytes | None = None, timeout: float = 10.0) -> Outcome:
+        """Commit one transaction through Raft and return its outcome (blocking)."""
+        encoded = msgpack.packb(actions, use_bin_type=True)
+        if len(encoded) > MAX_TRANSACTION_BYTES:
+            raise InvalidArgument(
+                f"transaction of {len(encoded)} bytes exceeds the limit of {MAX_TRANSACTION_BYTES} bytes (1.5 MiB)"
+            )
+        pending = _Pending(proposal_id or new_proposal_id(), actions, len(encoded))
+        with self._lock:
+            if self._closed:
+                raise NoQuorum("this manager is shutting down")
+            self._queue.append(pending)
+            self._pump()
+        if not pending.done.wait(timeout):
+            with self._lock:
+                pending.abandoned = True
+                if not pending.submitted and pending in self._queue:
+                    self._queue.remove(pending)
+                    raise NoQuorum()
+            if not self._has_leader():
+                raise NoQuorum()
+            raise Timeout()
+        assert pending.outcome is not None
+        return pending.outcome
+
+    def barrier(self, timeout: float = 10.0) -> int:
+        """An entry committed after this call began: reads after it are linearizable."""
+        outcome = self.propose([{"op": "read"}], timeout=timeout)
+        if not outcome.ok:
+            raise RaftstoreError(outcome.error_message)
+        return int(outcome.results[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            waiting = list(self._queue)
+            self._queue.clear()
+            for batch in self._inflight.values():
+                waiting.extend(batch.proposals)
+            self._inflight.clear()
+        for pending in waiting:
+            if not pending.done.is_set():
+                pending.outcome = Outcome.failure(NoQuorum("this manager is shutting down"))
+                pending.done.set()
+
+    # ------------------------------------------------------------- internals
+
+    def _pump(self) -> None:
+        """Submit queued proposals while there is room in flight (lock held)."""
+        while self._queue and len(self._inflight) < self._max_inflight and not self._closed:
+            group: list[_Pending] = []
+            size = 0
+            while self._queue and (not group or size + self._queue[0].encoded_size <= self._max_batch_bytes):
+                pending = self._queue.popleft()
+                pending.submitted = True
+                size += pending.encoded_size
+                group.append(pending)
+            now = self._clock()
+            for pending in group:
+                pending.now = now
+            self._send(group)
+
+    def _send(self, group: list[_Pending]) -> None:
+        plaintext = msgpack.packb([[p.proposal_id, p.now, p.actions] for p in group], use_bin_type=True)
+        batch = _Batch(group, self._seal_entry(plaintext))
+        number = self._next_batch
+        self._next_batch += 1
+        self._inflight[number] = batch
+        self._submit_batch(number, batch)
+
+    def _submit_batch(self, number: int, batch: _Batch) -> None:
+        batch.submitted_at = time.monotonic()
+        attempt = batch.attempt
+        self.entries_submitted += 1
+        self._submit(batch.payload, lambda result, error: self._resolved(number, attempt, result, error))
+
+    def _resolved(self, number: int, attempt: int, result: Any, error: int) -> None:
+        with self._lock:
+            batch = self._inflight.get(number)
+            if batch is None:
+                return  # an earlier copy already decided it
+            if error != _SUCCESS:
+                if attempt == batch.attempt:
+                    batch.submitted_at = 0.0  # resubmit on the watchdog's next pass
+                return
+            del self._inflight[number]
+            if result == RETIRED:
+                # Sealed under a DEK term retired while it was in flight: the
+                # state machine applied none of it, so reseal and go again.
+                self._send(batch.proposals)
+                return
+            if not isinstance(result, list) or len(result) != len(batch.proposals):
+                result = [Outcome.failure(RaftstoreError("the entry was applied without outcomes"))] * len(
+                    batch.proposals
+                )
+            for pending, outcome in zip(batch.proposals, result):
+                pending.outcome = outcome
+                pending.done.set()
+            self.proposals_committed += len(batch.proposals)
+            self._pump()
+
+    def _watch(self) -> None:
+        """Resubmit entries whose fate went unreported; give up on abandoned ones."""
+        while not self._closed:
+            time.sleep(self._resubmit_after / 4)
+            now = time.monotonic()
+            with self._lock:
+                for number, batch in list(self._inflight.items()):
+                    if all(p.abandoned for p in batch.proposals):
+                        # Every caller timed out: free the slot. If a copy still
+                        # commits, its outcome is recorded and a retry with the
+                        # same proposal id will receive it.
+                        del self._inflight[number]
+                        continue
+                    if now - batch.submitted_at >= self._resubmit_after and self._has_leader():
+                        batch.attempt += 1
+                        self._submit_batch(number, batch)
+                self._pump()

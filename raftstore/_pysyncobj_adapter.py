@@ -1,0 +1,695 @@
+"""The one module that imports pysyncobj, and every seam we use in it.
+
+pysyncobj 0.3.17 gives us Raft (elections, replication, membership changes,
+log compaction). Everything it does not do well enough is replaced here, at
+the narrowest seam available, and each seam is pinned by
+``tests/test_pysyncobj_seams.py`` so that an upgrade that moves one fails
+loudly instead of silently falling back to pysyncobj's defaults:
+
+``pysyncobj.syncobj.createJournal``
+    ``SyncObj.__init__`` builds its journal through this module-level function
+    and offers no parameter for it. We swap it, under a lock, only for the
+    duration of our own constructor call, and hand out ``SealedJournal``:
+    sealed records in checksummed segment files, one fsync per group.
+
+``pysyncobj.syncobj.pickle``
+    pysyncobj encodes membership and version commands with its own pickle
+    module. We replace that module reference with ``_MsgpackCodec``, so that
+    no pickle is produced or read in this process. (Its peer messages never
+    reach pickle either: our transport frames them with msgpack.)
+
+``SyncObj._SyncObj__doApplyCommand``
+    The apply step for committed entries. Our entries carry command type
+    ``ENTRY_TYPE`` (a type pysyncobj does not know and would skip); the
+    override hands them to the manager with their Raft index.
+
+``SyncObjConf.serializer / deserializer / serializeChecker`` (public)
+    Snapshots: our serializer seals the state machine's dump; pysyncobj
+    renames the file and streams it to lagging followers byte for byte.
+
+``Transport`` (public)
+    ``_TransportAdapter`` forwards to ``RaftTransportCore`` (mutual TLS).
+
+Ticking: we run pysyncobj with ``autoTick=False`` and drive ``doTick`` from our
+own thread, because its auto-tick thread stops when the thread that built the
+``SyncObj`` exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import msgpack
+import pysyncobj.syncobj as _syncobj_module
+from pysyncobj import SyncObj, SyncObjConf
+from pysyncobj.config import FAIL_REASON, SERIALIZER_STATE
+from pysyncobj.journal import Journal
+from pysyncobj.node import Node
+from pysyncobj.transport import Transport
+
+from ._fsutil import atomic_write, fsync_directory, fsync_file
+from ._raft_transport import RaftTransportCore
+from ._segments import SegmentLog
+from ._snapshot_file import encode_snapshot, read_snapshot
+from .keyring import (
+    InvalidRecord,
+    Keyring,
+    RecordKind,
+    entry_context,
+    open_record,
+    record_key_id,
+    seal,
+    snapshot_context,
+)
+
+__all__ = [
+    "ENTRY_TYPE",
+    "FAIL_REASONS",
+    "RaftConfig",
+    "RaftMember",
+    "RaftNode",
+    "KeySource",
+]
+
+log = logging.getLogger("raftstore.raft")
+
+#: pysyncobj command-type byte of our entries (its own are 0..3).
+ENTRY_TYPE = 4
+# On-disk payload kinds: an entry sealed by its proposer, or a pysyncobj control
+# entry (no-op, membership, version) sealed by the journal.
+_DISK_PROPOSAL = 0x04
+_DISK_CONTROL = 0x05
+_ENTRY_ID_BYTES = 16
+
+FAIL_REASONS = {
+    FAIL_REASON.SUCCESS: "success",
+    FAIL_REASON.QUEUE_FULL: "queue full",
+    FAIL_REASON.MISSING_LEADER: "no leader",
+    FAIL_REASON.DISCARDED: "discarded by a new leader",
+    FAIL_REASON.NOT_LEADER: "not leader",
+    FAIL_REASON.LEADER_CHANGED: "leader changed",
+    FAIL_REASON.REQUEST_DENIED: "request denied",
+    FAIL_REASON.UNKNOWN_OUTCOME: "unknown outcome",
+}
+
+
+class KeySource:
+    """The keyring the Raft layer seals control entries and snapshots with.
+
+    The manager swaps ``keyring`` when a DEK rotation is applied; readers take
+    the reference once per use, so a swap is atomic for them.
+    """
+
+    def __init__(self, keyring: Keyring, cluster_id: str) -> None:
+        self.keyring = keyring
+        self.cluster_id = cluster_id
+
+
+# --------------------------------------------------------------------- nodes
+
+
+class RaftMember(Node):
+    """A manager in the Raft configuration: its id is the node id, not an address."""
+
+    def __init__(self, node_id: str, address: str) -> None:
+        super().__init__(node_id)
+        self.address = address
+
+    def __repr__(self) -> str:
+        return f"RaftMember({self.id!r}, {self.address!r})"
+
+
+_MEMBER_EXT = 1
+
+
+class _MsgpackCodec:
+    """Stands in for ``pysyncobj.pickle`` inside ``pysyncobj.syncobj``.
+
+    pysyncobj only ever encodes lists, strings, ints, bytes, tuples and nodes
+    with it (membership and version commands, oversized entries).
+    """
+
+    @staticmethod
+    def _default(obj: Any) -> Any:
+        if isinstance(obj, RaftMember):
+            return msgpack.ExtType(_MEMBER_EXT, msgpack.packb([obj.id, obj.address]))
+        raise TypeError(f"raftstore does not encode {type(obj).__name__} for pysyncobj")
+
+    @staticmethod
+    def _ext(code: int, data: bytes) -> Any:
+        if code == _MEMBER_EXT:
+            node_id, address = msgpack.unpackb(data, raw=False)
+            return RaftMember(node_id, address)
+        return msgpack.ExtType(code, data)
+
+    @classmethod
+    def dumps(cls, obj: Any, protocol: Any = None) -> bytes:
+        return msgpack.packb(obj, default=cls._default, use_bin_type=True)
+
+    @classmethod
+    def loads(cls, data: bytes) -> Any:
+        return msgpack.unpackb(data, ext_hook=cls._ext, raw=False, strict_map_key=False)
+
+    @staticmethod
+    def to_bytes(data: Any) -> bytes:
+        return data if isinstance(data, bytes) else data.encode("utf-8")
+
+
+_syncobj_module.pickle = _MsgpackCodec  # type: ignore[assignment]
+
+
+# --------------------------------------------------------------------- journal
+
+
+class _EntryCodec:
+    """Converts pysyncobj's in-memory commands to sealed on-disk payloads and back."""
+
+    def __init__(self, keys: KeySource) -> None:
+        self.keys = keys
+
+    def to_disk(self, command: bytes, index: int) -> bytes:
+        if command[:1] == bytes([ENTRY_TYPE]):
+            return bytes([_DISK_PROPOSAL]) + command[1:]
+        entry_id = os.urandom(_ENTRY_ID_BYTES)
+        sealed = seal(
+            self.keys.keyring.active, RecordKind.ENTRY, self.keys.cluster_id, entry_context(entry_id), command
+        )
+        return bytes([_DISK_CONTROL]) + entry_id + sealed
+
+    def from_disk(self, payload: bytes, where: str) -> bytes:
+        kind = payload[:1]
+        if kind == bytes([_DISK_PROPOSAL]):
+            return bytes([ENTRY_TYPE]) + payload[1:]
+        if kind == bytes([_DISK_CONTROL]) and len(payload) > 1 + _ENTRY_ID_BYTES:
+            entry_id = payload[1 : 1 + _ENTRY_ID_BYTES]
+            try:
+                return open_record(
+                    self.keys.keyring,
+                    RecordKind.ENTRY,
+                    self.keys.cluster_id,
+                    entry_context(entry_id),
+                    payload[1 + _ENTRY_ID_BYTES :],
+                )
+            except InvalidRecord as error:
+                raise InvalidRecord(f"raft log damaged: {where}: {error}") from None
+        raise InvalidRecord(f"raft log damaged: {where}: unknown entry kind")
+
+    @staticmethod
+    def key_id(payload: bytes) -> int:
+        return record_key_id(payload[1 + _ENTRY_ID_BYTES :])
+
+
+class SealedJournal(Journal):
+    """pysyncobj's journal on our segment log.
+
+    Memory holds pysyncobj's view (commands, indices, terms); disk holds sealed
+    payloads. ``sync`` is the group-commit point: the transport calls it before
+    any message leaves, and the apply hook before anything is applied.
+    """
+
+    def __init__(self, directory: Path, codec: _EntryCodec, first_index: int, log_line: Callable[[str], None]):
+        self._dir = directory
+        self._codec = codec
+        self._meta_path = directory / "meta"
+        self._segments = SegmentLog.open(directory / "log", log=log_line)
+        self._entries: list[tuple[bytes, int, int]] = []
+        # (index, DEK term) of every record on disk, including the ones before
+        # the first entry pysyncobj keeps, so that a term leaves the keyring
+        # only when no record on this disk needs it.
+        self._disk_keys: list[tuple[int, int]] = []
+        for index, term, payload in self._segments.entries():
+            self._disk_keys.append((index, codec.key_id(payload)))
+            if index < first_index:
+                continue
+            where = f"{directory / 'log'} entry {index}"
+            self._entries.append((codec.from_disk(payload, where), index, term))
+        self._meta = self._read_meta()
+        self._meta_dirty = False
+        self._commit_dirty = False
+        self._lock = threading.Lock()
+
+    def _read_meta(self) -> dict[str, Any]:
+        try:
+            raw = self._meta_path.read_bytes()
+        except FileNotFoundError:
+            return {"term": 0, "voted_for": None, "commit_index": 1}
+        try:
+            meta = msgpack.unpackb(raw, raw=False)
+            return {
+                "term": int(meta["term"]),
+                "voted_for": meta["voted_for"],
+                "commit_index": int(meta["commit_index"]),
+            }
+        except Exception:
+            raise InvalidRecord(f"raft state damaged: {self._meta_path}") from None
+
+    def _write_meta(self) -> None:
+        atomic_write(self._meta_path, msgpack.packb(self._meta))
+
+    # pysyncobj's Journal interface -------------------------------------
+
+    def add(self, command: bytes, idx: int, term: int) -> None:
+        payload = self._codec.to_disk(command, idx)
+        self._segments.append(idx, term, payload)
+        self._entries.append((command, idx, term))
+        self._disk_keys.append((idx, self._codec.key_id(payload)))
+
+    def clear(self) -> None:
+        self._entries = []
+        self._disk_keys = []
+        self._segments.reset([])
+
+    def deleteEntriesFrom(self, entryFrom: int) -> None:
+        if entryFrom >= len(self._entries):
+            return
+        first_removed = self._entries[entryFrom][1]
+        self._segments.truncate_after(first_removed - 1)
+        del self._entries[entryFrom:]
+        self._disk_keys = [(i, k) for i, k in self._disk_keys if i < first_removed]
+
+    def deleteEntriesTo(self, entryTo: int) -> None:
+        self._entries = self._entries[entryTo:]
+        if self._entries:
+            self._segments.drop_before(self._entries[0][1])
+            segments = self._segments.segments()
+            on_disk_from = segments[0].first_index if segments else self._entries[0][1]
+            self._disk_keys = [(i, k) for i, k in self._disk_keys if i >= on_disk_from]
+
+    def __getitem__(self, item: Any) -> Any:
+        return self._entries[item]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _destroy(self) -> None:
+        self.sync()
+        self._segments.close()
+
+    def setRaftCommitIndex(self, raftCommitIndex: int) -> None:
+        if raftCommitIndex != self._meta["commit_index"]:
+            self._meta["commit_index"] = raftCommitIndex
+            self._commit_dirty = True
+
+    def getRaftCommitIndex(self) -> int:
+        last = self._entries[-1][1] if self._entries else 1
+        return max(1, min(self._meta["commit_index"], last))
+
+    def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:
+        # Raft needs term and vote durable before any message that reflects
+        # them leaves; sync() (called before every send) writes them.
+        self._meta["term"] = term
+        self._meta["voted_for"] = votedForNodeId
+        self._meta_dirty = True
+
+    def getCurrentTerm(self) -> int:
+        return self._meta["term"]
+
+    def getVotedForNodeId(self) -> Any:
+        return self._meta["voted_for"]
+
+    def onOneSecondTimer(self) -> None:
+        if self._commit_dirty:
+            with self._lock:
+                self._commit_dirty = False
+                self._write_meta()
+
+    # ours --------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Make every append, truncation, term and vote durable (cheap when there are none)."""
+        self._segments.sync()
+        if self._meta_dirty:
+            with self._lock:
+                if self._meta_dirty:
+                    self._meta_dirty = False
+                    self._commit_dirty = False
+                    self._write_meta()
+
+    def roll(self) -> None:
+        self._segments.roll()
+
+    def disk_bytes(self) -> int:
+        return sum(segment.size_bytes for segment in self._segments.segments())
+
+    def disk_key_ids(self) -> set[int]:
+        """Every DEK term that seals a log record still on this disk."""
+        return {key_id for _, key_id in self._disk_keys}
+
+
+_journal_lock = threading.Lock()
+_pending_journal: list[SealedJournal] = []
+_original_create_journal = _syncobj_module.createJournal
+
+
+def _create_journal(journal_file: Any = None) -> Journal:
+    if _pending_journal:
+        return _pending_journal.pop()
+    return _original_create_journal(journal_file)
+
+
+_syncobj_module.createJournal = _create_journal
+
+
+# --------------------------------------------------------------------- core
+
+
+class _TransportAdapter(Transport):
+    """pysyncobj's Transport interface over ``RaftTransportCore``."""
+
+    def __init__(self, syncObj: "_RaftCore", selfNode: Node, otherNodes: Iterable[Node]) -> None:
+        super().__init__(syncObj, selfNode, otherNodes)
+        self._members: dict[str, Node] = {}
+        owner = syncObj._raftstore_owner
+        self.core = RaftTransportCore(
+            poller=syncObj._poller,
+            local_id=selfNode.id,
+            cluster_id=owner.keys.cluster_id,
+            client_context=owner.client_context,
+            on_message=self._message,
+            on_connected=self._connected,
+            on_disconnected=self._disconnected,
+            before_send=owner.journal.sync,
+            log=owner.log,
+        )
+        syncObj.addOnTickCallback(self.core.tick)
+        for node in otherNodes:
+            self.addNode(node)
+
+    def _message(self, node_id: str, message: Any) -> None:
+        node = self._members.get(node_id)
+        if node is not None:
+            self._onMessageReceived(node, message)
+
+    def _connected(self, node_id: str) -> None:
+        node = self._members.get(node_id)
+        if node is not None:
+            self._onNodeConnected(node)
+
+    def _disconnected(self, node_id: str) -> None:
+        node = self._members.get(node_id)
+        if node is not None:
+            self._onNodeDisconnected(node)
+
+    def addNode(self, node: Node) -> None:
+        self._members[node.id] = node
+        self.core.add_peer(node.id, node.address)
+
+    def dropNode(self, node: Node) -> None:
+        self.core.drop_peer(node.id)
+        self._members.pop(node.id, None)
+
+    def send(self, node: Node, message: Any) -> bool:
+        return self.core.send(node.id, message)
+
+    def destroy(self) -> None:
+        self.core.close()
+
+
+class _RaftCore(SyncObj):
+    """SyncObj with our apply hook; built only by ``RaftNode``."""
+
+    def __init__(self, owner: "RaftNode", self_node: RaftMember, others: list[RaftMember], conf: SyncObjConf):
+        self._raftstore_owner = owner
+        super().__init__(self_node, others, conf=conf, transportClass=_TransportAdapter)
+
+    def _SyncObj__doApplyCommand(self, command: bytes) -> Any:
+        index = self.raftLastApplied + 1
+        if command[:1] == bytes([ENTRY_TYPE]):
+            return self._raftstore_owner._apply(index, command[1:])
+        result = SyncObj._SyncObj__doApplyCommand(self, command)  # type: ignore[attr-defined]
+        self._raftstore_owner._advance(index)
+        return result
+
+
+# --------------------------------------------------------------------- node
+
+
+@dataclass(frozen=True)
+class RaftConfig:
+    """Timing and size knobs; the defaults are what the daemon runs with."""
+
+    election_timeout_min: float = 0.6
+    election_timeout_max: float = 1.4
+    heartbeat_interval: float = 0.1
+    leader_fallback_timeout: float = 2.0
+    tick_period: float = 0.05
+    # Above the largest entry the proposer builds (pysyncobj splits larger
+    # entries with wrong chunk boundaries and stalls).
+    append_batch_bytes: int = 8 * 2**20
+    snapshot_chunk_bytes: int = 2**20
+    compaction_min_entries: int = 5000
+    compaction_min_seconds: float = 600.0
+    compaction_max_log_bytes: int = 256 * 2**20
+
+
+class RaftNode:
+    """One manager's Raft: journal, snapshots, transport and tick thread.
+
+    Callbacks the owner supplies (all run on the tick thread):
+
+    - ``apply(index, payload) -> result``: a committed entry of ours;
+    - ``advance(index)``: a committed entry of pysyncobj's (no-op, membership);
+    - ``dump_state() -> bytes`` / ``load_state(bytes)``: snapshot contents;
+    - ``on_fatal(message)``: the node cannot go on (a snapshot it received does
+      not open); the owner stops it.
+    """
+
+    def __init__(
+        self,
+        *,
+        raft_dir: Path,
+        self_member: tuple[str, str],
+        members: Iterable[tuple[str, str]],
+        keys: KeySource,
+        client_context: Callable[[], Any],
+        apply: Callable[[int, bytes], Any],
+        advance: Callable[[int], None],
+        dump_state: Callable[[], bytes],
+        load_state: Callable[[bytes], None],
+        on_fatal: Callable[[str], None],
+        on_state_change: Callable[[], None] = lambda: None,
+        log: Callable[[str], None] = log.info,
+        config: RaftConfig = RaftConfig(),
+    ) -> None:
+        self.raft_dir = Path(raft_dir)
+        self.raft_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.keys = keys
+        self.client_context = client_context
+        self.log = log
+        self.config = config
+        self._apply_cb = apply
+        self._advance_cb = advance
+        self._dump_state = dump_state
+        self._load_state = load_state
+        self._on_fatal = on_fatal
+        self._on_state_change = on_state_change
+        self._snapshot_path = self.raft_dir / "snapshot"
+        self._serialize_status = SERIALIZER_STATE.NOT_SERIALIZING
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._status: dict[str, Any] = {}
+        self._status_lock = threading.Lock()
+
+        codec = _EntryCodec(keys)
+        self._codec = codec
+        first_index = 0
+        if self._snapshot_path.exists():
+            index, _term, _payload = read_snapshot(self._snapshot_path)
+            first_index = index - 1
+        self.journal = SealedJournal(self.raft_dir, codec, first_index, log)
+
+        self_node = RaftMember(*self_member)
+        others = [RaftMember(i, a) for i, a in members if i != self_node.id]
+        conf = SyncObjConf(
+            autoTick=False,
+            appendEntriesUseBatch=False,
+            dynamicMembershipChange=True,
+            commandsWaitLeader=True,
+            raftMinTimeout=config.election_timeout_min,
+            raftMaxTimeout=config.election_timeout_max,
+            appendEntriesPeriod=config.heartbeat_interval,
+            leaderFallbackTimeout=config.leader_fallback_timeout,
+            connectionTimeout=max(3.5, config.election_timeout_max),
+            appendEntriesBatchSizeBytes=config.append_batch_bytes,
+            logCompactionBatchSize=config.snapshot_chunk_bytes,
+            logCompactionMinEntries=config.compaction_min_entries,
+            logCompactionMinTime=config.compaction_min_seconds,
+            fullDumpFile=str(self._snapshot_path),
+            journalFile=str(self.raft_dir / "journal-unused"),
+            serializer=self._serialize,
+            deserializer=self._deserialize,
+            serializeChecker=self._serialize_checker,
+            onStateChanged=lambda old, new: self._on_state_change(),
+            useFork=False,
+        )
+        with _journal_lock:
+            _pending_journal.append(self.journal)
+            try:
+                self._core = _RaftCore(self, self_node, others, conf)
+            finally:
+                _pending_journal.clear()
+        self._transport: _TransportAdapter = self._core._SyncObj__transport  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="raft-tick", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        period = self.config.tick_period
+        last_log_check = 0.0
+        while not self._stopping.is_set():
+            try:
+                self._core.doTick(period)
+                self._refresh_status()
+                now = time.monotonic()
+                if now - last_log_check > 1.0:
+                    last_log_check = now
+                    self._maybe_compact_by_size()
+            except Exception:  # keep Raft alive; a bug here must be visible
+                log.exception("raft tick failed")
+                time.sleep(period)
+        try:
+            self._core._doDestroy()
+        except Exception:
+            log.exception("raft shutdown failed")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    # ------------------------------------------------------------ proposals
+
+    def propose(self, payload: bytes, callback: Callable[[Any, int], None]) -> None:
+        """Submit an entry (thread-safe). ``callback(result, fail_reason)`` runs on the tick thread."""
+        self._core._applyCommand(payload, callback, ENTRY_TYPE)
+
+    def add_member(self, node_id: str, address: str, callback: Callable[[Any, int], None]) -> None:
+        self._core.addNodeToCluster(RaftMember(node_id, address), callback=callback)
+
+    def remove_member(self, node_id: str, address: str, callback: Callable[[Any, int], None]) -> None:
+        self._core.removeNodeFromCluster(RaftMember(node_id, address), callback=callback)
+
+    def adopt_connection(self, node_id: str, sock: Any) -> None:
+        self._transport.core.adopt(node_id, sock)
+
+    def is_member(self, node_id: str) -> bool:
+        return self._transport.core.is_peer(node_id)
+
+    def force_snapshot(self) -> None:
+        self._core.forceLogCompaction()
+
+    # ------------------------------------------------------------ status
+
+    def _refresh_status(self) -> None:
+        core = self._core
+        leader = core._getLeader()
+        members = [(core.selfNode.id, core.selfNode.address)] + sorted(
+            (n.id, n.address) for n in core.otherNodes
+        )
+        connected = self._transport.core.connected()
+        status = {
+            "term": core.raftCurrentTerm,
+            "commit_index": core.raftCommitIndex,
+            "applied_index": core.raftLastApplied,
+            "leader": leader.id if leader is not None else None,
+            "is_leader": core._isLeader(),
+            "members": members,
+            "connected": sorted(connected),
+            "has_quorum": core.hasQuorum,
+            "log_entries": len(self.journal),
+        }
+        with self._status_lock:
+            self._status = status
+
+    def status(self) -> dict[str, Any]:
+        with self._status_lock:
+            return dict(self._status)
+
+    # ------------------------------------------------------------ apply hooks
+
+    def _apply(self, index: int, payload: bytes) -> Any:
+        self.journal.sync()  # nothing is applied before it is durable here
+        return self._apply_cb(index, payload)
+
+    def _advance(self, index: int) -> None:
+        self.journal.sync()
+        self._advance_cb(index)
+
+    # ------------------------------------------------------------ snapshots
+
+    def _maybe_compact_by_size(self) -> None:
+        if self.journal.disk_bytes() > self.config.compaction_max_log_bytes:
+            self._core.forceLogCompaction()
+
+    def _serialize(self, tmp_path: str, data: tuple[Any, Any, Any]) -> None:
+        last, prev, cluster = data
+        index, term = last[1], last[2]
+        try:
+            plaintext = msgpack.packb(
+                {
+                    "state": self._dump_state(),
+                    "last": [self._codec.to_disk(last[0], last[1]), last[1], last[2]],
+                    "prev": [self._codec.to_disk(prev[0], prev[1]), prev[1], prev[2]],
+                    "members": [[n.id, n.address] for n in cluster],
+                },
+                use_bin_type=True,
+            )
+            sealed = seal(
+                self.keys.keyring.active,
+                RecordKind.SNAPSHOT,
+                self.keys.cluster_id,
+                snapshot_context(index, term),
+                plaintext,
+            )
+            with open(tmp_path, "wb") as f:
+                os.fchmod(f.fileno(), 0o600)
+                f.write(encode_snapshot(index, term, sealed))
+                f.flush()
+                os.fsync(f.fileno())
+            self._serialize_status = SERIALIZER_STATE.SUCCESS
+            self.log(f"snapshot written at index {index} (term {term}, {len(plaintext)} bytes)")
+        except Exception:
+            self._serialize_status = SERIALIZER_STATE.FAILED
+            raise
+
+    def _serialize_checker(self) -> int:
+        status = self._serialize_status
+        if status == SERIALIZER_STATE.SUCCESS:
+            # pysyncobj renamed the file after our serializer returned.
+            fsync_directory(self.raft_dir)
+        if status in (SERIALIZER_STATE.SUCCESS, SERIALIZER_STATE.FAILED):
+            self._serialize_status = SERIALIZER_STATE.NOT_SERIALIZING
+        return status
+
+    def _deserialize(self, path: str) -> tuple[Any, Any, Any]:
+        try:
+            fsync_file(path)
+            fsync_directory(self.raft_dir)
+            index, term, sealed = read_snapshot(Path(path))
+            plaintext = open_record(
+                self.keys.keyring,
+                RecordKind.SNAPSHOT,
+                self.keys.cluster_id,
+                snapshot_context(index, term),
+                sealed,
+            )
+            body = msgpack.unpackb(plaintext, raw=False)
+            self._load_state(body["state"])
+            last = (self._codec.from_disk(body["last"][0], path), body["last"][1], body["last"][2])
+            prev = (self._codec.from_disk(body["prev"][0], path), body["prev"][1], body["prev"][2])
+            members = [RaftMember(i, a) for i, a in body["members"]]
+            return last, prev, members
+        except Exception as error:
+            message = str(error) if isinstance(error, InvalidRecord) else f"{type(error).__name__}: {error}"
+            self._on_fatal(f"snapshot {path} could not be loaded: {message}")
+            raise
+
