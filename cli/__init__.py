@@ -1,5 +1,38 @@
-"""The raftstore command. Under construction."""
+"""The ``raftstore`` command (installed as ``raftstore.cli``): it mirrors ``docker swarm``.
+
+Every command talks to the local daemon's control socket, or to the daemon
+named by ``-H``; see ``raftstore --help``.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ._common import connection_options
+from ._daemon_cmd import daemon_cmd
+from . import _kv, _node, _swarm
+
+__all__ = ["main", "cli"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@connection_options
+def cli() -> None:
+    """raftstore: a Raft-replicated, encrypted cluster store, operated like docker swarm.
+
+    \b
+    Start a daemon per node, then form the cluster:
+      raftstore daemon --data-dir /var/lib/raftstore &
+      raftstore init --autolock --listen-addr 10.0.0.5:2377
+      raftstore join-token manager
+    """
+
+
+cli.add_command(daemon_cmd)
+_swarm.register(cli)
+_node.register(cli)
+_kv.register(cli)
 
 
 def main() -> None:
-    raise SystemExit("raftstore: not built yet")
+    cli(prog_name="raftstore")

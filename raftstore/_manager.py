@@ -71,6 +71,7 @@ class Manager:
         on_fatal: Callable[[str], None],
         raft_config: RaftConfig = RaftConfig(),
         event_log: Callable[[str], None] = log.info,
+        hold_elections: bool = False,
     ) -> None:
         self.paths = paths
         self.node = node
@@ -101,6 +102,7 @@ class Manager:
             on_state_change=self._state_changed,
             log=event_log,
             config=raft_config,
+            hold_elections=hold_elections,
         )
         self.proposer = Proposer(
             submit=self.raft.propose,

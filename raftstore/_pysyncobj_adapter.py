@@ -476,6 +476,7 @@ class RaftNode:
         on_state_change: Callable[[], None] = lambda: None,
         log: Callable[[str], None] = log.info,
         config: RaftConfig = RaftConfig(),
+        hold_elections: bool = False,
     ) -> None:
         self.raft_dir = Path(raft_dir)
         self.raft_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -495,6 +496,9 @@ class RaftNode:
         self._thread: threading.Thread | None = None
         self._status: dict[str, Any] = {}
         self._status_lock = threading.Lock()
+        # A manager that just joined has an empty log: until it hears from the
+        # leader, an election it starts can only depose a healthy leader.
+        self._hold_elections_until = time.monotonic() + 30.0 if hold_elections else 0.0
 
         codec = _EntryCodec(keys)
         self._codec = codec
@@ -547,6 +551,7 @@ class RaftNode:
         last_log_check = 0.0
         while not self._stopping.is_set():
             try:
+                self._hold_elections()
                 self._core.doTick(period)
                 self._refresh_status()
                 now = time.monotonic()
@@ -560,6 +565,14 @@ class RaftNode:
             self._core._doDestroy()
         except Exception:
             log.exception("raft shutdown failed")
+
+    def _hold_elections(self) -> None:
+        if not self._hold_elections_until:
+            return
+        if self._core._getLeader() is not None or time.monotonic() > self._hold_elections_until:
+            self._hold_elections_until = 0.0
+            return
+        self._core._SyncObj__raftElectionDeadline = time.monotonic() + self.config.election_timeout_max
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()

@@ -1,0 +1,142 @@
+"""Key/value commands (``kv put|get|rm|ls|cas``) and ``events``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from ._common import call, client, connection_options, emit_json, format_option, handle_errors, print_table, _jsonable
+
+__all__ = ["register"]
+
+consistency_option = click.option(
+    "--consistency",
+    type=click.Choice(["linearizable", "local"]),
+    default="linearizable",
+    show_default=True,
+    help="linearizable reads go through the Raft log; local reads this manager's copy (may be stale).",
+)
+
+
+def _value(value: str) -> bytes:
+    if value == "-":
+        return sys.stdin.buffer.read()
+    return value.encode()
+
+
+@click.group("kv")
+def kv() -> None:
+    """Read and write the replicated key/value table.
+
+    \b
+    Examples:
+      raftstore kv put app/config '{"debug": false}'
+      echo -n hello | raftstore kv put greeting -
+      raftstore kv get greeting
+      raftstore kv cas greeting world --version 12
+      raftstore kv ls app/ --format json
+    """
+
+
+@kv.command("put")
+@click.argument("key")
+@click.argument("value")
+@connection_options
+@handle_errors
+def kv_put(key: str, value: str) -> None:
+    """Set KEY to VALUE (- reads the value from standard input). Prints nothing."""
+    call("kv.put", {"key": key, "value": _value(value), "request_id": os.urandom(16)})
+
+
+@kv.command("get")
+@click.argument("key")
+@consistency_option
+@format_option
+@connection_options
+@handle_errors
+def kv_get(key: str, consistency: str, output_format: str) -> None:
+    """Print the value of KEY, followed by a newline."""
+    record = call("kv.get", {"key": key, "consistency": consistency})
+    if output_format == "json":
+        emit_json({"key": record["key"], "value": record["value"], "version": record["version"],
+                   "created_version": record["created_version"]})
+        return
+    out = sys.stdout.buffer
+    out.write(record["value"] + b"\n")
+    out.flush()
+
+
+@kv.command("rm")
+@click.argument("key")
+@click.option("--version", type=int, help="Only if the key is still at this version.")
+@connection_options
+@handle_errors
+def kv_rm(key: str, version: int | None) -> None:
+    """Delete KEY."""
+    call("kv.rm", {"key": key, "version": version, "request_id": os.urandom(16)})
+
+
+@kv.command("cas")
+@click.argument("key")
+@click.argument("value")
+@click.option("--version", type=click.IntRange(min=0), required=True,
+              help="The version you read (0: the key must not exist yet).")
+@connection_options
+@handle_errors
+def kv_cas(key: str, value: str, version: int) -> None:
+    """Compare-and-set: write VALUE only if KEY is still at --version."""
+    call("kv.cas", {"key": key, "value": _value(value), "version": version, "request_id": os.urandom(16)})
+
+
+@kv.command("ls")
+@click.argument("prefix", required=False, default="")
+@click.option("-q", "--quiet", is_flag=True, help="Print the keys only.")
+@consistency_option
+@format_option
+@connection_options
+@handle_errors
+def kv_ls(prefix: str, quiet: bool, consistency: str, output_format: str) -> None:
+    """List keys (starting with PREFIX) with their versions."""
+    records = call("kv.ls", {"prefix": prefix, "consistency": consistency})
+    if quiet:
+        for record in records:
+            click.echo(record["key"])
+    elif output_format == "json":
+        emit_json([{"key": r["key"], "version": r["version"], "created_version": r["created_version"],
+                    "size": len(r["value"])} for r in records])
+    else:
+        print_table(["KEY", "VERSION", "SIZE"], [[r["key"], r["version"], len(r["value"])] for r in records])
+
+
+@click.command("events")
+@click.option("--since", type=click.IntRange(min=0), help="Start after this version (default: now).")
+@click.option("--until", type=click.IntRange(min=0), help="Stop after this version.")
+@click.option("--follow/--no-follow", default=True, show_default=True,
+              help="Keep streaming new events, or stop at the current version.")
+@format_option
+@connection_options
+@handle_errors
+def events_cmd(since: int | None, until: int | None, follow: bool, output_format: str) -> None:
+    """Stream create, update and delete events (no values, ever).
+
+    With --format json each event is one JSON object per line.
+
+    \b
+    Example:
+      raftstore events --since 0 --no-follow
+    """
+    with client(timeout=None) as c:
+        for event in c.stream("events", {"since": since, "until": until, "follow": follow}):
+            if output_format == "json":
+                click.echo(json.dumps(_jsonable(event), sort_keys=True))
+            else:
+                label = event["name"] if event["name"] == event["id"] else f"{event['name']} ({event['id']})"
+                click.echo(f"{event['version']} {event['action']} {event['table']} {label}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(kv)
+    group.add_command(events_cmd)

@@ -1,0 +1,269 @@
+"""Cluster lifecycle commands: init, join, join-token, unlock, unlock-key, update, leave, info."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from raftstore import format_duration, parse_duration
+
+from ._common import call, connection_options, emit_json, fail, format_option, handle_errors
+
+__all__ = ["register"]
+
+UNLOCK_ADVICE = (
+    "To unlock a swarm manager after it restarts, run the `raftstore unlock`\n"
+    "command and provide the following key:\n\n    {key}\n\n"
+    "Please remember to store this key in a password manager, since without it you\n"
+    "will not be able to restart the manager."
+)
+
+
+def _duration_seconds(text: str | None) -> float | None:
+    if text is None:
+        return None
+    return parse_duration(text).total_seconds()
+
+
+def _read_file(path: str | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        fail(f"cannot read {what} {path}: {error.strerror}")
+    return None
+
+
+def _join_instructions(role: str, token: str, addr: str) -> str:
+    return f"To add a {role} to this swarm, run the following command:\n\n    raftstore join --token {token} {addr}\n"
+
+
+@click.command("init")
+@click.option("--autolock", is_flag=True, help="Lock managers after a restart until \"raftstore unlock\" is given the unlock key.")
+@click.option("--cert-expiry", metavar="DURATION", help="Validity of node certificates, e.g. 2160h (default), at least 1h.")
+@click.option("--listen-addr", metavar="HOST:PORT", help="Cluster port to listen on (default: the daemon's --listen-addr, else 0.0.0.0:2377).")
+@click.option("--advertise-addr", metavar="HOST:PORT", help="Address other nodes use to reach this manager.")
+@click.option("--ca-cert", metavar="FILE", help="Use this root CA certificate (PEM) instead of generating one.")
+@click.option("--ca-key", metavar="FILE", help="Private key of --ca-cert (PEM).")
+@click.option("--force-new-cluster", is_flag=True, help="After losing quorum: rebuild a one-manager cluster from this manager's data, keeping every committed record.")
+@format_option
+@connection_options
+@handle_errors
+def init_cmd(autolock: bool, cert_expiry: str | None, listen_addr: str | None, advertise_addr: str | None,
+             ca_cert: str | None, ca_key: str | None, force_new_cluster: bool, output_format: str) -> None:
+    """Create a new cluster with this node as its first manager.
+
+    \b
+    Examples:
+      raftstore init --listen-addr 127.0.0.1:2377
+      raftstore init --autolock --advertise-addr 10.0.0.5:2377
+      raftstore init --force-new-cluster      # after losing a majority of managers
+    """
+    result = call(
+        "init",
+        {
+            "autolock": autolock,
+            "cert_expiry_seconds": _duration_seconds(cert_expiry),
+            "listen_addr": listen_addr,
+            "advertise_addr": advertise_addr,
+            "ca_cert_pem": _read_file(ca_cert, "CA certificate"),
+            "ca_key_pem": _read_file(ca_key, "CA key"),
+            "force_new_cluster": force_new_cluster,
+        },
+    )
+    if output_format == "json":
+        emit_json(result)
+        return
+    if force_new_cluster:
+        click.echo(f"Cluster rebuilt: node ({result['node_id']}) is now the only manager, at Raft index {result['applied_index']}.")
+        return
+    click.echo(f"Swarm initialized: current node ({result['node_id']}) is now a manager.\n")
+    click.echo(_join_instructions("worker", result["worker_token"], result["advertise_addr"]))
+    click.echo("To add a manager to this swarm, run 'raftstore join-token manager' and follow the instructions.\n")
+    if result.get("unlock_key"):
+        click.echo(UNLOCK_ADVICE.format(key=result["unlock_key"]))
+
+
+@click.command("join")
+@click.option("--token", required=True, metavar="TOKEN", help="Join token (SWMTKN-1-...) from \"raftstore join-token\".")
+@click.option("--listen-addr", metavar="HOST:PORT", help="Cluster port to listen on (managers).")
+@click.option("--advertise-addr", metavar="HOST:PORT", help="Address other nodes use to reach this node.")
+@click.argument("manager_addr", metavar="MANAGER_HOST:PORT")
+@format_option
+@connection_options
+@handle_errors
+def join_cmd(token: str, listen_addr: str | None, advertise_addr: str | None, manager_addr: str, output_format: str) -> None:
+    """Join a cluster as a worker or a manager (the token decides).
+
+    The node checks the manager's CA against the digest in the token before it
+    trusts it; the manager checks the token's secret.
+
+    \b
+    Example:
+      raftstore join --token SWMTKN-1-... --listen-addr 127.0.0.1:2378 127.0.0.1:2377
+    """
+    result = call(
+        "join",
+        {"token": token.strip(), "remote_addr": manager_addr, "listen_addr": listen_addr, "advertise_addr": advertise_addr},
+    )
+    if output_format == "json":
+        emit_json(result)
+    else:
+        click.echo(f"This node joined a swarm as a {result['role']}.")
+
+
+@click.command("join-token")
+@click.option("--rotate", is_flag=True, help="Replace the token; the old one stops working at once.")
+@click.option("-q", "--quiet", is_flag=True, help="Print the token only.")
+@click.argument("role", type=click.Choice(["worker", "manager"]))
+@format_option
+@connection_options
+@handle_errors
+def join_token_cmd(rotate: bool, quiet: bool, role: str, output_format: str) -> None:
+    """Show (or rotate) the token that lets a node join as ROLE."""
+    result = call("join_token", {"role": role, "rotate": rotate})
+    if quiet:
+        click.echo(result["token"])
+    elif output_format == "json":
+        emit_json(result)
+    else:
+        if rotate:
+            click.echo(f"Successfully rotated {role} join token.\n")
+        click.echo(_join_instructions(role, result["token"], result["manager_addr"]))
+
+
+@click.command("unlock")
+@connection_options
+@handle_errors
+def unlock_cmd() -> None:
+    """Unlock a locked manager: reads the unlock key from standard input, or prompts."""
+    if sys.stdin.isatty():
+        key = click.prompt("Please enter unlock key", hide_input=True, default="", show_default=False)
+    else:
+        key = sys.stdin.readline()
+    call("unlock", {"key": key.strip()})
+
+
+@click.command("unlock-key")
+@click.option("--rotate", is_flag=True, help="Generate a new unlock key; every manager re-wraps its keys under it.")
+@click.option("-q", "--quiet", is_flag=True, help="Print the key only.")
+@format_option
+@connection_options
+@handle_errors
+def unlock_key_cmd(rotate: bool, quiet: bool, output_format: str) -> None:
+    """Show (or rotate) the unlock key of a cluster with autolock on."""
+    result = call("unlock_key", {"rotate": rotate})
+    if quiet:
+        click.echo(result["unlock_key"])
+    elif output_format == "json":
+        emit_json(result)
+    else:
+        if rotate:
+            click.echo("Successfully rotated manager unlock key.\n")
+        click.echo(UNLOCK_ADVICE.format(key=result["unlock_key"]))
+
+
+def _bool(text: str | None) -> bool | None:
+    if text is None:
+        return None
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise click.BadParameter(f"{text!r} is not true or false", param_hint="--autolock")
+
+
+@click.command("update")
+@click.option("--autolock", metavar="true|false", help="Turn autolock on or off.")
+@click.option("--cert-expiry", metavar="DURATION", help="Validity of node certificates issued from now on (at least 1h).")
+@format_option
+@connection_options
+@handle_errors
+def update_cmd(autolock: str | None, cert_expiry: str | None, output_format: str) -> None:
+    """Change cluster-wide settings.
+
+    \b
+    Examples:
+      raftstore update --autolock=true
+      raftstore update --cert-expiry 720h
+    """
+    result = call("update", {"autolock": _bool(autolock), "cert_expiry_seconds": _duration_seconds(cert_expiry)})
+    if output_format == "json":
+        emit_json(result)
+        return
+    click.echo("Swarm updated.")
+    if result.get("unlock_key"):
+        click.echo("\n" + UNLOCK_ADVICE.format(key=result["unlock_key"]))
+
+
+@click.command("leave")
+@click.option("--force", is_flag=True, help="Leave even if this is the last manager, or the node is locked.")
+@connection_options
+@handle_errors
+def leave_cmd(force: bool) -> None:
+    """Leave the cluster; this node's cluster data is erased."""
+    call("leave", {"force": force})
+    click.echo("Node left the swarm.")
+
+
+@click.command("info")
+@format_option
+@connection_options
+@handle_errors
+def info_cmd(output_format: str) -> None:
+    """Show this node's place in the cluster: role, lock state, Raft, certificate."""
+    info = call("info")
+    if output_format == "json":
+        emit_json(info)
+        return
+    _print_info(info)
+
+
+def _print_info(info: dict[str, Any]) -> None:
+    lines = [f"State: {info['state']}"]
+    if info.get("node_id"):
+        lines += [
+            f"NodeID: {info['node_id']}",
+            f"ClusterID: {info['cluster_id']}",
+            f"Role: {info['role']}",
+            f"Locked: {str(info['locked']).lower()}",
+        ]
+    if info.get("autolock") is not None:
+        lines.append(f"Autolock: {str(info['autolock']).lower()}")
+        if info["autolock"] is False:
+            lines.append("  WARNING: autolock is off: the keys to this manager's data are stored in plain form on its disk")
+    if info.get("error"):
+        lines.append(f"Error: {info['error']}")
+    if info.get("raft"):
+        raft = info["raft"]
+        lines += [
+            f"Managers: {info['managers']}",
+            f"Nodes: {info['nodes']}",
+            f"Leader: {info['leader'] or '(none)'}{' (this node)' if info.get('is_leader') else ''}",
+            "Raft:",
+            f"  Term: {raft['term']}",
+            f"  Commit index: {raft['commit_index']}",
+            f"  Applied index: {raft['applied_index']}",
+        ]
+    if info.get("cert_expiry_seconds") is not None:
+        seconds = info["cert_expiry_seconds"]
+        from datetime import timedelta
+
+        lines.append(f"Certificate expires in: {format_duration(timedelta(seconds=max(0, seconds)))}")
+    if info.get("ca_rotation_in_progress") is not None:
+        lines.append(f"CA rotation in progress: {str(info['ca_rotation_in_progress']).lower()}")
+    if info.get("listen_addr"):
+        lines.append(f"Listen address: {info['listen_addr']}")
+        lines.append(f"Advertise address: {info['advertise_addr']}")
+    lines.append(f"Data directory: {info['data_dir']}")
+    click.echo("\n".join(lines))
+
+
+def register(group: click.Group) -> None:
+    for command in (init_cmd, join_cmd, join_token_cmd, unlock_cmd, unlock_key_cmd, update_cmd, leave_cmd, info_cmd):
+        group.add_command(command)

@@ -1,0 +1,5 @@
+"""``python -m raftstore`` runs the command line."""
+
+from raftstore.cli import main
+
+main()

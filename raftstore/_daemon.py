@@ -1,0 +1,338 @@
+"""The raftstore daemon: one long-running process per node.
+
+It is the only place below the CLI that reads the wall clock, installs signal
+handlers and wires the pieces together. Its mode follows the data directory:
+
+``inactive``  no ``state.json``: serves ``info``, ``init`` and ``join``
+``locked``    a manager whose keys need the unlock key: serves ``info``,
+              ``unlock`` and ``leave --force``; does not start Raft, holds no key
+``manager``   Raft running; serves everything
+``worker``    a member without Raft: heartbeats to managers, reads secrets
+``failed``    a manager that met damage it will not guess around; ``info``
+              says why
+
+SIGTERM and SIGINT shut it down cleanly (Raft stopped, log synced).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import ssl
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from ._bootstrap import clear_partial
+from ._cluster_listener import ClusterListener
+from ._control import ControlServer
+from ._keystore import KeyStore
+from ._manager import Manager
+from ._node_state import MANAGER, WORKER, NodeState, StatePaths
+from ._pysyncobj_adapter import RaftConfig
+from ._tls import server_context
+from ._worker import WorkerAgent
+from .keyring import (
+    CertificateIdentity,
+    InvalidArgument,
+    LockedError,
+    NotInitialized,
+    NotManager,
+    RaftstoreError,
+    Unavailable,
+    UnlockKey,
+    certificate_identity,
+)
+
+__all__ = ["Daemon", "SystemClock", "default_data_dir"]
+
+log = logging.getLogger("raftstore.daemon")
+
+INACTIVE, LOCKED, MANAGER_MODE, WORKER_MODE, FAILED = "inactive", "locked", "manager", "worker", "failed"
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("RAFTSTORE_DATA_DIR")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/raftstore")
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "raftstore"
+
+
+class SystemClock:
+    """The wall clock, read here and in the CLI only."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def stamp(self) -> str:
+        return self.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Daemon:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        listen_addr: str | None = None,
+        clock: SystemClock | None = None,
+        raft_config: RaftConfig = RaftConfig(),
+        remote_api: tuple[str, ssl.SSLContext | None] | None = None,
+    ) -> None:
+        self.paths = StatePaths(Path(data_dir).absolute())
+        self.default_listen_addr = listen_addr
+        self.clock = clock or SystemClock()
+        self.raft_config = raft_config
+        self.remote_api = remote_api
+        self.lock = threading.RLock()
+        self.mode = INACTIVE
+        self.node: NodeState | None = None
+        self.manager: Manager | None = None
+        self.worker: WorkerAgent | None = None
+        self.listener: ClusterListener | None = None
+        self.failure: str | None = None
+        self._server_context: ssl.SSLContext | None = None
+        self._stopping = threading.Event()
+        self.control = ControlServer(self._handle, self.log)
+        # Managers remember when workers last reported (node ls STATUS).
+        self.heartbeats: dict[str, float] = {}
+        from ._methods import METHODS  # late import: methods use the daemon's API
+
+        self._methods = METHODS
+        from ._cluster_service import ClusterService
+
+        self.cluster_service = ClusterService(self)
+
+    # ----------------------------------------------------------------- logging
+
+    def log(self, message: str) -> None:
+        log.info(message)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def run(self) -> None:
+        """Serve until SIGTERM/SIGINT (main thread) or ``stop()``."""
+        self.paths.create()
+        os.chmod(self.paths.root, 0o700)
+        self.control.listen_unix(self.paths.socket)
+        if self.remote_api is not None:
+            address, context = self.remote_api
+            self.control.listen_tcp(address, context)
+            if context is None:
+                self.log(f"WARNING: control API on tcp://{address} without TLS: anyone who can connect controls this node")
+            else:
+                self.log(f"control API on tcp://{address} (mutual TLS)")
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: self._stopping.set())
+            signal.signal(signal.SIGINT, lambda *_: self._stopping.set())
+        self.load()
+        self.log(f"raftstore daemon serving {self.paths.socket} ({self.mode})")
+        while not self._stopping.wait(1.0):
+            self._maintain()
+        self.shutdown()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def shutdown(self) -> None:
+        self.log("shutting down")
+        self.control.stop()
+        with self.lock:
+            self._stop_roles()
+        self.log("stopped")
+
+    def load(self) -> None:
+        """Decide the mode from the data directory and start what it needs."""
+        with self.lock:
+            node = NodeState.load(self.paths.state_file)
+            if node is None:
+                clear_partial(self.paths)
+                self.mode = INACTIVE
+                return
+            self.node = node
+            if node.role == WORKER:
+                self._start_worker(node)
+                return
+            keystore = KeyStore(self.paths, node.cluster_id)
+            if keystore.needs_unlock_key():
+                self.mode = LOCKED
+                self.log("manager is locked: run \"raftstore unlock\" with the cluster's unlock key")
+                return
+            keyring, kek = keystore.open_plain()
+            self._start_manager(node, keyring, kek, keystore.read_node_key(None))
+
+    def _stop_roles(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
+            self.listener = None
+        if self.manager is not None:
+            self.manager.stop()
+            self.manager = None
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
+    def _start_manager(self, node: NodeState, keyring: Any, kek: Any, node_key_pem: bytes, *, joining: bool = False) -> Manager:
+        keystore = KeyStore(self.paths, node.cluster_id)
+        manager = Manager(
+            paths=self.paths,
+            node=node,
+            keystore=keystore,
+            keyring=keyring,
+            kek=kek,
+            node_key_pem=node_key_pem,
+            clock=self.clock.stamp,
+            on_fatal=self._manager_failed,
+            raft_config=self.raft_config,
+            event_log=self.log,
+            hold_elections=joining,
+        )
+        self.manager = manager
+        self.node = node
+        self._server_context = None
+        listener = ClusterListener(
+            node.listen_addr,
+            server_context=self.server_context,
+            check_raft=self._check_raft_peer,
+            adopt_raft=lambda sock, ident: manager.raft.adopt_connection(ident.node_id, sock),
+            on_api=self.cluster_service.handle,
+            log=self.log,
+        )
+        try:
+            listener.start()
+        except RaftstoreError:
+            manager.stop()
+            self.manager = None
+            raise
+        self.listener = listener
+        manager.start()
+        self.mode = MANAGER_MODE
+        self.log(f"manager {node.node_id} started (cluster {node.cluster_id}, listening on {node.listen_addr})")
+        return manager
+
+    def _start_worker(self, node: NodeState) -> None:
+        keystore = KeyStore(self.paths, node.cluster_id)
+        self.worker = WorkerAgent(self, node, keystore.read_node_key(None))
+        self.worker.start()
+        self.node = node
+        self.mode = WORKER_MODE
+        self.log(f"worker {node.node_id} started (cluster {node.cluster_id})")
+
+    def _manager_failed(self, message: str) -> None:
+        self.failure = message
+        self.mode = FAILED
+
+    def server_context(self) -> ssl.SSLContext:
+        context = self._server_context
+        if context is None:
+            assert self.manager is not None
+            context = self._server_context = server_context(self.manager.tls_identity())
+        return context
+
+    def reset_tls(self) -> None:
+        """Forget cached TLS contexts after a certificate or root change."""
+        self._server_context = None
+        if self.manager is not None:
+            self.manager.reload_tls_identity()
+
+    def _check_raft_peer(self, identity: CertificateIdentity) -> str | None:
+        manager = self.manager
+        if manager is None or self.node is None:
+            return "this node is not an active manager"
+        if identity.cluster_id != self.node.cluster_id:
+            return "certificate of another cluster"
+        if identity.node_id in self.cluster_service.removed_nodes():
+            return f"node {identity.node_id} was removed from the cluster"
+        if identity.role != "swarm-manager":
+            return "only managers take part in Raft"
+        if not manager.raft.is_member(identity.node_id):
+            return f"node {identity.node_id} is not in the Raft configuration"
+        return None
+
+    def _maintain(self) -> None:
+        manager = self.manager
+        if manager is not None and self.mode == MANAGER_MODE:
+            try:
+                manager.maintain()
+                self.cluster_service.maintain()
+            except RaftstoreError as error:
+                self.log(f"maintenance: {error}")
+            except Exception:
+                log.exception("maintenance failed")
+
+    # ----------------------------------------------------------------- control API
+
+    def _handle(self, method: str, params: dict[str, Any], info: dict[str, Any]) -> Any:
+        entry = self._methods.get(method)
+        if entry is None:
+            raise InvalidArgument(f"unknown method {method!r}")
+        return entry(self, params)
+
+    def require_manager(self) -> Manager:
+        """The running manager, or the error a store request gets in this mode."""
+        mode = self.mode
+        if mode == LOCKED:
+            raise LockedError()
+        if mode == INACTIVE:
+            raise NotInitialized()
+        if mode == WORKER_MODE:
+            raise NotManager()
+        if mode == FAILED:
+            raise Unavailable(f"this manager stopped: {self.failure}")
+        assert self.manager is not None
+        return self.manager
+
+    # ----------------------------------------------------------------- transitions
+
+    def unlock(self, key_text: str) -> None:
+        with self.lock:
+            if self.mode != LOCKED:
+                if self.mode == INACTIVE:
+                    raise NotInitialized()
+                raise InvalidArgument("this node is not locked")
+            assert self.node is not None
+            key = UnlockKey.parse(key_text)
+            keystore = KeyStore(self.paths, self.node.cluster_id)
+            keyring, kek = keystore.open_with_unlock_key(key)
+            node_key = keystore.read_node_key(kek)
+            self._start_manager(self.node, keyring, kek, node_key)
+            self.log("manager unlocked")
+
+    def become_inactive(self) -> None:
+        with self.lock:
+            self._stop_roles()
+            try:
+                self.paths.state_file.unlink()
+            except FileNotFoundError:
+                pass
+            clear_partial(self.paths)
+            self.node = None
+            self.mode = INACTIVE
+            self.failure = None
+            self.log("left the cluster; this node is inactive")
+
+    def certificate_identity(self) -> CertificateIdentity | None:
+        try:
+            return certificate_identity(self.paths.node_cert.read_bytes())
+        except (OSError, RaftstoreError):
+            return None
+
+    def hostname(self) -> str:
+        return socket.gethostname()
+
+    def wait_for_leader(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            manager = self.manager
+            if manager is not None and manager.status().get("leader"):
+                return True
+            time.sleep(0.05)
+        return False
+
+
+__all__ += ["INACTIVE", "LOCKED", "MANAGER_MODE", "WORKER_MODE", "FAILED", "Callable"]

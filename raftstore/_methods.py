@@ -1,0 +1,611 @@
+"""Control-API methods: what each ``raftstore`` command asks its daemon to do.
+
+Each method takes the daemon and a params map and returns plain data (the CLI
+formats it). Methods that change the store read what they change through the
+log (a linearizable read) and name the version they read, so concurrent
+operators get ``update out of sequence`` instead of lost updates; cluster-wide
+settings retry that conflict a few times, since they re-read and re-apply.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Callable
+
+from ._bootstrap import bootstrap_actions, initialize_cluster, join_cluster
+from ._cluster_client import ClusterClient
+from ._control import Stream
+from ._node_state import MANAGER, NodeState, split_host_port
+from ._state_machine import StateMachine
+from .keyring import (
+    MIN_CERT_VALIDITY,
+    AlreadyInitialized,
+    InvalidArgument,
+    JoinToken,
+    NoQuorum,
+    NotFound,
+    NotInitialized,
+    RaftstoreError,
+    UnlockKey,
+    UpdateOutOfSequence,
+)
+
+if TYPE_CHECKING:
+    from ._daemon import Daemon
+    from ._manager import Manager
+
+__all__ = ["METHODS"]
+
+Method = Callable[["Daemon", dict[str, Any]], Any]
+METHODS: dict[str, Method] = {}
+
+LEADER_WAIT = 15.0
+
+
+def method(name: str) -> Callable[[Method], Method]:
+    def register(fn: Method) -> Method:
+        METHODS[name] = fn
+        return fn
+
+    return register
+
+
+def _str(params: dict[str, Any], key: str, default: str | None = None) -> str:
+    value = params.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(f"{key} is required")
+    return value
+
+
+def _read(daemon: "Daemon", params: dict[str, Any]) -> StateMachine:
+    consistency = params.get("consistency") or "linearizable"
+    return daemon.require_manager().read_barrier(str(consistency))
+
+
+# ------------------------------------------------------------------ info
+
+
+@method("info")
+def info(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    from ._daemon import FAILED, INACTIVE, LOCKED
+
+    node = daemon.node
+    out: dict[str, Any] = {
+        "state": daemon.mode,
+        "node_id": node.node_id if node else None,
+        "cluster_id": node.cluster_id if node else None,
+        "role": node.role if node else None,
+        "locked": daemon.mode == LOCKED,
+        "autolock": None,
+        "leader": None,
+        "is_leader": False,
+        "managers": None,
+        "nodes": None,
+        "raft": None,
+        "cert_expiry_seconds": None,
+        "ca_rotation_in_progress": None,
+        "listen_addr": node.listen_addr if node else None,
+        "advertise_addr": node.advertise_addr if node else None,
+        "data_dir": str(daemon.paths.root),
+        "error": daemon.failure if daemon.mode == FAILED else None,
+    }
+    if daemon.mode == INACTIVE:
+        return out
+    identity = daemon.certificate_identity()
+    if identity is not None:
+        out["cert_expiry_seconds"] = int((identity.not_after - daemon.clock.now()).total_seconds())
+    if daemon.mode == LOCKED:
+        out["autolock"] = True
+        return out
+    if daemon.worker is not None:
+        out["manager_addrs"] = list(daemon.worker.node.manager_addrs)
+        out["removed"] = daemon.worker.removed
+        out["error"] = daemon.worker.last_error
+        return out
+    manager = daemon.manager
+    if manager is None:
+        return out
+    status = manager.status()
+    cluster = manager.state.cluster()
+    out["leader"] = status.get("leader")
+    out["is_leader"] = bool(status.get("is_leader"))
+    out["managers"] = len(status.get("members", []))
+    out["nodes"] = len(manager.state.list("nodes"))
+    out["raft"] = {
+        "term": status.get("term"),
+        "commit_index": status.get("commit_index"),
+        "applied_index": status.get("applied_index"),
+        "log_entries": status.get("log_entries"),
+        "members": [{"node_id": i, "addr": a} for i, a in status.get("members", [])],
+        "connected": status.get("connected", []),
+    }
+    if cluster is not None:
+        spec = cluster["spec"]
+        out["autolock"] = bool(spec.get("autolock"))
+        out["ca_rotation_in_progress"] = spec.get("root_rotation") is not None
+        out["cluster_cert_expiry_seconds"] = spec.get("cert_expiry_seconds")
+    out["kek_version"] = manager.kek.version
+    out["dek_terms"] = list(manager.keys.keyring.key_ids)
+    return out
+
+
+# ------------------------------------------------------------------ init / join / unlock / leave
+
+
+def _cert_expiry(params: dict[str, Any]) -> timedelta | None:
+    seconds = params.get("cert_expiry_seconds")
+    if seconds is None:
+        return None
+    expiry = timedelta(seconds=float(seconds))
+    if expiry < MIN_CERT_VALIDITY:
+        raise InvalidArgument("minimum certificate expiry time is: 1h0m0s")
+    return expiry
+
+
+def _addresses(daemon: "Daemon", params: dict[str, Any]) -> tuple[str, str]:
+    listen = params.get("listen_addr") or daemon.default_listen_addr or "0.0.0.0:2377"
+    host, port = split_host_port(str(listen), 2377)
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    advertise = params.get("advertise_addr")
+    if advertise:
+        ahost, aport = split_host_port(str(advertise), port)
+        advertise = f"[{ahost}]:{aport}" if ":" in ahost else f"{ahost}:{aport}"
+    elif host in ("0.0.0.0", "::"):
+        raise InvalidArgument(
+            "could not choose an address to advertise: the listen address is unspecified; use --advertise-addr"
+        )
+    else:
+        advertise = listen
+    return listen, advertise
+
+
+@method("init")
+def init(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    from ._daemon import INACTIVE
+
+    with daemon.lock:
+        if params.get("force_new_cluster"):
+            from ._force_new_cluster import force_new_cluster
+
+            return force_new_cluster(daemon)
+        if daemon.mode != INACTIVE:
+            raise AlreadyInitialized()
+        listen, advertise = _addresses(daemon, params)
+        result = initialize_cluster(
+            daemon.paths,
+            listen_addr=listen,
+            advertise_addr=advertise,
+            autolock=bool(params.get("autolock")),
+            cert_expiry=_cert_expiry(params) or timedelta(hours=2160),
+            ca_cert_pem=params.get("ca_cert_pem"),
+            ca_key_pem=params.get("ca_key_pem"),
+            now=daemon.clock.now(),
+        )
+        try:
+            manager = daemon._start_manager(result.node, result.keyring, result.kek, result.node_key_pem)
+            if not daemon.wait_for_leader(LEADER_WAIT):
+                raise NoQuorum("the new manager did not become leader")
+            manager.propose(bootstrap_actions(result))
+            result.node.save(daemon.paths.state_file)
+        except BaseException:
+            daemon.become_inactive()
+            raise
+        daemon.log(f"initialized cluster {result.node.cluster_id} as manager {result.node.node_id}")
+        return {
+            "node_id": result.node.node_id,
+            "cluster_id": result.node.cluster_id,
+            "advertise_addr": advertise,
+            "worker_token": str(result.worker_token),
+            "unlock_key": str(result.unlock_key) if result.unlock_key else None,
+        }
+
+
+@method("join")
+def join(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    from ._daemon import INACTIVE
+
+    with daemon.lock:
+        if daemon.mode != INACTIVE:
+            raise AlreadyInitialized()
+        remote = _str(params, "remote_addr")
+        host, port = split_host_port(remote, 2377)
+        remote = f"{host}:{port}"
+        listen, advertise = _addresses(daemon, params)
+        result = join_cluster(
+            daemon.paths,
+            token_text=_str(params, "token"),
+            manager_addr=remote,
+            listen_addr=listen,
+            advertise_addr=advertise,
+        )
+        node = result.node
+        try:
+            if node.role == MANAGER:
+                manager = daemon._start_manager(node, result.keyring, result.kek, result.node_key_pem, joining=True)
+                node.save(daemon.paths.state_file)
+                with ClusterClient(
+                    remote,
+                    trusted_roots_pem=daemon.paths.root_ca.read_bytes(),
+                    identity=manager.tls_identity(),
+                    cluster_id=node.cluster_id,
+                ) as client:
+                    client.call("raft.join", {})
+                if not manager.wait_applied(1, LEADER_WAIT) or not daemon.wait_for_leader(LEADER_WAIT):
+                    raise NoQuorum("joined the Raft configuration but no leader was heard from")
+            else:
+                node.save(daemon.paths.state_file)
+                daemon._start_worker(node)
+        except BaseException:
+            daemon.become_inactive()
+            raise
+        daemon.log(f"joined cluster {node.cluster_id} as {node.role} {node.node_id}")
+        return {"node_id": node.node_id, "cluster_id": node.cluster_id, "role": node.role}
+
+
+@method("unlock")
+def unlock(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    daemon.unlock(str(params.get("key") or ""))
+    return {"unlocked": True}
+
+
+@method("leave")
+def leave(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    from ._daemon import FAILED, INACTIVE, LOCKED, MANAGER_MODE
+
+    force = bool(params.get("force"))
+    with daemon.lock:
+        if daemon.mode == INACTIVE:
+            raise NotInitialized()
+        if daemon.mode in (LOCKED, FAILED) and not force:
+            raise InvalidArgument(
+                "this manager cannot take part in the cluster right now; use --force to leave anyway "
+                "(the other managers keep it in their Raft configuration until you run \"raftstore node rm\" there)"
+            )
+        if daemon.mode == MANAGER_MODE and not force:
+            manager = daemon.require_manager()
+            members = manager.status().get("members", [])
+            if len(members) <= 1:
+                raise InvalidArgument(
+                    "You are attempting to leave the cluster on a node that is participating as a manager. "
+                    "Removing the last manager erases all current state of the cluster. Use --force to ignore this message."
+                )
+            _remove_manager(daemon, manager, manager.node.node_id, leaving=True)
+        daemon.become_inactive()
+        return {"left": True}
+
+
+# ------------------------------------------------------------------ cluster settings
+
+
+def update_cluster(
+    daemon: "Daemon",
+    mutate: Callable[[dict[str, Any], "Manager"], list[dict[str, Any]]],
+    attempts: int = 5,
+) -> dict[str, Any]:
+    """Read the cluster object, change its spec with ``mutate`` and commit (retrying races)."""
+    manager = daemon.require_manager()
+    for attempt in range(attempts):
+        state = manager.read_barrier()
+        cluster = state.cluster()
+        if cluster is None:
+            raise NoQuorum("the cluster object is not committed yet")
+        spec = _copy(cluster["spec"])
+        extra = mutate(spec, manager)
+        try:
+            manager.propose(
+                [{"op": "update", "table": "cluster", "id": cluster["id"], "version": cluster["version"], "spec": spec}]
+                + extra
+            )
+            return spec
+        except UpdateOutOfSequence:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+@method("join_token")
+def join_token(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    role = params.get("role")
+    if role not in ("worker", "manager"):
+        raise InvalidArgument("role must be worker or manager")
+    manager = daemon.require_manager()
+    if params.get("rotate"):
+
+        def rotate(spec: dict[str, Any], _: "Manager") -> list[dict[str, Any]]:
+            spec["join_tokens"][role] = str(JoinToken.parse(spec["join_tokens"][role]).rotated())
+            return []
+
+        spec = update_cluster(daemon, rotate)
+        daemon.log(f"{role} join token rotated")
+    else:
+        cluster = manager.read_barrier().cluster()
+        if cluster is None:
+            raise NoQuorum("the cluster object is not committed yet")
+        spec = cluster["spec"]
+    return {
+        "role": role,
+        "token": spec["join_tokens"][role],
+        "manager_addr": manager.node.advertise_addr,
+        "rotated": bool(params.get("rotate")),
+    }
+
+
+@method("unlock_key")
+def unlock_key(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    manager = daemon.require_manager()
+    cluster = manager.read_barrier().cluster()
+    if cluster is None:
+        raise NoQuorum("the cluster object is not committed yet")
+    if not cluster["spec"].get("autolock"):
+        raise InvalidArgument("no unlock key is set (autolock is off); turn it on with \"raftstore update --autolock=true\"")
+    if params.get("rotate"):
+
+        def rotate(spec: dict[str, Any], _: "Manager") -> list[dict[str, Any]]:
+            if not spec.get("autolock"):
+                raise InvalidArgument("no unlock key is set (autolock is off)")
+            spec["unlock_key"] = str(UnlockKey.generate())
+            spec["kek_version"] = int(spec.get("kek_version", 1)) + 1
+            return []
+
+        spec = update_cluster(daemon, rotate)
+        daemon.log("unlock key rotated")
+        return {"unlock_key": spec["unlock_key"], "rotated": True}
+    return {"unlock_key": cluster["spec"]["unlock_key"], "rotated": False}
+
+
+@method("update")
+def update(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    autolock = params.get("autolock")
+    expiry = _cert_expiry(params)
+    if autolock is None and expiry is None:
+        raise InvalidArgument("nothing to update: give --autolock or --cert-expiry")
+    outcome: dict[str, Any] = {}
+
+    def change(spec: dict[str, Any], manager: "Manager") -> list[dict[str, Any]]:
+        extra: list[dict[str, Any]] = []
+        outcome.clear()
+        if expiry is not None:
+            spec["cert_expiry_seconds"] = int(expiry.total_seconds())
+        if autolock is not None and bool(autolock) != bool(spec.get("autolock")):
+            spec["autolock"] = bool(autolock)
+            spec["kek_version"] = int(spec.get("kek_version", 1)) + 1
+            if autolock:
+                key = UnlockKey.generate()
+                spec["unlock_key"] = str(key)
+                outcome["unlock_key"] = str(key)
+                # Every earlier DEK term was recoverable from disk while
+                # autolock was off: seal everything from now on under a new one.
+                extra.append(manager.new_dek_action())
+            else:
+                spec["unlock_key"] = None
+        return extra
+
+    spec = update_cluster(daemon, change)
+    daemon.log("cluster settings updated")
+    return {"autolock": bool(spec.get("autolock")), "cert_expiry_seconds": spec["cert_expiry_seconds"], **outcome}
+
+
+# ------------------------------------------------------------------ nodes
+
+
+def _node_row(daemon: "Daemon", manager: "Manager", record: dict[str, Any]) -> dict[str, Any]:
+    status = manager.status()
+    members = {i for i, _ in status.get("members", [])}
+    connected = set(status.get("connected", []))
+    spec = record["spec"]
+    node_id = record["id"]
+    if spec.get("role") == "manager" or node_id in members:
+        if node_id == status.get("leader"):
+            manager_status = "Leader"
+        elif node_id == manager.node.node_id or node_id in connected:
+            manager_status = "Reachable"
+        else:
+            manager_status = "Unreachable"
+        ready = manager_status != "Unreachable"
+    else:
+        manager_status = ""
+        seen = daemon.heartbeats.get(node_id)
+        ready = seen is not None and time.monotonic() - seen < 15.0
+    return {
+        "id": node_id,
+        "hostname": spec.get("hostname", ""),
+        "role": spec.get("role"),
+        "status": "ready" if ready else "down",
+        "availability": spec.get("availability", "active"),
+        "manager_status": manager_status,
+        "addr": spec.get("addr"),
+        "version": record["version"],
+        "created_at": record["created_at"],
+        "updated_at": record["updated_at"],
+        "labels": record["labels"],
+        "self": node_id == manager.node.node_id,
+    }
+
+
+@method("node.ls")
+def node_ls(daemon: "Daemon", params: dict[str, Any]) -> list[dict[str, Any]]:
+    state = _read(daemon, params)
+    manager = daemon.require_manager()
+    return [_node_row(daemon, manager, r) for r in state.list("nodes")]
+
+
+@method("node.inspect")
+def node_inspect(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    state = _read(daemon, params)
+    manager = daemon.require_manager()
+    return _node_row(daemon, manager, state.get("nodes", _str(params, "node")))
+
+
+def _quorum_after_removal(manager: "Manager", node_id: str) -> None:
+    """Refuse a removal that would leave fewer reachable managers than a quorum."""
+    status = manager.status()
+    members = [i for i, _ in status.get("members", [])]
+    if node_id not in members:
+        return
+    remaining = [m for m in members if m != node_id]
+    reachable = [m for m in remaining if m == manager.node.node_id or m in set(status.get("connected", []))]
+    needed = len(remaining) // 2 + 1
+    if len(reachable) < needed:
+        raise InvalidArgument(
+            f"can't remove node {node_id}: it would leave {len(reachable)} reachable manager(s) of "
+            f"{len(remaining)}, and a quorum needs {needed}"
+        )
+
+
+def _remove_manager(daemon: "Daemon", manager: "Manager", node_id: str, *, leaving: bool = False) -> None:
+    status = manager.status()
+    members = dict((i, a) for i, a in status.get("members", []))
+    if node_id in members:
+        if len(members) == 1:
+            raise InvalidArgument("can't remove the last manager of the cluster")
+        _quorum_after_removal(manager, node_id)
+        manager.change_membership(False, node_id, members[node_id])
+        daemon.log(f"manager {node_id} removed from the Raft configuration")
+
+
+@method("node.rm")
+def node_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    manager = daemon.require_manager()
+    state = manager.read_barrier()
+    record = state.get("nodes", _str(params, "node"))
+    node_id = record["id"]
+    if node_id == manager.node.node_id:
+        raise InvalidArgument(
+            f"can't remove node {node_id}: it is the manager you are talking to; "
+            "run \"raftstore leave\" on it, or \"node rm\" on another manager"
+        )
+    row = _node_row(daemon, manager, record)
+    if row["status"] == "ready" and not params.get("force"):
+        raise InvalidArgument(
+            f"node {node_id} is not down and can't be removed; use --force to remove it anyway"
+        )
+    if record["spec"].get("role") == "manager" and not params.get("force"):
+        raise InvalidArgument(
+            f"node {node_id} is a manager; demote it first (\"raftstore node demote\") or use --force"
+        )
+    _remove_manager(daemon, manager, node_id)
+
+    def forget(spec: dict[str, Any], _: "Manager") -> list[dict[str, Any]]:
+        if node_id not in spec["removed_nodes"]:
+            spec["removed_nodes"].append(node_id)
+        current = manager.state.find("nodes", node_id)
+        return [{"op": "delete", "table": "nodes", "id": node_id}] if current else []
+
+    update_cluster(daemon, forget)
+    daemon.heartbeats.pop(node_id, None)
+    daemon.log(f"node {node_id} removed from the cluster")
+    return {"id": node_id, "removed": True}
+
+
+# ------------------------------------------------------------------ kv
+
+
+def _value(params: dict[str, Any]) -> bytes:
+    value = params.get("value")
+    if isinstance(value, str):
+        value = value.encode()
+    if not isinstance(value, bytes):
+        raise InvalidArgument("a value is required")
+    return value
+
+
+@method("kv.put")
+def kv_put(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    results = daemon.require_manager().propose(
+        [{"op": "put", "key": _str(params, "key"), "value": _value(params)}],
+        proposal_id=_proposal_id(params),
+    )
+    return results[0]
+
+
+@method("kv.cas")
+def kv_cas(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    version = params.get("version")
+    if not isinstance(version, int) or version < 0:
+        raise InvalidArgument("version must be a whole number (0: the key must not exist)")
+    results = daemon.require_manager().propose(
+        [{"op": "cas", "key": _str(params, "key"), "value": _value(params), "version": version}],
+        proposal_id=_proposal_id(params),
+    )
+    return results[0]
+
+
+@method("kv.rm")
+def kv_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    action: dict[str, Any] = {"op": "kv_delete", "key": _str(params, "key")}
+    if params.get("version") is not None:
+        action["version"] = int(params["version"])
+    return daemon.require_manager().propose([action], proposal_id=_proposal_id(params))[0]
+
+
+@method("kv.get")
+def kv_get(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    return dict(_read(daemon, params).kv_get(_str(params, "key")))
+
+
+@method("kv.ls")
+def kv_ls(daemon: "Daemon", params: dict[str, Any]) -> list[dict[str, Any]]:
+    prefix = params.get("prefix") or ""
+    if not isinstance(prefix, str):
+        raise InvalidArgument("prefix must be a string")
+    return [dict(r) for r in _read(daemon, params).kv_list(prefix)]
+
+
+def _proposal_id(params: dict[str, Any]) -> bytes | None:
+    value = params.get("request_id")
+    if value is None:
+        return None
+    if not isinstance(value, bytes) or len(value) != 16:
+        raise InvalidArgument("request_id must be 16 bytes")
+    return value
+
+
+@method("events")
+def events(daemon: "Daemon", params: dict[str, Any]) -> Stream:
+    manager = daemon.require_manager()
+    since = params.get("since")
+    follow = params.get("follow", True)
+    if since is None:
+        since = manager.read_barrier().applied_index
+    if not isinstance(since, int) or since < 0:
+        raise InvalidArgument("--since takes a version (a whole number)")
+    until = params.get("until")
+    state = manager.state
+    state.events_since(since)  # raises now if that history is compacted
+
+    def items(stop: Any) -> Any:
+        if not follow:
+            target = manager.read_barrier().applied_index
+            for event in state.events_since(since):
+                if event.version > target or (until is not None and event.version > until):
+                    return
+                yield event.to_dict()
+            return
+        for event in manager.iter_events(since, stop):
+            if until is not None and event["version"] > until:
+                return
+            yield event
+
+    return Stream(items)
+
+
+@method("ping")
+def ping(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    return {"mode": daemon.mode}
+
+
+def _not_found(what: str) -> RaftstoreError:
+    return NotFound(what)
+
+
+__all__ += ["update_cluster", "NodeState"]
