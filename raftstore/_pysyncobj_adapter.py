@@ -645,34 +645,71 @@ class RaftNode:
 
     def _serialize(self, tmp_path: str, data: tuple[Any, Any, Any]) -> None:
         last, prev, cluster = data
-        index, term = last[1], last[2]
         try:
-            plaintext = msgpack.packb(
-                {
-                    "state": self._dump_state(),
-                    "last": [self._codec.to_disk(last[0], last[1]), last[1], last[2]],
-                    "prev": [self._codec.to_disk(prev[0], prev[1]), prev[1], prev[2]],
-                    "members": [[n.id, n.address] for n in cluster],
-                },
-                use_bin_type=True,
-            )
-            sealed = seal(
-                self.keys.keyring.active,
-                RecordKind.SNAPSHOT,
-                self.keys.cluster_id,
-                snapshot_context(index, term),
-                plaintext,
-            )
-            with open(tmp_path, "wb") as f:
-                os.fchmod(f.fileno(), 0o600)
-                f.write(encode_snapshot(index, term, sealed))
-                f.flush()
-                os.fsync(f.fileno())
+            self._write_snapshot(tmp_path, last, prev, [(n.id, n.address) for n in cluster], self._dump_state())
             self._serialize_status = SERIALIZER_STATE.SUCCESS
-            self.log(f"snapshot written at index {index} (term {term}, {len(plaintext)} bytes)")
         except Exception:
             self._serialize_status = SERIALIZER_STATE.FAILED
             raise
+
+    def _write_snapshot(
+        self, path: str, last: Any, prev: Any, members: list[tuple[str, str]], state: bytes
+    ) -> None:
+        """Seal and write a snapshot file (fsynced; the caller renames it into place)."""
+        index, term = last[1], last[2]
+        plaintext = msgpack.packb(
+            {
+                "state": state,
+                "last": [self._codec.to_disk(last[0], last[1]), last[1], last[2]],
+                "prev": [self._codec.to_disk(prev[0], prev[1]), prev[1], prev[2]],
+                "members": [list(m) for m in members],
+            },
+            use_bin_type=True,
+        )
+        sealed = seal(
+            self.keys.keyring.active,
+            RecordKind.SNAPSHOT,
+            self.keys.cluster_id,
+            snapshot_context(index, term),
+            plaintext,
+        )
+        with open(path, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(encode_snapshot(index, term, sealed))
+            f.flush()
+            os.fsync(f.fileno())
+        self.log(f"snapshot written at index {index} (term {term}, {len(plaintext)} bytes)")
+
+    def rewrite_as_single_member(self, state: bytes, applied_index: int) -> int:
+        """After ``stop()``: make this node the only member, keeping state up to ``applied_index``.
+
+        Writes a snapshot at ``applied_index`` whose configuration is this
+        node alone and cuts the log to that snapshot (force-new-cluster).
+        """
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("stop Raft before rewriting its configuration")
+        entries = {entry[1]: entry for entry in self.journal._entries}
+        if applied_index not in entries or applied_index - 1 not in entries:
+            # The applied entries were compacted into the current snapshot: write
+            # a fresh one at the snapshot's own index instead.
+            index, term, _ = read_snapshot(self._snapshot_path)
+            last = (bytes([1]), index, term)
+            prev = (bytes([1]), index - 1, term)
+        else:
+            last, prev = entries[applied_index], entries[applied_index - 1]
+        me = self._core.selfNode
+        tmp = str(self._snapshot_path) + ".force.tmp"
+        self._write_snapshot(tmp, last, prev, [(me.id, me.address)], state)
+        os.replace(tmp, self._snapshot_path)
+        fsync_directory(self.raft_dir)
+        journal = SealedJournal(self.raft_dir, self._codec, 0, self.log)
+        journal.clear()
+        journal.add(*prev)
+        journal.add(*last)
+        journal.setRaftCommitIndex(last[1])
+        journal._meta_dirty = True
+        journal._destroy()
+        return int(last[1])
 
     def _serialize_checker(self) -> int:
         status = self._serialize_status
