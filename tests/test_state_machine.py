@@ -100,11 +100,11 @@ def test_rename_frees_old_name_in_same_transaction() -> None:
 def test_events_and_compaction_message() -> None:
     sm = StateMachine(event_history=3)
     for i in range(2, 8):
-        apply(sm, i, [{"op": "put", "key": f"k{i}", "value": b"v"}])
+        apply(sm, i, [{"op": "put", "key": f"k{i}", "value": b"VALUE-BYTES"}])
     assert [e.version for e in sm.events_since(4)] == [5, 6, 7]
     with pytest.raises(Exception, match="has been compacted"):
         sm.events_since(1)
-    assert all(b"v" not in msgpack.packb(e.to_dict()) for e in sm.events_since(4))
+    assert all(b"VALUE-BYTES" not in msgpack.packb(e.to_dict()) for e in sm.events_since(4))
 
 
 def test_rotation_retires_older_terms_deterministically() -> None:
