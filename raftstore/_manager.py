@@ -86,7 +86,6 @@ class Manager:
         self.applied = threading.Condition()
         self._fatal: str | None = None
         self._last_purge = 0.0
-        self._leader_seen: str | None = None
         self._tls_identity = self._load_tls_identity()
         self.raft = RaftNode(
             raft_dir=paths.raft,
@@ -99,7 +98,7 @@ class Manager:
             dump_state=self.state.encode,
             load_state=self._load_state,
             on_fatal=self._fatal_error,
-            on_state_change=self._state_changed,
+            on_leader_change=self._leader_changed,
             log=event_log,
             config=raft_config,
             hold_elections=hold_elections,
@@ -220,12 +219,13 @@ class Manager:
         # A snapshot may carry a newer unlock key than our disk knows.
         self._effect("unlock_key_changed", None)
 
-    def _state_changed(self) -> None:
-        status = self.raft.status()
-        leader = status.get("leader")
-        if leader != self._leader_seen:
-            self._leader_seen = leader
-            self._event_log(f"raft leader is now {leader or 'unknown'} (term {status.get('term')})")
+    def _leader_changed(self, leader: str | None, term: int) -> None:
+        if leader is None:
+            self._event_log(f"raft: no leader (term {term})")
+        elif leader == self.node.node_id:
+            self._event_log(f"raft: this manager is now the leader (term {term})")
+        else:
+            self._event_log(f"raft: leader is now {leader} (term {term})")
 
     # ----------------------------------------------------------------- effects
 
@@ -306,11 +306,17 @@ class Manager:
             self.keystore.save(keyring, self.kek, autolock=self._autolock(), node_key_pem=self._node_key_pem)
             self.keys.keyring = keyring
             self._event_log(f"retired data encryption key term(s) {', '.join(map(str, removable))} removed")
-        elif time.monotonic() - self._last_purge > 2.0:
-            # Old terms still seal records on disk: write a snapshot under the
-            # new term, and start a fresh segment so the old ones can go.
+        elif time.monotonic() - self._last_purge > 1.0:
+            # Old terms still seal records on disk. Start a fresh segment, put
+            # an entry in it (an idle cluster has none to compact past) and
+            # snapshot under the new term: once the snapshot's predecessor
+            # entry lies in the new segment, the old segments are deleted.
             self._last_purge = time.monotonic()
             self.raft.journal.roll()
+            try:
+                self.proposer.barrier(timeout=5.0)
+            except RaftstoreError:
+                return
             self.raft.force_snapshot()
 
     # ----------------------------------------------------------------- status

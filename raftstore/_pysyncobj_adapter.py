@@ -457,7 +457,8 @@ class RaftNode:
     - ``advance(index)``: a committed entry of pysyncobj's (no-op, membership);
     - ``dump_state() -> bytes`` / ``load_state(bytes)``: snapshot contents;
     - ``on_fatal(message)``: the node cannot go on (a snapshot it received does
-      not open); the owner stops it.
+      not open); the owner stops it;
+    - ``on_leader_change(leader id or None, term)``.
     """
 
     def __init__(
@@ -473,7 +474,7 @@ class RaftNode:
         dump_state: Callable[[], bytes],
         load_state: Callable[[bytes], None],
         on_fatal: Callable[[str], None],
-        on_state_change: Callable[[], None] = lambda: None,
+        on_leader_change: Callable[[str | None, int], None] = lambda leader, term: None,
         log: Callable[[str], None] = log.info,
         config: RaftConfig = RaftConfig(),
         hold_elections: bool = False,
@@ -489,7 +490,8 @@ class RaftNode:
         self._dump_state = dump_state
         self._load_state = load_state
         self._on_fatal = on_fatal
-        self._on_state_change = on_state_change
+        self._on_leader_change = on_leader_change
+        self._leader_seen: str | None = None
         self._snapshot_path = self.raft_dir / "snapshot"
         self._serialize_status = SERIALIZER_STATE.NOT_SERIALIZING
         self._stopping = threading.Event()
@@ -529,7 +531,6 @@ class RaftNode:
             serializer=self._serialize,
             deserializer=self._deserialize,
             serializeChecker=self._serialize_checker,
-            onStateChanged=lambda old, new: self._on_state_change(),
             useFork=False,
         )
         with _journal_lock:
@@ -622,6 +623,9 @@ class RaftNode:
         }
         with self._status_lock:
             self._status = status
+        if status["leader"] != self._leader_seen:
+            self._leader_seen = status["leader"]
+            self._on_leader_change(status["leader"], status["term"])
 
     def status(self) -> dict[str, Any]:
         with self._status_lock:

@@ -273,8 +273,10 @@ class SegmentLog:
             return did
 
     def roll(self) -> None:
+        """Start a new segment for the next append (a no-op while the current one is empty)."""
         with self._lock:
-            self._roll_locked()
+            if self._segments[-1].count:
+                self._roll_locked()
 
     def _roll_locked(self) -> None:
         assert self._fd is not None
