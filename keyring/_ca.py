@@ -222,11 +222,12 @@ def issue_certificate(
         raise InvalidCertificate("this CA has no signing key here")
     try:
         csr = x509.load_pem_x509_csr(csr_pem)
+        valid = csr.is_signature_valid
+        public = csr.public_key()
     except (ValueError, TypeError):
-        raise InvalidCertificate("not a PEM certificate signing request") from None
-    if not csr.is_signature_valid:
+        raise InvalidCertificate("not a usable PEM certificate signing request") from None
+    if not valid:
         raise InvalidCertificate("the CSR's signature does not verify")
-    public = csr.public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(public.curve, ec.SECP256R1):
         raise InvalidCertificate("only ECDSA P-256 keys are accepted")
     ca_cert = _load_cert(ca.cert_pem)
