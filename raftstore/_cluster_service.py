@@ -8,6 +8,10 @@ Who may call what (checked per request, from the verified certificate):
 ``raft.join``        a manager of this cluster whose node record says manager
 ``keyring.fetch``    the same: DEKs and the unlock key go to managers only
 ``node.heartbeat``   any node of this cluster
+``node.renew``       any node of this cluster: a new certificate for the key in
+                     its CSR, with the role its node record names
+``raft.remove``      a manager: take a manager out of the Raft configuration
+``raft.step_down``   a manager: hand leadership to a caught-up follower
 ===================  =========================================================
 
 A node that was removed is refused with ``node <id> was removed from the
@@ -30,6 +34,7 @@ from .keyring import (
     NodeRemoved,
     NoQuorum,
     PermissionDenied,
+    RaftstoreError,
     RootCA,
     issue_certificate,
     new_id,
@@ -53,6 +58,9 @@ class ClusterService:
             "raft.join": self.raft_join,
             "keyring.fetch": self.keyring_fetch,
             "node.heartbeat": self.heartbeat,
+            "node.renew": self.renew,
+            "raft.remove": self.raft_remove,
+            "raft.step_down": self.raft_step_down,
         }
 
     def handle(self, identity: CertificateIdentity | None, method: str, params: dict[str, Any]) -> Any:
@@ -172,7 +180,76 @@ class ClusterService:
             "interval": HEARTBEAT_INTERVAL,
         }
 
+    def renew(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
+        caller = self._member(identity, MANAGER_ROLE, WORKER_ROLE)
+        csr = params.get("csr_pem")
+        if not isinstance(csr, bytes):
+            raise InvalidArgument("renew needs a CSR")
+        manager = self.daemon.require_manager()
+        state = manager.read_barrier()
+        record = state.find("nodes", caller.node_id)
+        if record is None:
+            raise NodeRemoved(f"node {caller.node_id} was removed from the cluster")
+        spec = self._cluster("local")["spec"]
+        role = MANAGER_ROLE if record["spec"].get("role") == "manager" else WORKER_ROLE
+        root = RootCA(cert_pem=spec["root_ca"]["cert_pem"], key_pem=spec["root_ca"]["key_pem"])
+        chain = issue_certificate(
+            root,
+            csr,
+            node_id=caller.node_id,
+            cluster_id=manager.node.cluster_id,
+            role=role,
+            now=self.daemon.clock.now(),
+            validity=timedelta(seconds=int(spec["cert_expiry_seconds"])),
+            intermediates_pem=spec["root_ca"].get("cross_signed_pem") or b"",
+        )
+        status = manager.status()
+        return {
+            "cert_chain_pem": chain,
+            "role": role,
+            "members": [list(m) for m in status.get("members", [])],
+            "manager_addrs": self.manager_addresses(),
+        }
+
+    def raft_remove(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
+        self._member(identity, MANAGER_ROLE)
+        node_id = params.get("node_id")
+        if not isinstance(node_id, str):
+            raise InvalidArgument("raft.remove needs a node_id")
+        from ._roles import remove_manager
+
+        remove_manager(self.daemon, node_id)
+        return {"removed": node_id}
+
+    def raft_step_down(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
+        self._member(identity, MANAGER_ROLE)
+        manager = self.daemon.require_manager()
+        if manager.status().get("is_leader"):
+            manager.raft.transfer_leadership()
+        return {}
+
     # ------------------------------------------------------------- periodic
 
     def maintain(self) -> None:
         """Housekeeping that needs the cluster view (called about once a second)."""
+        self._remove_demoted_members()
+
+    def _remove_demoted_members(self) -> None:
+        """On the leader: Raft members whose node record no longer says manager leave Raft."""
+        manager = self.daemon.manager
+        if manager is None or not manager.status().get("is_leader"):
+            return
+        from ._roles import check_quorum_after_removal, remove_manager
+
+        for node_id, _ in manager.status().get("members", []):
+            if node_id == manager.node.node_id:
+                continue
+            record = manager.state.find("nodes", node_id)
+            if record is not None and record["spec"].get("role") == "manager":
+                continue
+            try:
+                check_quorum_after_removal(manager, node_id)
+                remove_manager(self.daemon, node_id, timeout=5.0)
+                self.daemon.log(f"manager {node_id} is no longer a manager in the store: removed from Raft")
+            except RaftstoreError as error:
+                self.daemon.log(f"cannot remove demoted manager {node_id} from Raft yet: {error}")

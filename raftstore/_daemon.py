@@ -101,6 +101,7 @@ class Daemon:
         self.control = ControlServer(self._handle, self.log)
         # Managers remember when workers last reported (node ls STATUS).
         self.heartbeats: dict[str, float] = {}
+        self._last_role_check = 0.0
         from ._methods import METHODS  # late import: methods use the daemon's API
 
         self._methods = METHODS
@@ -256,14 +257,47 @@ class Daemon:
 
     def _maintain(self) -> None:
         manager = self.manager
-        if manager is not None and self.mode == MANAGER_MODE:
-            try:
+        try:
+            if manager is not None and self.mode == MANAGER_MODE:
                 manager.maintain()
                 self.cluster_service.maintain()
-            except RaftstoreError as error:
-                self.log(f"maintenance: {error}")
-            except Exception:
-                log.exception("maintenance failed")
+                self._reconcile_manager_role(manager)
+            elif self.worker is not None and self.mode == WORKER_MODE and self.worker.desired_role == "manager":
+                from ._roles import become_manager
+
+                become_manager(self)
+        except RaftstoreError as error:
+            self.log(f"maintenance: {error}")
+        except Exception:
+            log.exception("maintenance failed")
+
+    def _reconcile_manager_role(self, manager: Manager) -> None:
+        """A manager whose record now says worker steps down to a worker (see _roles)."""
+        record = manager.state.find("nodes", manager.node.node_id)
+        desired = record["spec"].get("role") if record is not None else None
+        now = time.monotonic()
+        if desired != "worker" and now - self._last_role_check > 5.0:
+            # Our own log may have stopped before the change (we were removed
+            # from Raft first): ask another manager what the record says.
+            self._last_role_check = now
+            others = [a for i, a in manager.status().get("members", []) if i != manager.node.node_id]
+            if others:
+                from ._cluster_client import call_any_manager
+
+                reply = call_any_manager(
+                    others,
+                    "node.heartbeat",
+                    {},
+                    trusted_roots_pem=self.paths.root_ca.read_bytes(),
+                    identity=manager.tls_identity(),
+                    cluster_id=manager.node.cluster_id,
+                    timeout=3.0,
+                )
+                desired = (reply or {}).get("desired_role", desired)
+        if desired == "worker" and not manager.status().get("is_leader"):
+            from ._roles import become_worker
+
+            become_worker(self)
 
     # ----------------------------------------------------------------- control API
 

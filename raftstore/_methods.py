@@ -17,6 +17,7 @@ from ._bootstrap import bootstrap_actions, initialize_cluster, join_cluster
 from ._cluster_client import ClusterClient
 from ._control import Stream
 from ._node_state import MANAGER, NodeState, split_host_port
+from ._roles import check_quorum_after_removal, remove_manager
 from ._state_machine import StateMachine
 from .keyring import (
     MIN_CERT_VALIDITY,
@@ -270,7 +271,8 @@ def leave(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
                     "You are attempting to leave the cluster on a node that is participating as a manager. "
                     "Removing the last manager erases all current state of the cluster. Use --force to ignore this message."
                 )
-            _remove_manager(daemon, manager, manager.node.node_id, leaving=True)
+            check_quorum_after_removal(manager, manager.node.node_id)
+            remove_manager(daemon, manager.node.node_id)
         daemon.become_inactive()
         return {"left": True}
 
@@ -446,31 +448,35 @@ def node_inspect(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return _node_row(daemon, manager, state.get("nodes", _str(params, "node")))
 
 
-def _quorum_after_removal(manager: "Manager", node_id: str) -> None:
-    """Refuse a removal that would leave fewer reachable managers than a quorum."""
-    status = manager.status()
-    members = [i for i, _ in status.get("members", [])]
-    if node_id not in members:
-        return
-    remaining = [m for m in members if m != node_id]
-    reachable = [m for m in remaining if m == manager.node.node_id or m in set(status.get("connected", []))]
-    needed = len(remaining) // 2 + 1
-    if len(reachable) < needed:
-        raise InvalidArgument(
-            f"can't remove node {node_id}: it would leave {len(reachable)} reachable manager(s) of "
-            f"{len(remaining)}, and a quorum needs {needed}"
-        )
+def _set_role(daemon: "Daemon", ref: str, role: str) -> dict[str, Any]:
+    manager = daemon.require_manager()
+    state = manager.read_barrier()
+    record = state.get("nodes", ref)
+    spec = dict(record["spec"], role=role, desired_role=role)
+    manager.propose([{"op": "update", "table": "nodes", "id": record["id"], "version": record["version"], "spec": spec}])
+    return record
 
 
-def _remove_manager(daemon: "Daemon", manager: "Manager", node_id: str, *, leaving: bool = False) -> None:
-    status = manager.status()
-    members = dict((i, a) for i, a in status.get("members", []))
+@method("node.promote")
+def node_promote(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    record = _set_role(daemon, _str(params, "node"), "manager")
+    daemon.log(f"node {record['id']} promoted to manager")
+    return {"id": record["id"], "role": "manager"}
+
+
+@method("node.demote")
+def node_demote(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    manager = daemon.require_manager()
+    record = manager.read_barrier().get("nodes", _str(params, "node"))
+    node_id = record["id"]
+    members = {i for i, _ in manager.status().get("members", [])}
     if node_id in members:
-        if len(members) == 1:
-            raise InvalidArgument("can't remove the last manager of the cluster")
-        _quorum_after_removal(manager, node_id)
-        manager.change_membership(False, node_id, members[node_id])
-        daemon.log(f"manager {node_id} removed from the Raft configuration")
+        check_quorum_after_removal(manager, node_id)
+    _set_role(daemon, node_id, "worker")
+    if node_id in members:
+        remove_manager(daemon, node_id)
+    daemon.log(f"manager {node_id} demoted to worker")
+    return {"id": node_id, "role": "worker"}
 
 
 @method("node.rm")
@@ -493,7 +499,9 @@ def node_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
         raise InvalidArgument(
             f"node {node_id} is a manager; demote it first (\"raftstore node demote\") or use --force"
         )
-    _remove_manager(daemon, manager, node_id)
+    if node_id in {i for i, _ in manager.status().get("members", [])}:
+        check_quorum_after_removal(manager, node_id)
+        remove_manager(daemon, node_id)
 
     def forget(spec: dict[str, Any], _: "Manager") -> list[dict[str, Any]]:
         if node_id not in spec["removed_nodes"]:

@@ -37,6 +37,7 @@ own thread, because its auto-tick thread stops when the thread that built the
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
@@ -501,6 +502,7 @@ class RaftNode:
         # A manager that just joined has an empty log: until it hears from the
         # leader, an election it starts can only depose a healthy leader.
         self._hold_elections_until = time.monotonic() + 30.0 if hold_elections else 0.0
+        self._tick_tasks: collections.deque[Callable[[], None]] = collections.deque()
 
         codec = _EntryCodec(keys)
         self._codec = codec
@@ -553,6 +555,8 @@ class RaftNode:
         while not self._stopping.is_set():
             try:
                 self._hold_elections()
+                while self._tick_tasks:
+                    self._tick_tasks.popleft()()
                 self._core.doTick(period)
                 self._refresh_status()
                 now = time.monotonic()
@@ -591,6 +595,10 @@ class RaftNode:
 
     def remove_member(self, node_id: str, address: str, callback: Callable[[Any, int], None]) -> None:
         self._core.removeNodeFromCluster(RaftMember(node_id, address), callback=callback)
+
+    def transfer_leadership(self) -> None:
+        """Ask the most caught-up follower to take over (best effort; thread-safe)."""
+        self._tick_tasks.append(lambda: self._core.transferLeadership(None, callback=lambda *_: None))
 
     def adopt_connection(self, node_id: str, sock: Any) -> None:
         self._transport.core.adopt(node_id, sock)

@@ -189,9 +189,20 @@ class SegmentLog:
         path = self.directory / f"{seq:016x}-{first_index:016x}.seg"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, MAGIC)
-        finally:
-            os.close(fd)
+            try:
+                written = 0
+                while written < len(MAGIC):
+                    written += os.write(fd, MAGIC[written:])
+            finally:
+                os.close(fd)
+        except OSError:
+            # a file that never got its magic must not block the next attempt
+            # (O_EXCL) nor stay behind
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            raise
         segment = _Segment(path, seq, len(MAGIC))
         self._segments.append(segment)
         self._dir_pending = True
@@ -236,7 +247,10 @@ class SegmentLog:
         with self._lock:
             active = self._segments[-1]
             if active.size >= self._segment_bytes:
-                self._roll_locked()
+                try:
+                    self._roll_locked()
+                except OSError as error:
+                    raise storage_error(error, self.directory, "starting a new segment in") from None
                 active = self._segments[-1]
             frame = _frame(index, term, payload)
             assert self._fd is not None
@@ -264,11 +278,11 @@ class SegmentLog:
                     os.fdatasync(self._fd)
                     did = True
                 if self._dir_pending:
-                    self._dir_pending = False
                     fsync_directory(self.directory)
+                    self._dir_pending = False
                     did = True
             except OSError as error:
-                self._data_pending = True
+                self._data_pending = True  # _dir_pending stays set if the directory fsync failed
                 raise storage_error(error, self.directory, "syncing") from None
             return did
 
@@ -291,19 +305,27 @@ class SegmentLog:
         if last is None or index >= last:
             return
         with self._lock:
+            # Whole segments after ``index`` go first, last one first, and their
+            # removal is made durable before any earlier file is cut: a crash in
+            # between must leave the old log or a prefix of it, never a cut
+            # segment followed by stale ones (a gap, or entries that should be
+            # gone coming back behind an emptied first segment).
+            doomed = [
+                s for s in self._segments[1:] if s.count and s.first_index is not None and s.first_index > index
+            ]
+            for segment in reversed(doomed):
+                os.unlink(segment.path)
+            if doomed:
+                fsync_directory(self.directory)
             keep: list[_Segment] = []
             for segment in self._segments:
+                if any(segment is d for d in doomed):
+                    continue
                 first = segment.first_index
                 if segment.count and first is not None and first > index:
-                    if not keep:
-                        # even the first segment goes: keep its file, empty
-                        self._cut(segment, 0)
-                        keep.append(segment)
-                    else:
-                        os.unlink(segment.path)
-                        self._dir_pending = True
-                    continue
-                if segment.count and first is not None and segment.last_index is not None and segment.last_index > index:
+                    # even the first segment goes: keep its file, empty
+                    self._cut(segment, 0)
+                elif segment.count and first is not None and segment.last_index is not None and segment.last_index > index:
                     self._cut(segment, index - first + 1)
                 keep.append(segment)
             self._segments = keep

@@ -31,6 +31,7 @@ class WorkerAgent:
         self.removed = False
         self.last_error: str | None = None
         self.interval = 5.0
+        self.desired_role: str | None = None
 
     def identity(self) -> TlsIdentity:
         paths = self.daemon.paths
@@ -79,6 +80,7 @@ class WorkerAgent:
             self.last_error = str(error)
             return
         self.last_error = None
+        self.desired_role = (reply or {}).get("desired_role")
         addrs = [str(a) for a in (reply or {}).get("manager_addrs", []) if isinstance(a, str)]
         if addrs and addrs != self.node.manager_addrs:
             self.node = self.node.replace(manager_addrs=addrs)

@@ -112,12 +112,17 @@ def test_only_the_public_key_is_taken_from_a_csr() -> None:
 
 def test_csr_with_bad_signature_is_refused() -> None:
     ca = create_root_ca(NOW)
+    import base64
+
     csr = make_csr(generate_private_key())
-    body = bytearray(csr)
-    body[len(body) // 2] ^= 0x01  # inside the base64
-    with pytest.raises(InvalidCertificate):
-        issue_certificate(ca, bytes(body), node_id=new_id(), cluster_id=CLUSTER, role=WORKER_ROLE, now=NOW,
-                          validity=timedelta(hours=2))
+    der = bytearray(base64.b64decode(b"".join(csr.splitlines()[1:-1])))
+    for offset in (len(der) - 1, len(der) - 10, 40):  # in the signature, and in the signed body
+        tampered = bytearray(der)
+        tampered[offset] ^= 0x01
+        pem = b"-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(bytes(tampered)) + b"-----END CERTIFICATE REQUEST-----\n"
+        with pytest.raises(InvalidCertificate):
+            issue_certificate(ca, pem, node_id=new_id(), cluster_id=CLUSTER, role=WORKER_ROLE, now=NOW,
+                              validity=timedelta(hours=2))
 
 
 def test_chain_verification_and_expiry() -> None:

@@ -1,0 +1,200 @@
+"""Changing a node's role: promotion, demotion, a manager leaving Raft.
+
+As in SwarmKit, the node record holds the role the cluster wants
+(``desired_role``) and each node converges to it by itself: a worker whose
+record says manager renews its certificate as a manager, fetches the keys and
+joins Raft; a manager whose record says worker leaves Raft, wipes its keys and
+log, and renews as a worker. The operator's command only changes the record
+(and, for a demotion, the Raft configuration, so that quorum is checked and
+kept while the manager still answers).
+
+pysyncobj cannot remove the leader from the configuration, so removing the
+leader first hands leadership to a caught-up follower.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import TYPE_CHECKING, Any
+
+from ._bootstrap import fetch_keys
+from ._cluster_client import ClusterClient, call_any_manager
+from ._fsutil import atomic_write
+from ._keystore import KeyStore
+from ._node_state import MANAGER, WORKER
+from ._tls import TlsIdentity
+from .keyring import (
+    MANAGER_ROLE,
+    InvalidArgument,
+    NoQuorum,
+    RaftstoreError,
+    Unavailable,
+    make_csr,
+)
+
+if TYPE_CHECKING:
+    from ._daemon import Daemon
+    from ._manager import Manager
+
+__all__ = ["check_quorum_after_removal", "remove_manager", "become_worker", "become_manager"]
+
+
+def check_quorum_after_removal(manager: "Manager", node_id: str) -> None:
+    """Refuse a removal that would leave fewer reachable managers than a quorum."""
+    status = manager.status()
+    members = [i for i, _ in status.get("members", [])]
+    if node_id not in members:
+        return
+    remaining = [m for m in members if m != node_id]
+    if not remaining:
+        raise InvalidArgument("can't remove the last manager of the cluster")
+    connected = set(status.get("connected", []))
+    reachable = [m for m in remaining if m == manager.node.node_id or m in connected]
+    needed = len(remaining) // 2 + 1
+    if len(reachable) < needed:
+        raise InvalidArgument(
+            f"can't remove node {node_id}: it would leave {len(reachable)} reachable manager(s) of "
+            f"{len(remaining)}, and a quorum needs {needed}"
+        )
+
+
+def _other_manager_call(daemon: "Daemon", exclude: str, method: str, params: dict[str, Any]) -> Any:
+    manager = daemon.require_manager()
+    addrs = [a for i, a in manager.status().get("members", []) if i != exclude]
+    return call_any_manager(
+        addrs,
+        method,
+        params,
+        trusted_roots_pem=daemon.paths.root_ca.read_bytes(),
+        identity=manager.tls_identity(),
+        cluster_id=manager.node.cluster_id,
+    )
+
+
+def remove_manager(daemon: "Daemon", node_id: str, timeout: float = 20.0) -> None:
+    """Take ``node_id`` out of the Raft configuration, moving leadership off it first."""
+    manager = daemon.require_manager()
+    me = manager.node.node_id
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = manager.status()
+        members = dict((i, a) for i, a in status.get("members", []))
+        if node_id not in members:
+            return
+        leader = status.get("leader")
+        if leader is None:
+            time.sleep(0.2)
+            continue
+        if leader == node_id:
+            if node_id == me:
+                manager.raft.transfer_leadership()
+            else:
+                try:
+                    _other_manager_call(daemon, me, "raft.step_down", {"node_id": node_id})
+                except RaftstoreError:
+                    pass
+            _wait(lambda: manager.status().get("leader") not in (None, node_id), 5.0)
+            continue
+        if node_id == me:
+            # Ask another manager: a node cannot propose its own removal to itself.
+            _other_manager_call(daemon, me, "raft.remove", {"node_id": node_id})
+        else:
+            manager.change_membership(False, node_id, members[node_id], timeout=max(1.0, deadline - time.monotonic()))
+        return
+    raise NoQuorum(f"manager {node_id} could not be removed from the Raft configuration in time")
+
+
+def _wait(condition: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _renew(daemon: "Daemon", identity: TlsIdentity, addrs: list[str], cluster_id: str) -> dict[str, Any]:
+    """A new certificate for this node's key, with the role its record now names."""
+    return call_any_manager(
+        addrs,
+        "node.renew",
+        {"csr_pem": make_csr(identity.key_pem)},
+        trusted_roots_pem=identity.trusted_roots_pem,
+        identity=identity,
+        cluster_id=cluster_id,
+    )
+
+
+def become_worker(daemon: "Daemon") -> None:
+    """This manager was demoted: leave Raft's files behind and carry on as a worker."""
+    with daemon.lock:
+        manager = daemon.manager
+        node = daemon.node
+        if manager is None or node is None or node.role != MANAGER:
+            return
+        identity = manager.tls_identity()
+        addrs = [a for i, a in manager.status().get("members", []) if i != node.node_id] or list(node.manager_addrs)
+        reply = _renew(daemon, identity, addrs, node.cluster_id)
+        if reply.get("role") == MANAGER_ROLE:
+            return  # the record changed back meanwhile
+        daemon.log("demoted: leaving Raft and continuing as a worker")
+        daemon._stop_roles()
+        atomic_write(daemon.paths.node_cert, bytes(reply["cert_chain_pem"]), mode=0o644)
+        keystore = KeyStore(daemon.paths, node.cluster_id)
+        keystore.write_node_key(identity.key_pem, None)
+        for folder in (daemon.paths.raft, daemon.paths.keys):
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(mode=0o700)
+        worker = node.replace(role=WORKER, bootstrap_members=[], manager_addrs=[str(a) for a in reply["manager_addrs"]])
+        worker.save(daemon.paths.state_file)
+        daemon._start_worker(worker)
+
+
+def become_manager(daemon: "Daemon") -> None:
+    """This worker was promoted: certificate, keys, Raft."""
+    with daemon.lock:
+        agent = daemon.worker
+        node = daemon.node
+        if agent is None or node is None or node.role != WORKER:
+            return
+        identity = agent.identity()
+        reply = _renew(daemon, identity, list(agent.node.manager_addrs), node.cluster_id)
+        if reply.get("role") != MANAGER_ROLE:
+            return
+        chain = bytes(reply["cert_chain_pem"])
+        manager_identity = TlsIdentity(chain, identity.key_pem, identity.trusted_roots_pem)
+        addrs = [str(a) for a in reply["manager_addrs"]]
+        keyring = kek = autolock = None
+        last_error: RaftstoreError = Unavailable("no manager reachable")
+        for addr in addrs:
+            try:
+                keyring, kek, autolock = fetch_keys(addr, manager_identity, node.cluster_id)
+                break
+            except RaftstoreError as error:
+                last_error = error
+        if keyring is None or kek is None:
+            raise last_error
+        daemon.log("promoted: joining Raft as a manager")
+        daemon._stop_roles()
+        atomic_write(daemon.paths.node_cert, chain, mode=0o644)
+        KeyStore(daemon.paths, node.cluster_id).save(keyring, kek, autolock=bool(autolock), node_key_pem=identity.key_pem)
+        manager_node = node.replace(
+            role=MANAGER,
+            bootstrap_members=[list(m) for m in reply["members"]],
+            manager_addrs=addrs,
+        )
+        manager_node.save(daemon.paths.state_file)
+        manager = daemon._start_manager(manager_node, keyring, kek, identity.key_pem, joining=True)
+        call_any_manager(
+            addrs,
+            "raft.join",
+            {},
+            trusted_roots_pem=identity.trusted_roots_pem,
+            identity=manager.tls_identity(),
+            cluster_id=node.cluster_id,
+        )
+        daemon.log("promotion complete: this node is a manager")
+
+
+__all__ += ["ClusterClient"]
