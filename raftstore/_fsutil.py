@@ -1,15 +1,22 @@
 """Durable file writes: what survives a crash is either the old file or the new one.
 
-``atomic_write`` writes a temporary file created with its final mode, fsyncs
-it, renames it over the target and fsyncs the directory, so a reader after a
-crash sees one whole version. A full or read-only disk becomes one
-``StorageError`` line that names the path.
+``atomic_write`` writes a temporary file in the target's directory (created
+with its final mode, never wider), fsyncs it, renames it over the target and
+fsyncs the directory, so a reader after a crash sees one whole version. A
+crash before the rename leaves the old file untouched and, at worst, a
+``.<name>.tmp-<random>`` file beside it that no reader ever opens.
+
+Every ``OSError`` from these helpers becomes one ``StorageError`` line that
+names the path, e.g. ``no space left on device writing /data/keys/keyring``
+(ENOSPC, EDQUOT and EROFS get fixed wording; anything else uses the system's
+text).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import secrets
 from pathlib import Path
 
 from .keyring import StorageError
@@ -24,36 +31,63 @@ _DISK_ERRORS = {
 
 
 def storage_error(error: OSError, path: os.PathLike[str] | str, doing: str = "writing") -> StorageError:
-    reason = _DISK_ERRORS.get(error.errno or 0, error.strerror or str(error))
-    return StorageError(f"{reason} {doing} {path}")
+    """One operator-facing line for a failed file operation: ``<reason> <doing> <path>``."""
+    reason = _DISK_ERRORS.get(error.errno or 0) or error.strerror or str(error) or type(error).__name__
+    return StorageError(f"{reason} {doing} {os.fspath(path)}")
+
+
+def _fsync_path(path: os.PathLike[str] | str, flags: int, doing: str) -> None:
+    try:
+        fd = os.open(path, flags)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise storage_error(error, path, doing) from None
 
 
 def fsync_directory(path: os.PathLike[str] | str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Make the directory's entries (files created, renamed or removed in it) durable.
+
+    Raises:
+        StorageError: the directory cannot be opened or synced.
+    """
+    _fsync_path(path, os.O_RDONLY | os.O_DIRECTORY, "syncing directory")
 
 
 def fsync_file(path: os.PathLike[str] | str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Make a file's content durable.
+
+    Raises:
+        StorageError: the file cannot be opened or synced.
+    """
+    _fsync_path(path, os.O_RDONLY, "syncing")
 
 
 def atomic_write(path: os.PathLike[str] | str, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole.
+
+    The file has exactly ``mode`` (the umask does not apply), from the moment
+    it exists.
+
+    Raises:
+        StorageError: the disk refused (full, quota, read-only, missing directory, ...);
+            the old file is unchanged and no temporary file is left behind.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = None
     try:
+        while True:
+            candidate = path.with_name(f".{path.name}.tmp-{secrets.token_hex(6)}")
+            try:
+                fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+            except FileExistsError:
+                continue
+            tmp = candidate
+            break
         try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        try:
+            os.fchmod(fd, mode)  # the umask may have narrowed it; never widened
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)
@@ -62,10 +96,13 @@ def atomic_write(path: os.PathLike[str] | str, data: bytes, mode: int = 0o600) -
         finally:
             os.close(fd)
         os.replace(tmp, path)
+        tmp = None
         fsync_directory(path.parent)
     except OSError as error:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
         raise storage_error(error, path) from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass

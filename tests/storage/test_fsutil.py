@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 
 import pytest
 
@@ -113,13 +114,79 @@ def test_atomic_write_into_missing_directory(tmp_path):
     assert str(path) in str(info.value)
 
 
-def test_atomic_write_over_stale_temp_file(tmp_path):
+def test_leftover_temp_file_of_a_crashed_write_does_not_interfere(tmp_path):
     path = tmp_path / "f"
-    stale = tmp_path / f".f.{os.getpid()}.tmp"
-    stale.write_bytes(b"left over from a crash")
+    atomic_write(path, b"old")
+    stale = tmp_path / ".f.tmp-deadbeef0000"
+    stale.write_bytes(b"half of a new version: the writer died before the rename")
+    assert path.read_bytes() == b"old"
     atomic_write(path, b"fresh")
     assert path.read_bytes() == b"fresh"
-    assert not stale.exists()
+    assert stale.exists()  # never someone else's to delete: it may be a live writer's
+
+
+def test_crash_before_rename_leaves_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "f"
+    atomic_write(path, b"old")
+
+    def crash(src, dst):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(fsutil.os, "replace", crash)
+    with pytest.raises(StorageError, match="Input/output error writing"):
+        atomic_write(path, b"new")
+    monkeypatch.undo()
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["f"]
+
+
+def test_temp_file_is_never_wider_than_mode(tmp_path, monkeypatch):
+    seen = []
+    real_write = os.write
+
+    def spy(fd, data):
+        seen.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(fsutil.os, "write", spy)
+    old = os.umask(0)
+    try:
+        atomic_write(tmp_path / "f", b"secret")
+    finally:
+        os.umask(old)
+        monkeypatch.undo()
+    assert seen and all(mode == 0o600 for mode in seen)
+
+
+def test_mode_is_exact_whatever_the_umask(tmp_path):
+    old = os.umask(0o077)
+    try:
+        atomic_write(tmp_path / "cert.pem", b"x", mode=0o644)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "cert.pem").stat().st_mode) == 0o644
+
+
+def test_concurrent_writers_of_one_path(tmp_path):
+    path = tmp_path / "f"
+    errors = []
+
+    def writer(n):
+        try:
+            for i in range(30):
+                atomic_write(path, (b"%d-%d|" % (n, i)) * 100)
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    data = path.read_bytes()
+    assert data == data[: data.index(b"|") + 1] * 100  # one whole version
+    assert os.listdir(tmp_path) == ["f"]
 
 
 def test_storage_error_messages(tmp_path):
@@ -135,5 +202,7 @@ def test_fsync_helpers(tmp_path):
     f.write_bytes(b"x")
     fsync_file(f)
     fsync_directory(tmp_path)
-    with pytest.raises(OSError):
+    with pytest.raises(StorageError, match=str(f)):
         fsync_directory(f)  # not a directory
+    with pytest.raises(StorageError, match="missing"):
+        fsync_file(tmp_path / "missing")

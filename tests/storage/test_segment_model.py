@@ -57,15 +57,19 @@ class SegmentLogModel(RuleBasedStateMachine):
     @rule(data=st.data())
     def drop_before(self, data):
         index = data.draw(st.integers(self.model[0][0], self.model[-1][0] + 2))
-        self.log.drop_before(index)
-        # whole segments only: everything from `index` on survives, maybe some before
-        first = self.log.first_index
-        if first is None:  # all entries were before `index` and the active segment was empty
-            assert index > self.model[-1][0]
+        before = self.log.segments()
+        dropped = self.log.drop_before(index)
+        # whole segments only, oldest first, each holding only entries before `index`
+        assert dropped == [s.path for s in before[: len(dropped)]]
+        assert all(s.last_index is None or s.last_index < index for s in before[: len(dropped)])
+        if index > self.model[-1][0]:
+            assert self.log.first_index is None  # every segment with entries went
             self.next_index = self.model[-1][0] + 1
             self.model = []
             return
-        assert first <= max(index, self.model[0][0])
+        first = self.log.first_index
+        assert first is not None and first <= index
+        assert first == before[len(dropped)].first_index or before[len(dropped)].first_index is None
         self.model = [e for e in self.model if e[0] >= first]
 
     @rule(start=st.integers(1, 500), count=st.integers(0, 5), term=st.integers(0, 9))

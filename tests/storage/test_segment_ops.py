@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -60,100 +61,190 @@ class Counter:
 
 
 @pytest.fixture
-def sync_counters(monkeypatch):
-    fdatasync = Counter(os.fdatasync)
+def fsyncs(monkeypatch):
+    """Count os.fsync calls (file and directory alike) and directory fsyncs separately."""
     fsync = Counter(os.fsync)
     fsync_dir = Counter(segments_mod.fsync_directory)
-    monkeypatch.setattr(segments_mod.os, "fdatasync", fdatasync)
     monkeypatch.setattr(segments_mod.os, "fsync", fsync)
     monkeypatch.setattr(segments_mod, "fsync_directory", fsync_dir)
-    return fdatasync, fsync, fsync_dir
+    return fsync, fsync_dir
 
 
-def test_sync_is_one_fdatasync_for_many_appends(tmp_path, sync_counters):
-    fdatasync, fsync, fsync_dir = sync_counters
-    log = open_log(tmp_path / "log")
+def test_sync_is_one_fsync_for_many_appends(tmp_path, fsyncs):
+    fsync, fsync_dir = fsyncs
+    log = open_log(tmp_path / "log")  # creates the directory (its parent is synced) and a segment
+    fsync.calls = fsync_dir.calls = 0
     assert log.sync() is True  # the new segment file and its directory entry
-    assert fdatasync.calls == 1 and fsync_dir.calls == 1
-    fdatasync.calls = fsync.calls = fsync_dir.calls = 0
+    assert (fsync.calls, fsync_dir.calls) == (2, 1)
+    fsync.calls = fsync_dir.calls = 0
     for i in range(1, 101):
         log.append(*ent(i))
-    assert fdatasync.calls == 0 and fsync.calls == 0  # append only writes
+    assert fsync.calls == 0  # append only writes
     assert log.sync() is True
-    assert fdatasync.calls == 1
-    assert fsync.calls == 0 and fsync_dir.calls == 0  # no file created or removed
+    assert (fsync.calls, fsync_dir.calls) == (1, 0)  # one fsync, no file created or removed
     assert log.sync() is False
     assert log.sync() is False
-    assert fdatasync.calls == 1 and fsync.calls == 0 and fsync_dir.calls == 0
+    assert (fsync.calls, fsync_dir.calls) == (1, 0)
     log.close()
 
 
-def test_sync_after_reopen_costs_nothing(tmp_path, sync_counters):
-    fdatasync, fsync, fsync_dir = sync_counters
+def test_sync_with_nothing_pending_makes_no_system_call(tmp_path, monkeypatch):
+    log = filled(tmp_path / "log", 1, 5)
+    log.close()
+    log = open_log(tmp_path / "log")
+
+    def forbidden(*args):
+        raise AssertionError("no system call expected")
+
+    for name in ("fsync", "fdatasync", "open", "write", "close", "stat", "fstat"):
+        monkeypatch.setattr(segments_mod.os, name, forbidden)
+    for _ in range(1000):
+        assert log.sync() is False
+    monkeypatch.undo()
+    log.close()
+
+
+def test_sync_after_reopen_costs_nothing(tmp_path, fsyncs):
+    fsync, fsync_dir = fsyncs
     filled(tmp_path / "log", 1, 5).close()
     log = open_log(tmp_path / "log")
-    fdatasync.calls = fsync.calls = fsync_dir.calls = 0
+    fsync.calls = fsync_dir.calls = 0
     assert log.sync() is False
-    assert (fdatasync.calls, fsync.calls, fsync_dir.calls) == (0, 0, 0)
+    assert (fsync.calls, fsync_dir.calls) == (0, 0)
     log.close()
 
 
-def test_roll_makes_next_sync_fsync_the_directory(tmp_path, sync_counters):
-    fdatasync, fsync, fsync_dir = sync_counters
+def test_sync_from_another_thread(tmp_path):
+    log = open_log(tmp_path / "log")
+    stop = threading.Event()
+    errors = []
+
+    def syncer():
+        try:
+            while not stop.is_set():
+                log.sync()
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    thread = threading.Thread(target=syncer)
+    thread.start()
+    try:
+        for i in range(1, 2001):
+            log.append(*ent(i))
+            if i % 300 == 0:
+                log.truncate_after(i - 50)
+                log.append(*ent(i - 49, term=2))
+                for j in range(i - 48, i + 1):
+                    log.append(*ent(j, term=2))
+    finally:
+        stop.set()
+        thread.join()
+    assert errors == []
+    log.close()
+    entries = reopen_entries(tmp_path / "log")[0]
+    assert [e[0] for e in entries] == list(range(1, 2001))
+
+
+def test_roll_makes_both_files_durable_and_the_next_sync_fsyncs_the_directory(tmp_path, fsyncs):
+    fsync, fsync_dir = fsyncs
     log = filled(tmp_path / "log", 1, 3)
-    assert log.sync() is False
-    fsync_dir.calls = 0
+    log.append(*ent(4))  # pending
+    fsync.calls = fsync_dir.calls = 0
     log.roll()
     assert len(seg_files(tmp_path / "log")) == 2
-    assert fsync_dir.calls == 0  # not yet
-    log.append(*ent(4))
-    fdatasync.calls = 0
+    # the segment it leaves: data and directory entry, before the new file exists
+    assert (fsync.calls, fsync_dir.calls) == (1, 0)
+    log.append(*ent(5))
     assert log.sync() is True
-    assert fsync_dir.calls == 1
-    assert fdatasync.calls == 1
+    assert (fsync.calls, fsync_dir.calls) == (3, 1)  # the new file, and its directory entry
     assert log.sync() is False
-    assert fsync_dir.calls == 1
     log.close()
 
 
-def test_roll_syncs_the_segment_it_leaves(tmp_path, sync_counters):
-    fdatasync, _, _ = sync_counters
+def test_roll_after_an_unsynced_roll_fsyncs_the_directory_first(tmp_path, fsyncs):
+    fsync, fsync_dir = fsyncs
     log = filled(tmp_path / "log", 1, 3)
-    fdatasync.calls = 0
+    log.roll()
     log.append(*ent(4))
-    log.roll()
-    assert fdatasync.calls == 1  # an earlier segment never ends torn
-    log.close()
-
-
-def test_drop_before_makes_next_sync_fsync_the_directory(tmp_path, sync_counters):
-    _, _, fsync_dir = sync_counters
-    log = filled(tmp_path / "log", 1, 30, segment_bytes=100)
-    log.sync()
     fsync_dir.calls = 0
-    assert log.drop_before(10)
-    assert log.sync() is True
+    log.roll()  # segment 2's directory entry must be durable before segment 3 exists
     assert fsync_dir.calls == 1
     log.close()
 
 
-def test_failed_directory_fsync_is_retried(tmp_path, monkeypatch):
+def test_append_rolls_when_the_segment_is_full(tmp_path):
+    log = open_log(tmp_path / "log", segment_bytes=200)
+    for i in range(1, 21):
+        log.append(*ent(i))
+    infos = log.segments()
+    assert len(infos) > 3
+    for info in infos:
+        assert info.size_bytes <= 200
+        assert info.first_index is not None
+    # a frame larger than segment_bytes still gets a segment of its own
+    log.append(21, 1, b"x" * 500)
+    log.append(22, 1, b"y")
+    infos = log.segments()
+    assert infos[-2].first_index == infos[-2].last_index == 21
+    assert infos[-1].first_index == 22
+    log.close()
+    assert [e[0] for e in reopen_entries(tmp_path / "log", segment_bytes=200)[0]] == list(range(1, 23))
+
+
+def test_no_empty_segments_pile_up_with_tiny_segment_bytes(tmp_path):
+    log = open_log(tmp_path / "log", segment_bytes=1)
+    for i in range(1, 6):
+        log.append(*ent(i))
+    assert [(s.first_index, s.last_index) for s in log.segments()] == [(i, i) for i in range(1, 6)]
+    log.close()
+
+
+def test_failed_fsync_poisons_the_log(tmp_path, monkeypatch):
+    log = filled(tmp_path / "log", 1, 3)
+    log.append(*ent(4))
+
+    def eio(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(segments_mod.os, "fsync", eio)
+    with pytest.raises(StorageError) as first:
+        log.sync()
+    assert "Input/output error" in str(first.value) and "reopened" in str(first.value)
+    monkeypatch.undo()
+    # a retry must not report success: the kernel may have dropped the pages
+    with pytest.raises(StorageError):
+        log.sync()
+    with pytest.raises(StorageError):
+        log.append(*ent(5))
+    log.close()  # closes without trying again
+    assert [e[0] for e in reopen_entries(tmp_path / "log")[0]] == [1, 2, 3, 4]
+
+
+def test_failed_directory_fsync_poisons_the_log(tmp_path, monkeypatch):
     log = filled(tmp_path / "log", 1, 3)
     log.roll()
-    calls = []
 
     def failing(path):
-        calls.append(path)
-        raise OSError(errno.EIO, "I/O error")
+        raise StorageError(f"Input/output error syncing directory {path}")
 
     monkeypatch.setattr(segments_mod, "fsync_directory", failing)
     with pytest.raises(StorageError):
         log.sync()
-    good = Counter()
-    monkeypatch.setattr(segments_mod, "fsync_directory", good)
-    assert log.sync() is True
-    assert good.calls == 1  # the new file's directory entry is still owed
+    monkeypatch.undo()
+    with pytest.raises(StorageError):
+        log.sync()
     log.close()
+
+
+def test_use_after_close(tmp_path):
+    log = filled(tmp_path / "log", 1, 3)
+    log.append(*ent(4))
+    log.close()  # syncs what is pending
+    log.close()
+    assert log.sync() is False
+    with pytest.raises(ValueError, match="closed"):
+        log.append(*ent(5))
+    assert [e[0] for e in reopen_entries(tmp_path / "log")[0]] == [1, 2, 3, 4]
 
 
 # --------------------------------------------------------------------------- 6. truncate / drop / reset / roll
@@ -208,50 +299,66 @@ def test_truncate_after_with_empty_segments_behind(tmp_path):
     assert reopen_entries(d, segment_bytes=150)[0] == [ent(1), ent(2), ent(3), ent(4, term=2)]
 
 
-@pytest.mark.parametrize("after", [0, 2, 7, 12, 15])
-def test_truncate_after_is_crash_safe(tmp_path, monkeypatch, after):
-    """Whatever step of truncate_after the machine dies before, the node starts again.
+def test_truncate_after_makes_the_holding_segment_active(tmp_path):
+    d = tmp_path / "log"
+    log = filled(d, 1, 30, segment_bytes=150)
+    infos = log.segments()
+    assert len(infos) >= 4
+    target = infos[1]
+    log.truncate_after(target.first_index)
+    assert [s.path for s in log.segments()] == [infos[0].path, target.path]
+    assert log.segments()[-1].last_index == target.first_index
+    log.append(*ent(target.first_index + 1, term=3))  # goes into the cut segment
+    assert log.segments()[-1].path == target.path
+    log.close()
+    entries = reopen_entries(d, segment_bytes=150)[0]
+    assert entries == [ent(i) for i in range(1, target.first_index + 1)] + [ent(target.first_index + 1, term=3)]
 
-    Modelled by making the n-th destructive call (unlink / truncate) fail: the
-    steps before it happened and were durable, it and those after did not.
-    """
-    step = 0
-    while True:
-        d = tmp_path / f"log{step}"
-        log = filled(d, 1, 15, segment_bytes=150)
-        assert len(seg_files(d)) >= 3
-        calls = 0
-        real_unlink, real_truncate = os.unlink, os.truncate
 
-        def crash_at(real):
-            def wrapped(*args):
-                nonlocal calls
-                calls += 1
-                if calls > step:
-                    raise OSError(errno.EIO, "simulated crash")
-                return real(*args)
+def test_truncate_after_everything_keeps_one_empty_segment(tmp_path):
+    d = tmp_path / "log"
+    log = filled(d, 10, 30, segment_bytes=150)
+    log.truncate_after(3)
+    assert log.first_index is None and log.last_index is None
+    assert len(seg_files(d)) == 1
+    log.append(*ent(4, term=2))  # an empty log takes any index
+    log.close()
+    assert reopen_entries(d)[0] == [ent(4, term=2)]
 
-            return wrapped
 
-        monkeypatch.setattr(segments_mod.os, "unlink", crash_at(real_unlink))
-        monkeypatch.setattr(segments_mod.os, "truncate", crash_at(real_truncate))
-        try:
-            log.truncate_after(after)
-            crashed = False
-        except OSError:
-            crashed = True
-        finally:
-            monkeypatch.setattr(segments_mod.os, "unlink", real_unlink)
-            monkeypatch.setattr(segments_mod.os, "truncate", real_truncate)
-        log.close()
-        entries, _, _, _ = reopen_entries(d, segment_bytes=150)
-        # either the old log or a shorter prefix of it that keeps entries up to `after`
-        assert entries == [ent(i) for i in range(1, len(entries) + 1)], step
-        assert len(entries) >= min(after, 15), step
-        if not crashed:
-            assert len(entries) == after
-            break
-        step += 1
+def test_truncate_after_is_pending_until_sync(tmp_path, monkeypatch):
+    d = tmp_path / "log"
+    log = filled(d, 1, 10)
+    assert log.sync() is False
+    fsync = Counter(os.fsync)
+    monkeypatch.setattr(segments_mod.os, "fsync", fsync)
+    log.truncate_after(5)
+    assert fsync.calls == 0  # within one segment: nothing synced yet
+    assert log.sync() is True and fsync.calls == 1
+    log.close()
+
+
+def test_failed_truncate_poisons_the_log_and_leaves_a_log_that_opens(tmp_path, monkeypatch):
+    d = tmp_path / "log"
+    log = filled(d, 1, 30, segment_bytes=150)
+    real_unlink = os.unlink
+    calls = []
+
+    def unlink_once(path):
+        calls.append(path)
+        if len(calls) > 1:
+            raise OSError(errno.EIO, "Input/output error")
+        real_unlink(path)
+
+    monkeypatch.setattr(segments_mod.os, "unlink", unlink_once)
+    with pytest.raises(StorageError, match="Input/output error"):
+        log.truncate_after(2)
+    monkeypatch.undo()
+    with pytest.raises(StorageError):
+        log.append(*ent(31))
+    log.close()
+    entries = reopen_entries(d, segment_bytes=150)[0]
+    assert entries == [ent(i) for i in range(1, len(entries) + 1)] and len(entries) >= 2
 
 
 def test_drop_before(tmp_path):
@@ -274,30 +381,76 @@ def test_drop_before(tmp_path):
     assert (first, last) == (third_first, 30) and lines == []
 
 
-def test_drop_before_never_drops_the_active_segment(tmp_path):
+def test_drop_before_everything_replaces_the_active_segment(tmp_path):
     d = tmp_path / "log"
     log = filled(d, 1, 30, segment_bytes=120)
-    log.drop_before(10**6)
-    assert len(seg_files(d)) == 1
-    active = log.segments()[-1]
-    assert log.last_index == 30 and log.first_index == active.first_index
+    old = log.segments()
+    dropped = log.drop_before(31)
+    assert dropped == [s.path for s in old]
+    (only,) = seg_files(d)
+    assert only.read_bytes() == MAGIC and only.name.endswith(f"-{31:016x}.seg")
+    assert log.first_index is None and log.last_index is None
     log.append(*ent(31))
-    log.sync()
     log.close()
-    entries, first, last, _ = reopen_entries(d, segment_bytes=120)
-    assert entries[-1] == ent(31) and first == active.first_index and last == 31
-    assert entries == [ent(i) for i in range(first, 32)]
+    assert reopen_entries(d, segment_bytes=120)[0] == [ent(31)]
+
+
+def test_drop_before_keeps_the_active_segment_that_holds_index(tmp_path):
+    d = tmp_path / "log"
+    log = filled(d, 1, 30, segment_bytes=120)
+    active = log.segments()[-1]
+    dropped = log.drop_before(30)
+    assert active.path not in dropped and seg_files(d) == [active.path]
+    assert log.first_index == active.first_index and log.last_index == 30
+    log.close()
+
+
+def test_drop_before_on_an_empty_active_segment(tmp_path):
+    d = tmp_path / "log"
+    log = filled(d, 1, 10, segment_bytes=120)
+    log.roll()
+    empty = log.segments()[-1]
+    assert empty.first_index is None
+    log.drop_before(100)
+    assert seg_files(d) == [empty.path]  # the empty one takes the next append
+    assert log.drop_before(100) == []
+    log.append(*ent(11))
+    log.close()
+    assert reopen_entries(d)[0] == [ent(11)]
+
+
+def test_drop_before_deletions_are_ordered(tmp_path, monkeypatch):
+    d = tmp_path / "log"
+    log = filled(d, 1, 30, segment_bytes=100)
+    order = []
+    real_unlink, real_dir = os.unlink, segments_mod.fsync_directory
+    monkeypatch.setattr(segments_mod.os, "unlink", lambda p: (order.append(("unlink", Path(p).name)), real_unlink(p))[1])
+    monkeypatch.setattr(segments_mod, "fsync_directory", lambda p: (order.append(("dirsync",)), real_dir(p))[1])
+    infos = log.segments()
+    dropped = log.drop_before(infos[3].first_index)
+    assert [p.name for p in dropped] == [i.path.name for i in infos[:3]]
+    # oldest first, each deletion durable before the next; the last one at the next sync
+    assert order == [
+        ("unlink", infos[0].path.name),
+        ("dirsync",),
+        ("unlink", infos[1].path.name),
+        ("dirsync",),
+        ("unlink", infos[2].path.name),
+    ]
+    assert log.sync() is True
+    assert order[-1] == ("dirsync",)
+    log.close()
 
 
 def test_reset(tmp_path, monkeypatch):
     d = tmp_path / "log"
     log = filled(d, 1, 30, segment_bytes=120)
     old = seg_files(d)
-    fdatasync = Counter(os.fdatasync)
-    monkeypatch.setattr(segments_mod.os, "fdatasync", fdatasync)
+    fsync = Counter(os.fsync)
+    monkeypatch.setattr(segments_mod.os, "fsync", fsync)
     new = [ent(i, term=4) for i in range(100, 106)]
     log.reset(new)
-    assert fdatasync.calls >= 1  # durable on return
+    assert fsync.calls >= 2  # durable on return: the file and the directory
     assert log.sync() is False
     assert log.first_index == 100 and log.last_index == 105
     assert not any(p.exists() for p in old)
@@ -306,6 +459,14 @@ def test_reset(tmp_path, monkeypatch):
     log.close()
     entries, first, last, lines = reopen_entries(d, segment_bytes=120)
     assert entries == new + [ent(106, term=4)] and (first, last) == (100, 106) and lines == []
+
+
+def test_reset_refuses_a_gap(tmp_path):
+    log = filled(tmp_path / "log", 1, 3)
+    with pytest.raises(ValueError):
+        log.reset([ent(5), ent(7)])
+    assert log.last_index == 3  # nothing changed
+    log.close()
 
 
 def test_reset_to_empty(tmp_path):
