@@ -203,11 +203,9 @@ class SegmentLog:
         try:
             if repair is not None:
                 self._repair(repair)
-            if self._segments:
+            if self._segments:  # appends continue in the last segment
                 self._next_seq = self._segments[-1].seq + 1
                 self._fd = _open_append(self._segments[-1].path)
-            else:
-                self._create_segment(0)
         except OSError as error:
             self.close_quietly()
             raise storage_error(error, directory, "opening the raft log in") from None
@@ -249,7 +247,8 @@ class SegmentLog:
             remaining = end - pos
             if remaining < HEADER_SIZE:
                 if last:
-                    repair = _Repair(path, pos, remaining, "an incomplete frame header")
+                    what = "a zero-filled tail" if data.count(0, pos) == remaining else "an incomplete frame header"
+                    repair = _Repair(path, pos, remaining, what)
                     break
                 raise _damaged(path, pos, f"incomplete frame header ({remaining} of {HEADER_SIZE} bytes)")
             length, index, term, header_crc = _HEADER.unpack_from(data, pos)
@@ -329,8 +328,11 @@ class SegmentLog:
     def append(self, index: int, term: int, payload: bytes) -> None:
         """Write one entry to the active segment; durable at the next ``sync``.
 
-        Rolls to a new segment first when this frame would take the active
-        one past ``segment_bytes`` (a segment always takes at least one frame).
+        A new segment, named for ``index``, is started first when there is no
+        active one (a fresh log, after ``roll``, or after every segment went)
+        or when this frame would take the active one past ``segment_bytes``
+        (a segment always takes at least one frame). Leaving a full segment
+        costs its fsync, once per ``segment_bytes``.
 
         Raises:
             ValueError: ``index`` does not follow the last index (unless the log
@@ -348,23 +350,25 @@ class SegmentLog:
             last = self.last_index
             if last is not None and index != last + 1:
                 raise ValueError(f"append of entry {index} after entry {last}")
-            if not self._segments:  # an earlier drop_before/reset could not create one
+            if self._fd is not None:
+                active = self._segments[-1]
+                if active.offsets and active.size + len(frame) > self._segment_bytes:
+                    self._roll_locked()
+            if self._fd is None:
                 self._guard(lambda: self._create_segment(index), self.directory, "creating a segment in", fatal=False)
             active = self._segments[-1]
-            if active.offsets and active.size + len(frame) > self._segment_bytes:
-                self._roll_locked()
-                active = self._segments[-1]
             fd = self._fd
             assert fd is not None
             try:
                 _write_all(fd, frame)
             except OSError as error:
+                failure = storage_error(error, active.path, "appending to")
                 try:
                     os.ftruncate(fd, active.size)  # leave no partial frame behind
                 except OSError:
-                    self._fail(storage_error(error, active.path, "appending to"))
-                raise storage_error(error, active.path, "appending to") from None
-            if active.first_index is None or not active.offsets:
+                    raise self._fail(failure) from None
+                raise failure from None
+            if not active.offsets:
                 active.first_index = index
             active.offsets.append(active.size)
             active.size += len(frame)
@@ -399,33 +403,31 @@ class SegmentLog:
         return did
 
     def roll(self) -> None:
-        """Start a new segment for the next append (a no-op while the active segment holds no entry).
+        """Close the active segment; the next append starts a new one.
 
-        The segment it leaves is made durable first (data and directory entry),
-        so that no segment but the last can ever end torn.
+        A no-op while the active segment holds no entry. The segment it
+        leaves is made durable first (data and directory entry), so that no
+        segment but the last can ever end torn.
+
+        Raises:
+            StorageError: the fsync failed; the log refuses all further use.
         """
         with self._lock:
             self._check_usable()
-            if self._segments and self._segments[-1].offsets:
+            if self._fd is not None and self._segments[-1].offsets:
                 self._roll_locked()
 
     def _roll_locked(self) -> None:
         self._sync_locked()
-        last = self.last_index
-        self._guard(
-            lambda: self._create_segment(last + 1 if last is not None else 0),
-            self.directory,
-            "starting a new segment in",
-            fatal=False,
-        )
+        self._close_fd()
 
     def truncate_after(self, index: int) -> None:
         """Remove every entry after ``index`` (Raft conflict resolution); durable at the next ``sync``.
 
-        The segment holding ``index`` is cut right after its frame and becomes
-        the active one; later segment files are deleted first (newest first,
-        each deletion durable before the next step). An ``index`` before the
-        first entry empties the log.
+        The segment holding ``index`` is cut right after its frame and takes
+        the next append; later segment files are deleted first, newest first,
+        and their deletion is durable before the cut. An ``index`` before the
+        first entry deletes every segment.
 
         Raises:
             StorageError: a step failed; the disk holds a log that opens (the
@@ -439,7 +441,7 @@ class SegmentLog:
             self._guard(lambda: self._truncate_after_locked(index), self.directory, "truncating the raft log in")
 
     def _truncate_after_locked(self, index: int) -> None:
-        keep = 0  # the segment that will hold ``index`` (or the first one, emptied)
+        keep = -1  # position of the segment that will hold ``index``
         for position, segment in enumerate(self._segments):
             if segment.offsets and segment.first_index is not None and segment.first_index <= index:
                 keep = position
@@ -449,20 +451,21 @@ class SegmentLog:
             for segment in reversed(doomed):
                 self._ordered_unlink(segment.path)
                 self._segments.pop()
+        if keep < 0:
+            return  # nothing left; the next append creates a segment
+        if doomed:
             self._dir_barrier()  # never a cut segment followed by stale ones
-            self._fd = _open_append(self._segments[-1].path)
         segment = self._segments[-1]
-        first = segment.first_index
-        frames = 0 if first is None or first > index else index - first + 1
+        if self._fd is None:
+            self._fd = _open_append(segment.path)
+        assert segment.first_index is not None
+        frames = index - segment.first_index + 1
         if frames < segment.count:
             new_size = segment.offsets[frames]
-            assert self._fd is not None
             os.ftruncate(self._fd, new_size)
             del segment.offsets[frames:]
             segment.size = new_size
-            if not segment.offsets:
-                segment.first_index = None
-        self._data_pending = True
+            self._data_pending = True
 
     def drop_before(self, index: int) -> list[Path]:
         """Delete the segment files whose entries are all before ``index`` (log compaction).
@@ -470,8 +473,9 @@ class SegmentLog:
         Returns the deleted paths, oldest first. The segment holding ``index``
         and every later one stay; entries before ``index`` in the segment that
         holds it stay on disk too (callers skip them). When every entry is
-        before ``index`` all segments go, and an empty one takes appends.
-        Deletions are durable at the next ``sync``.
+        before ``index`` every segment goes and the next append starts a new
+        one. Deletions are made oldest first, each durable before the next;
+        the last one is durable at the next ``sync``.
 
         Raises:
             StorageError: a deletion failed; the disk holds a log that opens (a
@@ -485,23 +489,20 @@ class SegmentLog:
                 if last is not None and last >= index:
                     break
                 covered += 1
-            if covered == len(self._segments) and not self._segments[-1].offsets:
-                covered -= 1  # an empty active segment has nothing to drop and takes the next append
-            if covered <= 0:
+            if not covered:
                 return []
             dropped: list[Path] = []
 
             def drop() -> None:
-                next_first = self.last_index + 1 if covered == len(self._segments) else None  # type: ignore[operator]
-                for segment in self._segments[:covered]:
-                    if segment is self._segments[-1]:
+                while len(dropped) < covered:
+                    segment = self._segments[0]
+                    if len(self._segments) == 1:
                         self._close_fd()
                     self._ordered_unlink(segment.path)
+                    self._segments.pop(0)
                     dropped.append(segment.path)
-                del self._segments[:covered]
-                if next_first is not None:
-                    self._dir_barrier()  # the old files are gone before a new one appears
-                    self._create_segment(next_first)
+                if not self._segments:
+                    self._data_pending = False  # what was pending went with the files
 
             self._guard(drop, self.directory, "dropping old segments in")
             return dropped
@@ -520,14 +521,11 @@ class SegmentLog:
         """
         frames = []
         previous = None
-        first = 0
         for index, term, payload in entries:
             if previous is not None and index != previous + 1:
                 raise ValueError(f"reset with entry {index} after entry {previous}")
             if not 0 <= index <= _MAX_U64 or not 0 <= term <= _MAX_U64 or len(payload) > _MAX_PAYLOAD:
                 raise ValueError(f"entry {index}: field out of range")
-            if previous is None:
-                first = index
             frames.append((index, _frame(index, term, payload)))
             previous = index
         with self._lock:
@@ -538,16 +536,15 @@ class SegmentLog:
                 while self._segments:
                     self._ordered_unlink(self._segments[-1].path)
                     self._segments.pop()
-                self._dir_barrier()
-                segment = self._create_segment(first)
-                assert self._fd is not None
-                for index, frame in frames:
-                    if segment.first_index is None:
-                        segment.first_index = index
-                    segment.offsets.append(segment.size)
-                    segment.size += len(frame)
-                _write_all(self._fd, b"".join(frame for _, frame in frames))
-                self._data_pending = True
+                self._data_pending = False
+                if frames:
+                    segment = self._create_segment(frames[0][0])
+                    assert self._fd is not None
+                    _write_all(self._fd, b"".join(frame for _, frame in frames))
+                    segment.first_index = frames[0][0]
+                    for _, frame in frames:
+                        segment.offsets.append(segment.size)
+                        segment.size += len(frame)
                 self._sync_locked()
 
             self._guard(replace, self.directory, "resetting the raft log in")
@@ -600,7 +597,14 @@ class SegmentLog:
             raise (self._fail(error) if fatal else error) from None
 
     def _create_segment(self, first_index: int) -> _Segment:
-        """Create the next segment (magic written, fd kept as the active one)."""
+        """Create the next segment (magic written, fd kept as the active one).
+
+        Every earlier creation and deletion is made durable first: a new
+        segment never appears on disk next to files that should be gone, or
+        without the segments before it.
+        """
+        if self._dir_pending:
+            self._guard(self._dir_barrier, self.directory, "syncing")
         seq = self._next_seq
         path = self.directory / f"{seq:016x}-{first_index:016x}.seg"
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)

@@ -72,12 +72,14 @@ def fsyncs(monkeypatch):
 
 def test_sync_is_one_fsync_for_many_appends(tmp_path, fsyncs):
     fsync, fsync_dir = fsyncs
-    log = open_log(tmp_path / "log")  # creates the directory (its parent is synced) and a segment
+    log = open_log(tmp_path / "log")  # creates the directory (its parent is synced), no segment yet
     fsync.calls = fsync_dir.calls = 0
+    assert log.sync() is False
+    log.append(*ent(1))  # creates the first segment
     assert log.sync() is True  # the new segment file and its directory entry
     assert (fsync.calls, fsync_dir.calls) == (2, 1)
     fsync.calls = fsync_dir.calls = 0
-    for i in range(1, 101):
+    for i in range(2, 102):
         log.append(*ent(i))
     assert fsync.calls == 0  # append only writes
     assert log.sync() is True
@@ -151,10 +153,12 @@ def test_roll_makes_both_files_durable_and_the_next_sync_fsyncs_the_directory(tm
     log.append(*ent(4))  # pending
     fsync.calls = fsync_dir.calls = 0
     log.roll()
-    assert len(seg_files(tmp_path / "log")) == 2
-    # the segment it leaves: data and directory entry, before the new file exists
+    # the segment it leaves is durable; the next one appears with the next append
     assert (fsync.calls, fsync_dir.calls) == (1, 0)
+    assert len(seg_files(tmp_path / "log")) == 1
+    assert log.sync() is False
     log.append(*ent(5))
+    assert len(seg_files(tmp_path / "log")) == 2
     assert log.sync() is True
     assert (fsync.calls, fsync_dir.calls) == (3, 1)  # the new file, and its directory entry
     assert log.sync() is False
@@ -223,6 +227,7 @@ def test_failed_fsync_poisons_the_log(tmp_path, monkeypatch):
 def test_failed_directory_fsync_poisons_the_log(tmp_path, monkeypatch):
     log = filled(tmp_path / "log", 1, 3)
     log.roll()
+    log.append(*ent(4))  # a new segment: its directory entry is pending
 
     def failing(path):
         raise StorageError(f"Input/output error syncing directory {path}")
@@ -315,13 +320,15 @@ def test_truncate_after_makes_the_holding_segment_active(tmp_path):
     assert entries == [ent(i) for i in range(1, target.first_index + 1)] + [ent(target.first_index + 1, term=3)]
 
 
-def test_truncate_after_everything_keeps_one_empty_segment(tmp_path):
+def test_truncate_after_everything_deletes_every_segment(tmp_path):
     d = tmp_path / "log"
     log = filled(d, 10, 30, segment_bytes=150)
+    next_seq = len(log.segments()) + 1
     log.truncate_after(3)
     assert log.first_index is None and log.last_index is None
-    assert len(seg_files(d)) == 1
+    assert seg_files(d) == [] and log.segments() == []
     log.append(*ent(4, term=2))  # an empty log takes any index
+    assert [p.name for p in seg_files(d)] == [f"{next_seq:016x}-{4:016x}.seg"]
     log.close()
     assert reopen_entries(d)[0] == [ent(4, term=2)]
 
@@ -381,16 +388,17 @@ def test_drop_before(tmp_path):
     assert (first, last) == (third_first, 30) and lines == []
 
 
-def test_drop_before_everything_replaces_the_active_segment(tmp_path):
+def test_drop_before_everything_deletes_the_active_segment_too(tmp_path):
     d = tmp_path / "log"
     log = filled(d, 1, 30, segment_bytes=120)
     old = log.segments()
     dropped = log.drop_before(31)
     assert dropped == [s.path for s in old]
-    (only,) = seg_files(d)
-    assert only.read_bytes() == MAGIC and only.name.endswith(f"-{31:016x}.seg")
+    assert seg_files(d) == [] and log.segments() == []
     assert log.first_index is None and log.last_index is None
     log.append(*ent(31))
+    (only,) = seg_files(d)
+    assert only.name.endswith(f"-{31:016x}.seg")
     log.close()
     assert reopen_entries(d, segment_bytes=120)[0] == [ent(31)]
 
@@ -405,14 +413,14 @@ def test_drop_before_keeps_the_active_segment_that_holds_index(tmp_path):
     log.close()
 
 
-def test_drop_before_on_an_empty_active_segment(tmp_path):
+def test_drop_before_after_roll(tmp_path):
     d = tmp_path / "log"
     log = filled(d, 1, 10, segment_bytes=120)
-    log.roll()
-    empty = log.segments()[-1]
-    assert empty.first_index is None
-    log.drop_before(100)
-    assert seg_files(d) == [empty.path]  # the empty one takes the next append
+    log.roll()  # e.g. before a snapshot that retires the DEK of every entry so far
+    before = seg_files(d)
+    assert len(before) > 1
+    assert log.drop_before(11) == before
+    assert seg_files(d) == []
     assert log.drop_before(100) == []
     log.append(*ent(11))
     log.close()
@@ -474,7 +482,7 @@ def test_reset_to_empty(tmp_path):
     log = filled(d, 1, 10, segment_bytes=120)
     log.reset([])
     assert log.first_index is None and log.last_index is None
-    assert len(seg_files(d)) == 1
+    assert seg_files(d) == []
     log.append(*ent(50))
     log.sync()
     log.close()
@@ -485,11 +493,12 @@ def test_roll(tmp_path):
     d = tmp_path / "log"
     log = filled(d, 1, 3)
     log.roll()
+    log.roll()  # no entry since the last roll: nothing to do
+    assert len(seg_files(d)) == 1
+    log.append(*ent(4))
     files = seg_files(d)
     assert len(files) == 2
     assert files[-1].name == f"{2:016x}-{4:016x}.seg"
-    assert files[-1].read_bytes() == MAGIC
-    log.append(*ent(4))
     log.append(*ent(5))
     log.sync()
     assert [s.first_index for s in log.segments()] == [1, 4]

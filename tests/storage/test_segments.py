@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import tempfile
 from pathlib import Path
 
@@ -105,13 +106,19 @@ def test_round_trip_many_segments(tmp_path):
     log.close()
 
 
-def test_fresh_directory_is_created_with_one_empty_segment(tmp_path):
+def test_fresh_directory_is_private_and_gets_its_first_segment_with_the_first_append(tmp_path):
     d = tmp_path / "a" / "b"
     log = open_log(d)
     assert d.is_dir()
-    (p,) = seg_files(d)
-    assert p.read_bytes() == MAGIC
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o700
+    assert seg_files(d) == [] and log.segments() == []
     assert log.entries() == [] and log.first_index is None and log.last_index is None
+    log.append(7, 1, b"first")
+    (p,) = seg_files(d)
+    assert p.name == f"{1:016x}-{7:016x}.seg"
+    assert p.read_bytes().startswith(MAGIC)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o600
     log.close()
 
 
