@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from raftstore._snapshot_file import MAGIC, decode_snapshot, encode_snapshot, read_snapshot, write_snapshot
-from raftstore.keyring import InvalidRecord
+from raftstore.keyring import InvalidRecord, StorageError
 
 u64 = st.integers(0, 2**64 - 1)
 
@@ -104,3 +107,80 @@ def test_read_snapshot_names_the_file(tmp_path):
     with pytest.raises(InvalidRecord) as info:
         read_snapshot(path)
     assert str(path) in str(info.value) and "offset" in str(info.value)
+
+
+CRASHING_WRITER = """
+import os, sys
+import raftstore._fsutil as fsutil
+from raftstore._snapshot_file import write_snapshot
+
+real_write = os.write
+
+def write_half_then_die(fd, data):
+    real_write(fd, bytes(data[: len(data) // 2]))
+    os._exit(17)  # the machine stops here: no cleanup, no rename
+
+fsutil.os.write = write_half_then_die
+write_snapshot(sys.argv[1], 2, 2, b"the new snapshot" * 1000)
+"""
+
+
+def test_crash_mid_write_leaves_the_old_snapshot(tmp_path):
+    path = tmp_path / "snapshot"
+    write_snapshot(path, 1, 1, b"the old snapshot")
+    proc = subprocess.run([sys.executable, "-c", CRASHING_WRITER, str(path)], capture_output=True, timeout=60)
+    assert proc.returncode == 17, proc.stderr.decode()
+    leftovers = [p for p in tmp_path.iterdir() if p.name != "snapshot"]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".snapshot.tmp-")  # the half-written temp file
+    assert 0 < leftovers[0].stat().st_size < len(encode_snapshot(2, 2, b"the new snapshot" * 1000))
+    assert stat.S_IMODE(leftovers[0].stat().st_mode) == 0o600
+    assert read_snapshot(path) == (1, 1, b"the old snapshot")
+    # the next write is not disturbed by the leftover
+    write_snapshot(path, 3, 3, b"newer")
+    assert read_snapshot(path) == (3, 3, b"newer")
+
+
+def test_failed_write_leaves_the_old_snapshot_and_no_temp_file(tmp_path, monkeypatch):
+    import raftstore._fsutil as fsutil
+
+    path = tmp_path / "snapshot"
+    write_snapshot(path, 1, 1, b"old")
+
+    def enospc(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fsutil.os, "write", enospc)
+    with pytest.raises(StorageError) as info:
+        write_snapshot(path, 2, 2, b"new")
+    monkeypatch.undo()
+    assert str(info.value) == f"no space left on device writing {path}"
+    assert read_snapshot(path) == (1, 1, b"old")
+    assert os.listdir(tmp_path) == ["snapshot"]
+
+
+def test_read_snapshot_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_snapshot(tmp_path / "snapshot")
+
+
+def test_damage_messages_name_the_field():
+    encoded = encode_snapshot(42, 7, b"payload")
+    bad_length = bytearray(encoded)
+    bad_length[31] ^= 1
+    with pytest.raises(InvalidRecord, match="src at offset 24: the header says"):
+        decode_snapshot(bytes(bad_length), "src")
+    bad_index = bytearray(encoded)
+    bad_index[9] ^= 1
+    with pytest.raises(InvalidRecord, match="src at offset 32: checksum mismatch"):
+        decode_snapshot(bytes(bad_index), "src")
+    with pytest.raises(InvalidRecord, match="src at offset 0: not a raftstore snapshot"):
+        decode_snapshot(b"RSSEG001" + encoded[8:], "src")
+    with pytest.raises(InvalidRecord, match="src at offset 20: truncated"):
+        decode_snapshot(encoded[:20], "src")
+
+
+def test_out_of_range_fields_are_refused():
+    with pytest.raises(ValueError):
+        encode_snapshot(2**64, 0, b"")
+    with pytest.raises(ValueError):
+        encode_snapshot(0, -1, b"")
