@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from raftstore import Daemon, RaftstoreError, default_data_dir, split_host_port
+import raftstore
+from raftstore import RaftstoreError, default_data_dir, split_host_port
 
 from ._common import fail
 
@@ -73,6 +74,6 @@ def daemon_cmd(data_dir: Path | None, listen_addr: str | None, hosts: str | None
     logging.getLogger("pysyncobj").setLevel(logging.WARNING)
     try:
         remote = _remote_api(hosts, tlsverify, tlscacert, tlscert, tlskey)
-        Daemon(data_dir or default_data_dir(), listen_addr=listen_addr, remote_api=remote).run()
+        raftstore.Daemon(data_dir or default_data_dir(), listen_addr=listen_addr, remote_api=remote).run()
     except RaftstoreError as error:
         fail(str(error))

@@ -264,6 +264,28 @@ def _print_info(info: dict[str, Any]) -> None:
     click.echo("\n".join(lines))
 
 
+
+
+@click.command("demo")
+@click.option("--keep", is_flag=True, help="Keep the demo's data directories and logs afterwards.")
+@handle_errors
+def demo_cmd(keep: bool) -> None:
+    """Run a real cluster on 127.0.0.1 (3 managers, 1 worker, autolock on) and show each step.
+
+    Starts its own daemons in a temporary directory, kills and restarts a
+    manager, unlocks it, rotates keys, runs a short benchmark, and removes
+    everything afterwards. Exits 1 if any step fails.
+    """
+    from raftstore import run_demo
+
+    if not run_demo(keep=keep):
+        sys.exit(1)
+
+
+DEMO_COMMANDS = (demo_cmd,)
+
+
 def register(group: click.Group) -> None:
-    for command in (init_cmd, join_cmd, join_token_cmd, unlock_cmd, unlock_key_cmd, update_cmd, leave_cmd, info_cmd):
+    for command in (init_cmd, join_cmd, join_token_cmd, unlock_cmd, unlock_key_cmd, update_cmd, leave_cmd, info_cmd,
+                    demo_cmd):
         group.add_command(command)

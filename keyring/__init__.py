@@ -5,21 +5,59 @@ derive KEKs from unlock keys, issue and verify certificates, mint and check
 join tokens. No algorithm or nonce choices leak to callers; nothing here does
 network I/O, reads the clock or touches files. It imports nothing from the
 rest of raftstore.
+
+Names load on first use, so that a command that only needs the error classes
+does not pay for importing the X.509 machinery.
 """
 
-from ._ca import *  # noqa: F401,F403
-from ._ca import __all__ as _ca_all
-from ._deks import *  # noqa: F401,F403
-from ._deks import __all__ as _deks_all
-from ._errors import *  # noqa: F401,F403
-from ._errors import __all__ as _errors_all
-from ._ids import *  # noqa: F401,F403
-from ._ids import __all__ as _ids_all
-from ._seal import *  # noqa: F401,F403
-from ._seal import __all__ as _seal_all
-from ._tokens import *  # noqa: F401,F403
-from ._tokens import __all__ as _tokens_all
-from ._unlock import *  # noqa: F401,F403
-from ._unlock import __all__ as _unlock_all
+from __future__ import annotations
 
-__all__ = [*_errors_all, *_ids_all, *_seal_all, *_deks_all, *_unlock_all, *_ca_all, *_tokens_all]
+import importlib
+from typing import Any
+
+from ._errors import *  # noqa: F401,F403  (import-free leaf, always loaded)
+from ._errors import __all__ as _errors_all
+
+_MODULES = ("_ids", "_seal", "_deks", "_unlock", "_ca", "_tokens")
+_WHERE: dict[str, str] = {}
+
+
+def _index() -> dict[str, str]:
+    if not _WHERE:
+        for module in _MODULES:
+            for name in importlib.import_module(f"{__name__}.{module}").__all__:
+                _WHERE[name] = module
+    return _WHERE
+
+
+# The public names of each module, listed here so that __all__ needs no import.
+_PUBLIC = {
+    "_ids": ["ID_LENGTH", "new_id", "is_valid_id", "to_base36"],
+    "_seal": ["Algorithm", "RecordKind", "DataKey", "KeySource", "HEADER_SIZE", "RECORD_VERSION", "seal",
+              "open_record", "record_key_id", "entry_context", "snapshot_context"],
+    "_deks": ["Keyring", "KeyEncryptionKey", "wrap_keyring", "unwrap_keyring", "wrapped_kek_version",
+              "wrap_data_key", "unwrap_data_key", "seal_private_key", "open_private_key"],
+    "_unlock": ["UnlockKey", "UNLOCK_KEY_PREFIX"],
+    "_ca": ["ROOT_CN", "MANAGER_ROLE", "WORKER_ROLE", "MIN_CERT_VALIDITY", "DEFAULT_CERT_VALIDITY", "ROOT_VALIDITY",
+            "RootCA", "CertificateIdentity", "create_root_ca", "load_root_ca", "root_ca_not_after",
+            "generate_private_key", "public_key_fingerprint", "make_csr", "issue_certificate",
+            "certificate_identity", "cross_sign", "verify_certificate_chain", "ca_digest",
+            "private_key_matches_certificate", "split_pem_chain"],
+    "_tokens": ["JoinToken", "tokens_equal", "JOIN_TOKEN_PREFIX"],
+}
+_LAZY = {name: module for module, names in _PUBLIC.items() for name in names}
+
+__all__ = [*_errors_all, *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

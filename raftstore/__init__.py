@@ -2,27 +2,43 @@
 
 The public surface is what this module exports; everything in underscore
 modules is private. ``raftstore.keyring`` holds the cryptography and
-``raftstore.cli`` the command line.
+``raftstore.cli`` the command line. Names load on first use, so that the
+command line starts quickly.
 """
 
-from ._control import ControlClient
-from ._daemon import Daemon, SystemClock, default_data_dir
-from ._durations import format_duration, parse_duration
-from ._node_state import split_host_port
-from ._pysyncobj_adapter import RaftConfig
-from .keyring import *  # noqa: F401,F403  (the error tree)
-from .keyring import __all__ as _keyring_all
+from __future__ import annotations
 
-__all__ = [
-    "ControlClient",
-    "Daemon",
-    "RaftConfig",
-    "SystemClock",
-    "default_data_dir",
-    "format_duration",
-    "parse_duration",
-    "split_host_port",
-    *[name for name in _keyring_all if name.endswith(("Error", "Key", "Token")) or name[0].isupper()],
-]
+import importlib
+from typing import Any
+
+from .keyring._errors import *  # noqa: F401,F403  (the error tree)
+from .keyring._errors import __all__ as _errors_all
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "ControlClient": "._control",
+    "Daemon": "._daemon",
+    "SystemClock": "._daemon",
+    "default_data_dir": "._paths",
+    "run_demo": "._demo",
+    "format_duration": "._durations",
+    "parse_duration": "._durations",
+    "split_host_port": "._node_state",
+    "RaftConfig": "._pysyncobj_adapter",
+}
+
+__all__ = [*_errors_all, *_LAZY, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

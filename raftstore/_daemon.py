@@ -33,6 +33,7 @@ from ._control import ControlServer
 from ._keystore import KeyStore
 from ._manager import Manager
 from ._node_state import MANAGER, WORKER, NodeState, StatePaths
+from ._paths import default_data_dir
 from ._pysyncobj_adapter import RaftConfig
 from ._tls import server_context
 from ._worker import WorkerAgent
@@ -53,15 +54,6 @@ __all__ = ["Daemon", "SystemClock", "default_data_dir"]
 log = logging.getLogger("raftstore.daemon")
 
 INACTIVE, LOCKED, MANAGER_MODE, WORKER_MODE, FAILED = "inactive", "locked", "manager", "worker", "failed"
-
-
-def default_data_dir() -> Path:
-    env = os.environ.get("RAFTSTORE_DATA_DIR")
-    if env:
-        return Path(env)
-    if os.geteuid() == 0:
-        return Path("/var/lib/raftstore")
-    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "raftstore"
 
 
 class SystemClock:

@@ -64,11 +64,35 @@ class WorkerAgent:
             self.beat()
             self._stopping.wait(self.interval)
 
+    def _beat_all(self) -> Any:
+        """Report to every manager (each keeps its own view of who is up); return one reply."""
+        reply: Any = None
+        failure: RaftstoreError | None = None
+        for address in list(self.node.manager_addrs):
+            try:
+                answer = call_any_manager(
+                    [address],
+                    "node.heartbeat",
+                    {},
+                    trusted_roots_pem=self.daemon.paths.root_ca.read_bytes(),
+                    identity=self.identity(),
+                    cluster_id=self.node.cluster_id,
+                    timeout=3.0,
+                )
+                reply = reply or answer
+            except NodeRemoved:
+                raise
+            except RaftstoreError as error:
+                failure = error
+        if reply is None:
+            raise failure or RaftstoreError("no manager address is known")
+        return reply
+
     def beat(self) -> None:
         if self.removed:
             return
         try:
-            reply = self.call("node.heartbeat", {})
+            reply = self._beat_all()
         except NodeRemoved as error:
             self.removed = True
             self.last_error = str(error)

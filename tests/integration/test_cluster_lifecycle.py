@@ -103,3 +103,55 @@ def test_leave(cluster: Cluster) -> None:
     m1.run("leave", "--force")
     assert m1.info()["state"] == "inactive"
     assert not (m1.data_dir / "keys" / "keyring").exists()
+
+
+def test_quorum_guard_removed_node_and_key_handling(cluster: Cluster) -> None:
+    m1, m2, m3, w1 = (cluster.add(n) for n in ("m1", "m2", "m3", "w1"))
+    cluster.init(m1)
+    cluster.join(m2, m1, "manager")
+    cluster.join(m3, m1, "manager")
+    cluster.join(w1, m1, "worker")
+
+    # Autolock off: no unlock key to show, and the node key is a plain PEM.
+    refused = m1.run("unlock-key", check=False)
+    assert refused.returncode == 1 and "no unlock key is set" in refused.stderr
+    assert (m1.data_dir / "certificates" / "swarm-node.key").read_bytes().startswith(b"-----BEGIN")
+    assert (m1.data_dir / "keys" / "kek").exists()
+
+    # Turning autolock on: a new DEK term; every manager seals its node key and
+    # drops the plain KEK, and the old term leaves every keyring once no record
+    # on that manager's disk uses it.
+    m1.run("update", "--autolock=true")
+    for node in (m1, m2, m3):
+        wait_until(lambda n=node: n.info()["dek_terms"] == [2], timeout=30, what=f"{node.name} purged DEK term 1")
+        assert not (node.data_dir / "keys" / "kek").exists()
+        assert not (node.data_dir / "certificates" / "swarm-node.key").read_bytes().startswith(b"-----BEGIN")
+
+    # A demotion that would lose quorum is refused, and nothing changes.
+    m3.kill(signal.SIGKILL)
+    wait_until(lambda: any(r["manager_status"] == "Unreachable" for r in m1.run("node", "ls", "--format", "json").json),
+               what="m3 unreachable")
+    target = node_id(m2) if not m2.info()["is_leader"] else node_id(m1)
+    result = m1.run("node", "demote", target, check=False)
+    assert result.returncode == 1 and "quorum" in result.stderr, result.stderr
+    assert m1.info()["managers"] == 3
+
+    # A removed worker is refused from then on, by name.
+    worker_id = node_id(w1)
+    w1.stop()
+    m1.run("node", "rm", "--force", worker_id)  # it stopped seconds ago: not yet reported down
+    w1.start()
+    wait_until(lambda: w1.info().get("removed") is True, what="worker learns it was removed")
+    assert w1.info()["error"] == f"node {worker_id} was removed from the cluster"
+
+
+def test_sigterm_shuts_down_cleanly(cluster: Cluster) -> None:
+    m1 = cluster.add("m1")
+    cluster.init(m1)
+    m1.run("kv", "put", "k", "v")
+    m1.stop()
+    assert m1.process is not None and m1.process.returncode == 0
+    assert "stopped" in m1.log()
+    assert not (m1.data_dir / "raftstore.sock").exists()
+    m1.start()
+    assert m1.run("kv", "get", "k").stdout == "v\n"

@@ -143,3 +143,19 @@ def test_vectors() -> None:
         )
         assert record.hex() == vector["record"], vector["name"]
         assert open_record(key, kind, vector["cluster_id"], context, record) == bytes.fromhex(vector["plaintext"])
+
+
+@given(data=st.data())
+@settings(max_examples=200)
+def test_any_single_bit_change_of_the_aad_fails(data: st.DataObject) -> None:
+    key = KEYS[Algorithm.CHACHA20_POLY1305]
+    record = seal(key, RecordKind.ENTRY, CLUSTER, CONTEXT, b"bound")
+    which = data.draw(st.sampled_from(["cluster", "context"]))
+    original = (CLUSTER.encode() if which == "cluster" else CONTEXT)
+    bit = data.draw(st.integers(0, len(original) * 8 - 1))
+    changed = bytearray(original)
+    changed[bit // 8] ^= 1 << (bit % 8)
+    cluster = changed.decode("latin-1") if which == "cluster" else CLUSTER
+    context = bytes(changed) if which == "context" else CONTEXT
+    with pytest.raises(InvalidRecord):
+        open_record(key, RecordKind.ENTRY, cluster, context, record)
