@@ -125,9 +125,17 @@ def test_fresh_directory_is_private_and_gets_its_first_segment_with_the_first_ap
 # --------------------------------------------------------------------------- 2. every byte flip is refused
 
 
-@pytest.mark.parametrize("mask", [0xFF, 0x01])
+@pytest.mark.parametrize("mask", [0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0xFF])
 def test_every_single_byte_flip_is_refused(three_frames, mask):
-    d, path, original, _ = three_frames
+    """Every offset, the last frame included: a flipped byte is damage, never a "torn" tail.
+
+    No single-byte change can give the file a torn shape: a changed length
+    (which could make the last frame seem to run past the end of the file)
+    fails the header checksum first, and no frame is one byte away from
+    being all zeros. So every flip must refuse start-up, and none may be
+    repaired (no log line, nothing cut).
+    """
+    d, path, original, last_offset = three_frames
     for offset in range(len(original)):
         damaged = bytearray(original)
         damaged[offset] ^= mask
@@ -136,11 +144,14 @@ def test_every_single_byte_flip_is_refused(three_frames, mask):
         with pytest.raises(InvalidRecord) as info:
             open_log(d, lines)
         message = str(info.value)
-        assert str(path) in message, (offset, message)
-        assert "offset" in message, (offset, message)
-        assert lines == [], (offset, lines)
+        assert message.startswith(f"raft log damaged: {path} at offset "), (offset, message)
+        assert lines == [], (offset, lines)  # not taken for a torn write
         assert path.read_bytes() == bytes(damaged), offset  # nothing was cut
         assert seg_files(d) == [path]
+        if offset >= last_offset + 24:
+            assert f"offset {last_offset}: payload checksum mismatch" in message
+        elif offset >= last_offset:
+            assert f"offset {last_offset}: frame header checksum mismatch" in message
     path.write_bytes(original)
     assert open_log(d).entries() == THREE
 
@@ -166,6 +177,7 @@ def test_truncation_inside_last_frame_is_repaired(three_frames):
         assert log.entries() == THREE[:2], cut
         assert log.last_index == 2
         assert len(lines) == 1 and str(path) in lines[0], (cut, lines)
+        assert f"at offset {last_offset}" in lines[0] and f"of {cut - last_offset} bytes" in lines[0], lines
         assert path.read_bytes() == original[:last_offset]
         log.append(3, 5, b"replacement")
         log.sync()
@@ -181,6 +193,26 @@ def test_truncation_at_frame_boundary_is_not_a_repair(three_frames):
     lines: list[str] = []
     assert open_log(d, lines).entries() == THREE[:2]
     assert lines == []
+
+
+def test_last_frame_zeroed_is_a_torn_write(three_frames):
+    """Size grew but the data never reached the disk: the last frame reads as zeros."""
+    d, path, original, last_offset = three_frames
+    path.write_bytes(original[:last_offset] + b"\0" * (len(original) - last_offset))
+    lines: list[str] = []
+    assert open_log(d, lines).entries() == THREE[:2]
+    assert len(lines) == 1 and f"{path} at offset {last_offset}" in lines[0]
+    assert path.read_bytes() == original[:last_offset]
+
+
+def test_zeroed_payload_behind_a_valid_header_is_damage(three_frames):
+    """A complete header with a payload that fails its checksum is damage, even in the last frame."""
+    d, path, original, last_offset = three_frames
+    damaged = original[: last_offset + 24] + b"\0" * (len(original) - last_offset - 24)
+    path.write_bytes(damaged)
+    with pytest.raises(InvalidRecord, match=f"offset {last_offset}: payload checksum mismatch"):
+        open_log(d)
+    assert path.read_bytes() == damaged
 
 
 @pytest.mark.parametrize("zeros", range(1, 65))
@@ -262,3 +294,36 @@ def test_non_segment_files_are_ignored(tmp_path):
     write_entries(d, [(1, 1, b"a")])
     (d / ".tmp-whatever").write_bytes(b"garbage")
     assert open_log(d).entries() == [(1, 1, b"a")]
+
+
+def test_two_segments_with_one_sequence_number_are_refused(tmp_path):
+    d = tmp_path / "log"
+    write_entries(d, [(1, 1, b"a")])
+    (first,) = seg_files(d)
+    twin = d / f"{1:016x}-{9:016x}.seg"
+    twin.write_bytes(MAGIC)
+    with pytest.raises(InvalidRecord, match="sequence number 1"):
+        open_log(d)
+
+
+def test_repair_goes_to_the_logging_module_without_a_log_callable(three_frames, caplog):
+    d, path, original, last_offset = three_frames
+    path.write_bytes(original[:-3])
+    with caplog.at_level("WARNING", logger="raftstore.segments"):
+        log = SegmentLog.open(d)
+    assert log.entries() == THREE[:2]
+    assert any(str(path) in r.getMessage() and "cut a torn write" in r.getMessage() for r in caplog.records)
+    log.close()
+
+
+def test_segment_info(tmp_path):
+    d = tmp_path / "log"
+    log = open_log(d, segment_bytes=8 + 2 * 58)  # room for two frames of 58 bytes
+    for i in range(1, 8):
+        log.append(i, 1, b"x" * 30)
+    infos = log.segments()
+    assert [(s.first_index, s.last_index) for s in infos] == [(1, 2), (3, 4), (5, 6), (7, 7)]
+    assert [s.size_bytes for s in infos] == [8 + 2 * 58, 8 + 2 * 58, 8 + 2 * 58, 8 + 58]
+    assert [s.path for s in infos] == seg_files(d)
+    assert all(s.path.stat().st_size == s.size_bytes for s in infos)
+    log.close()
