@@ -5,9 +5,9 @@ layer above has already sealed them.
 
 Segment files live in one directory and are named
 ``<seq:016x>-<first index:016x>.seg``; sorted names are log order (the
-sequence number decides; the first index is informational: it is the index
-the segment was created for). Each file starts with the 8-byte magic
-``RSSEG001`` and then holds frames::
+sequence number decides; the first index is informational: a segment is
+created by the append of its first entry, and named for it). Each file starts
+with the 8-byte magic ``RSSEG001`` and then holds frames::
 
     offset  size
     0       4   payload length (big-endian)
@@ -48,7 +48,9 @@ at any moment leaves a log that opens, and is the old log, a prefix or suffix
 of it, or (for ``reset``) a prefix of the new one:
 
 - a segment's data and its directory entry are durable before the next
-  segment is created (``roll``), so only the last segment can ever be torn;
+  segment is created (on a roll), so only the last segment can ever be torn;
+  a new segment never appears before earlier creations and deletions are
+  durable;
 - files are deleted one at a time, newest first (``truncate_after``,
   ``reset``) or oldest first (``drop_before``), with a directory fsync
   between two deletions, and the deletions are durable before a surviving
