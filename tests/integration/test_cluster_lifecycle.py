@@ -91,6 +91,13 @@ def test_full_lifecycle(cluster: Cluster) -> None:
     assert m1.run("kv", "get", "app/config").stdout == "v1\n"
     assert m1.info()["managers"] == 1
 
+    # No daemon ever logged a key or a token.
+    tokens = [m1.run("join-token", "-q", role).stdout.strip() for role in ("worker", "manager")]
+    for secret in [key, new_key, *tokens]:
+        for node in (m1, m2, m3, w1):
+            assert secret not in node.log()
+            assert secret.split("-")[-1] not in node.log()
+
 
 def test_leave(cluster: Cluster) -> None:
     m1, w1 = cluster.add("m1"), cluster.add("w1")
