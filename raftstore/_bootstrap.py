@@ -228,10 +228,13 @@ def join_cluster(
     return result
 
 
-def fetch_keys(manager_addr: str, identity: TlsIdentity, cluster_id: str) -> tuple[Keyring, KeyEncryptionKey, bool]:
+def fetch_keys(
+    manager_addr: str, identity: TlsIdentity, cluster_id: str, timeout: float = 15.0
+) -> tuple[Keyring, KeyEncryptionKey, bool]:
     """The cluster keyring (and unlock key) from a manager, over mutual TLS."""
     with ClusterClient(
-        manager_addr, trusted_roots_pem=identity.trusted_roots_pem, identity=identity, cluster_id=cluster_id
+        manager_addr, trusted_roots_pem=identity.trusted_roots_pem, identity=identity, cluster_id=cluster_id,
+        timeout=timeout,
     ) as client:
         keys = client.call("keyring.fetch", {})
     try:

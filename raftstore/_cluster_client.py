@@ -13,7 +13,7 @@ import socket
 import ssl
 from typing import Any
 
-from ._frames import read_frame, write_frame
+from ._frames import raise_for_reply, read_frame, write_frame
 from ._node_state import split_host_port
 from ._tls import TlsIdentity, client_context, peer_identity
 from .keyring import (
@@ -22,7 +22,6 @@ from .keyring import (
     ProtocolError,
     RaftstoreError,
     Unavailable,
-    error_class,
 )
 
 __all__ = ["ClusterClient", "fetch_root_ca"]
@@ -59,12 +58,7 @@ def _call(sock: ssl.SSLSocket, address: str, method: str, params: dict[str, Any]
         reply = read_frame(sock)
     except (OSError, ConnectionError) as error:
         raise Unavailable(f"connection to {address} failed: {error}") from None
-    if not isinstance(reply, dict):
-        raise ProtocolError(f"malformed reply from {address}")
-    if reply.get("ok"):
-        return reply.get("result")
-    error = reply.get("error") or {}
-    raise error_class(str(error.get("code", "")))(str(error.get("message", "request failed")))
+    return raise_for_reply(reply, address).get("result")
 
 
 def fetch_root_ca(address: str, timeout: float = 10.0) -> bytes:

@@ -25,10 +25,10 @@ import ssl
 import threading
 from typing import Any, Callable
 
-from ._frames import read_frame, write_frame
-from ._node_state import split_host_port
+from ._frames import error_reply, read_frame, write_frame
+from ._node_state import listen_tcp
 from ._tls import peer_identity
-from .keyring import CertificateIdentity, InvalidArgument, ProtocolError, RaftstoreError
+from .keyring import CertificateIdentity, ProtocolError, RaftstoreError
 
 __all__ = ["ClusterListener", "API_CHANNEL", "RAFT_CHANNEL"]
 
@@ -68,17 +68,7 @@ class ClusterListener:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        host, port = split_host_port(self.address)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as error:
-            sock.close()
-            raise InvalidArgument(f"cannot listen on {self.address}: {error.strerror}") from None
-        sock.listen(128)
-        self._sock = sock
+        self._sock = listen_tcp(self.address, backlog=128)
         self._thread = threading.Thread(target=self._accept_loop, name="cluster-listener", daemon=True)
         self._thread.start()
 
@@ -157,7 +147,7 @@ class ClusterListener:
             except (ConnectionError, socket.timeout):
                 return
             if not isinstance(request, dict) or not isinstance(request.get("method"), str):
-                write_frame(sock, _error(ProtocolError("a request is a map with a method")))
+                write_frame(sock, error_reply(ProtocolError("a request is a map with a method")))
                 continue
             params = request.get("params") or {}
             try:
@@ -166,12 +156,8 @@ class ClusterListener:
                 result = self._on_api(identity, request["method"], params)
                 reply = {"ok": True, "result": result}
             except RaftstoreError as error:
-                reply = _error(error)
+                reply = error_reply(error)
             except Exception as error:  # a bug: answer, log, keep serving
                 self._log(f"cluster API {request['method']} failed: {type(error).__name__}: {error}")
-                reply = _error(RaftstoreError("internal error; see the manager's log"))
+                reply = error_reply(RaftstoreError("internal error; see the manager's log"))
             write_frame(sock, reply)
-
-
-def _error(error: RaftstoreError) -> dict[str, Any]:
-    return {"ok": False, "error": {"code": error.code, "message": error.message}}

@@ -18,9 +18,9 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ._frames import read_frame, write_frame
-from ._node_state import split_host_port
-from .keyring import InvalidArgument, ProtocolError, RaftstoreError, Unavailable, error_class
+from ._frames import error_reply, raise_for_reply, read_frame, write_frame
+from ._node_state import listen_tcp, split_host_port
+from .keyring import InvalidArgument, ProtocolError, RaftstoreError, Unavailable
 
 __all__ = ["ControlServer", "ControlClient", "Stream", "parse_host"]
 
@@ -64,15 +64,7 @@ class ControlServer:
         self._start(sock, None, {"transport": "unix"})
 
     def listen_tcp(self, address: str, context: ssl.SSLContext | None) -> None:
-        host, port = split_host_port(address)
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as error:
-            sock.close()
-            raise InvalidArgument(f"cannot listen on {address}: {error.strerror}") from None
-        sock.listen(64)
+        sock = listen_tcp(address, backlog=64)
         self._start(sock, context, {"transport": "tcp", "tls": context is not None})
 
     def _start(self, sock: socket.socket, context: ssl.SSLContext | None, info: dict[str, Any]) -> None:
@@ -119,14 +111,14 @@ class ControlServer:
                 except ConnectionError:
                     return
                 except ProtocolError as error:
-                    write_frame(conn, _error_reply(error))
+                    write_frame(conn, error_reply(error))
                     return
                 if not isinstance(request, dict) or not isinstance(request.get("method"), str):
-                    write_frame(conn, _error_reply(ProtocolError("a request is a map with a method")))
+                    write_frame(conn, error_reply(ProtocolError("a request is a map with a method")))
                     continue
                 params = request.get("params") or {}
                 if not isinstance(params, dict):
-                    write_frame(conn, _error_reply(ProtocolError("params must be a map")))
+                    write_frame(conn, error_reply(ProtocolError("params must be a map")))
                     continue
                 if not self._answer(conn, request["method"], params, info):
                     return
@@ -139,11 +131,11 @@ class ControlServer:
         try:
             result = self._handler(method, params, info)
         except RaftstoreError as error:
-            write_frame(conn, _error_reply(error))
+            write_frame(conn, error_reply(error))
             return True
         except Exception as error:  # a bug: keep serving, and say where to look
             self._log(f"control request {method} failed: {type(error).__name__}: {error}")
-            write_frame(conn, _error_reply(RaftstoreError(f"internal error in {method}; see the daemon's log")))
+            write_frame(conn, error_reply(RaftstoreError(f"internal error in {method}; see the daemon's log")))
             return True
         if not isinstance(result, Stream):
             write_frame(conn, {"ok": True, "result": result})
@@ -171,16 +163,12 @@ class ControlServer:
                 write_frame(conn, {"ok": True, "item": item})
             write_frame(conn, {"ok": True, "end": True})
         except RaftstoreError as error:
-            write_frame(conn, _error_reply(error))
+            write_frame(conn, error_reply(error))
         except OSError:
             pass
         finally:
             stop.set()
         return False
-
-
-def _error_reply(error: RaftstoreError) -> dict[str, Any]:
-    return {"ok": False, "error": {"code": error.code, "message": error.message}}
 
 
 def parse_host(host: str) -> tuple[str, str]:
@@ -248,12 +236,7 @@ class ControlClient:
             raise Unavailable(f"the daemon at {self.host} did not answer in time") from None
         except (OSError, ConnectionError) as error:
             raise Unavailable(f"lost the connection to the daemon at {self.host}: {error}") from None
-        if not isinstance(reply, dict):
-            raise ProtocolError("malformed reply from the daemon")
-        if not reply.get("ok"):
-            error = reply.get("error") or {}
-            raise error_class(str(error.get("code", "")))(str(error.get("message", "request failed")))
-        return reply
+        return raise_for_reply(reply, self.host)
 
     def _exchange(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
         self._send(method, params)

@@ -184,6 +184,7 @@ class Daemon:
             raft_config=self.raft_config,
             event_log=self.log,
             hold_elections=joining,
+            fetch_keyring=lambda: self._fetch_keyring_from_peers(node),
         )
         self.manager = manager
         self.node = node
@@ -215,6 +216,22 @@ class Daemon:
         self.node = node
         self.mode = WORKER_MODE
         self.log(f"worker {node.node_id} started (cluster {node.cluster_id})")
+
+    def _fetch_keyring_from_peers(self, node: NodeState) -> Any:
+        from ._bootstrap import fetch_keys
+
+        manager = self.manager
+        assert manager is not None
+        members = [tuple(m) for m in manager.status().get("members", [])] or [tuple(m) for m in node.bootstrap_members]
+        last: RaftstoreError = Unavailable("no other manager is known")
+        for node_id, address in members:
+            if node_id == node.node_id:
+                continue
+            try:
+                return fetch_keys(address, manager.tls_identity(), node.cluster_id, timeout=3.0)[0]
+            except RaftstoreError as error:
+                last = error
+        raise last
 
     def _manager_failed(self, message: str) -> None:
         self.failure = message

@@ -18,9 +18,18 @@ from typing import Any
 
 import msgpack
 
-from .keyring import ProtocolError
+from .keyring import ProtocolError, RaftstoreError, error_class
 
-__all__ = ["MAX_FRAME_BYTES", "encode_frame", "decode_payload", "read_frame", "write_frame", "FrameBuffer"]
+__all__ = [
+    "MAX_FRAME_BYTES",
+    "encode_frame",
+    "decode_payload",
+    "read_frame",
+    "write_frame",
+    "FrameBuffer",
+    "error_reply",
+    "raise_for_reply",
+]
 
 _LENGTH = struct.Struct(">I")
 
@@ -92,3 +101,18 @@ class FrameBuffer:
         if pos:
             del buf[:pos]
         return out
+
+
+def error_reply(error: RaftstoreError) -> dict[str, Any]:
+    """The reply frame for a failed request: the error's class travels as its code."""
+    return {"ok": False, "error": {"code": error.code, "message": error.message}}
+
+
+def raise_for_reply(reply: Any, peer: str) -> dict[str, Any]:
+    """A reply frame, or the error it carries raised as the same class on this side."""
+    if not isinstance(reply, dict):
+        raise ProtocolError(f"malformed reply from {peer}")
+    if not reply.get("ok"):
+        error = reply.get("error") or {}
+        raise error_class(str(error.get("code", "")))(str(error.get("message", "request failed")))
+    return reply

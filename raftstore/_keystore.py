@@ -108,6 +108,10 @@ class KeyStore:
             except FileNotFoundError:
                 pass
 
+    def save_keyring(self, keyring: Keyring, kek: KeyEncryptionKey) -> None:
+        """Rewrite only the keyring, under the KEK it already uses (a DEK term came or went)."""
+        atomic_write(self._keyring_path, wrap_keyring(keyring, kek, self.cluster_id))
+
     def write_node_key(self, pem: bytes, kek: KeyEncryptionKey | None) -> None:
         data = pem if kek is None else seal_private_key(pem, kek, self.cluster_id)
         atomic_write(self.paths.node_key, data)

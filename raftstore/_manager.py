@@ -72,6 +72,7 @@ class Manager:
         raft_config: RaftConfig = RaftConfig(),
         event_log: Callable[[str], None] = log.info,
         hold_elections: bool = False,
+        fetch_keyring: Callable[[], Keyring] | None = None,
     ) -> None:
         self.paths = paths
         self.node = node
@@ -82,6 +83,7 @@ class Manager:
         self._clock = clock
         self._on_fatal = on_fatal
         self._event_log = event_log
+        self._fetch_keyring = fetch_keyring
         self.state = StateMachine()
         self.applied = threading.Condition()
         self._fatal: str | None = None
@@ -102,6 +104,7 @@ class Manager:
             log=event_log,
             config=raft_config,
             hold_elections=hold_elections,
+            missing_key=self._fetch_missing_key,
         )
         self.proposer = Proposer(
             submit=self.raft.propose,
@@ -241,15 +244,29 @@ class Manager:
             return  # replaying a rotation this disk already has
         key = unwrap_data_key(wrapped, keyring, self.node.cluster_id)
         keyring = keyring.with_key(key, active=key_id > keyring.active_id)
-        self.keystore.save(keyring, self.kek, autolock=self._autolock(), node_key_pem=self._node_key_pem)
+        self.keystore.save_keyring(keyring, self.kek)
         self.keys.keyring = keyring
         self._event_log(f"data encryption key rotated to term {key_id}")
         self.raft.journal.roll()
         self.raft.force_snapshot()
 
-    def _autolock(self) -> bool:
-        cluster = self.state.cluster()
-        return bool(cluster and cluster["spec"].get("autolock"))
+    def _fetch_missing_key(self, key_id: int) -> bool:
+        """Merge the cluster keyring from a peer manager into ours (tick thread, bounded)."""
+        if self._fetch_keyring is None:
+            return False
+        try:
+            theirs = self._fetch_keyring()
+        except RaftstoreError as error:
+            self._event_log(f"cannot fetch data key term {key_id} from another manager: {error}")
+            return False
+        keyring = self.keys.keyring
+        for key in theirs.keys:
+            if key.key_id not in keyring.key_ids:
+                keyring = keyring.with_key(key, active=key.key_id > keyring.active_id)
+        self.keystore.save_keyring(keyring, self.kek)
+        self.keys.keyring = keyring
+        self._event_log(f"fetched data key term(s) {sorted(set(keyring.key_ids))} from another manager")
+        return key_id in keyring.key_ids
 
     def _sync_kek_with_store(self) -> None:
         """Re-wrap our keys when the store has a newer unlock key (or autolock setting)."""
@@ -303,7 +320,7 @@ class Manager:
         removable = [k for k in old if k not in on_disk]
         if removable:
             keyring = keyring.without(removable)
-            self.keystore.save(keyring, self.kek, autolock=self._autolock(), node_key_pem=self._node_key_pem)
+            self.keystore.save_keyring(keyring, self.kek)
             self.keys.keyring = keyring
             self._event_log(f"retired data encryption key term(s) {', '.join(map(str, removable))} removed")
         elif time.monotonic() - self._last_purge > 1.0:

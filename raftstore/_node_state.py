@@ -7,6 +7,7 @@ whether the daemon is inactive, a manager (possibly locked) or a worker.
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,17 @@ def split_host_port(address: str, default_port: int | None = None) -> tuple[str,
     if not host or not 0 < port < 65536:
         raise InvalidArgument(f"invalid address {address!r}: expected HOST:PORT")
     return host, port
+
+
+def listen_tcp(address: str, backlog: int) -> socket.socket:
+    """A listening TCP socket on HOST:PORT, or one InvalidArgument line saying why not."""
+    host, port = split_host_port(address)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as error:
+        sock.close()
+        raise InvalidArgument(f"cannot listen on {address}: {error.strerror}") from None
+    sock.listen(backlog)
+    return sock

@@ -459,7 +459,9 @@ class RaftNode:
     - ``dump_state() -> bytes`` / ``load_state(bytes)``: snapshot contents;
     - ``on_fatal(message)``: the node cannot go on (a snapshot it received does
       not open); the owner stops it;
-    - ``on_leader_change(leader id or None, term)``.
+    - ``on_leader_change(leader id or None, term)``;
+    - ``missing_key(key_id)``: a snapshot names a DEK term we lack; fetch the
+      keyring from a peer (over mutual TLS) into ``keys`` if possible.
     """
 
     def __init__(
@@ -476,6 +478,7 @@ class RaftNode:
         load_state: Callable[[bytes], None],
         on_fatal: Callable[[str], None],
         on_leader_change: Callable[[str | None, int], None] = lambda leader, term: None,
+        missing_key: Callable[[int], bool] = lambda key_id: False,
         log: Callable[[str], None] = log.info,
         config: RaftConfig = RaftConfig(),
         hold_elections: bool = False,
@@ -492,6 +495,7 @@ class RaftNode:
         self._load_state = load_state
         self._on_fatal = on_fatal
         self._on_leader_change = on_leader_change
+        self._missing_key = missing_key
         self._leader_seen: str | None = None
         self._snapshot_path = self.raft_dir / "snapshot"
         self._serialize_status = SERIALIZER_STATE.NOT_SERIALIZING
@@ -737,6 +741,11 @@ class RaftNode:
             fsync_file(path)
             fsync_directory(self.raft_dir)
             index, term, sealed = read_snapshot(Path(path))
+            key_id = record_key_id(sealed)
+            if key_id not in self.keys.keyring.key_ids:
+                # Sealed under a DEK term this manager never saw (it was down
+                # while the term was added and the log compacted): ask a peer.
+                self._missing_key(key_id)
             plaintext = open_record(
                 self.keys.keyring,
                 RecordKind.SNAPSHOT,

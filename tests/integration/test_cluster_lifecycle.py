@@ -162,3 +162,25 @@ def test_sigterm_shuts_down_cleanly(cluster: Cluster) -> None:
     assert not (m1.data_dir / "raftstore.sock").exists()
     m1.start()
     assert m1.run("kv", "get", "k").stdout == "v\n"
+
+
+def test_manager_down_across_a_dek_rotation_fetches_the_new_term(cluster: Cluster) -> None:
+    m1, m2, m3 = (cluster.add(n) for n in ("m1", "m2", "m3"))
+    cluster.init(m1)
+    cluster.join(m2, m1, "manager")
+    cluster.join(m3, m1, "manager")
+    m1.run("kv", "put", "before", "1")
+    wait_until(lambda: m3.run("kv", "get", "before", "--consistency", "local", check=False).returncode == 0,
+               what="m3 has the first write")
+    m3.kill(signal.SIGKILL)
+    m1.run("update", "--autolock=true")  # a new DEK term, and the old one purged from m1 and m2
+    for node in (m1, m2):
+        wait_until(lambda n=node: n.info()["dek_terms"] == [2], timeout=30, what=f"{node.name} purged term 1")
+    m1.run("kv", "put", "after", "2")
+    # m3 still holds only term 1 and its plain KEK (autolock was off when it went down).
+    m3.start()
+    wait_until(lambda: m3.run("kv", "get", "after", "--consistency", "local", check=False).stdout == "2\n",
+               timeout=30, what="m3 caught up through a snapshot sealed under term 2")
+    assert "fetched data key term" in m3.log()
+    wait_until(lambda: not (m3.data_dir / "keys" / "kek").exists(), what="m3 re-wrapped under the unlock key")
+    assert m3.info()["autolock"] is True
