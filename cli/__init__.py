@@ -10,7 +10,7 @@ import click
 
 from ._common import connection_options
 from ._daemon_cmd import daemon_cmd
-from . import _kv, _node, _swarm
+from . import _ca, _doctor, _kv, _node, _swarm
 
 __all__ = ["main", "cli"]
 
@@ -32,6 +32,8 @@ cli.add_command(daemon_cmd)
 _swarm.register(cli)
 _node.register(cli)
 _kv.register(cli)
+_ca.register(cli)
+_doctor.register(cli)
 
 
 def main() -> None:

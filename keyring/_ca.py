@@ -26,6 +26,7 @@ __all__ = [
     "ROOT_CN",
     "MANAGER_ROLE",
     "WORKER_ROLE",
+    "CLIENT_ROLE",
     "MIN_CERT_VALIDITY",
     "DEFAULT_CERT_VALIDITY",
     "ROOT_VALIDITY",
@@ -44,11 +45,16 @@ __all__ = [
     "ca_digest",
     "private_key_matches_certificate",
     "split_pem_chain",
+    "sign_possession",
+    "verify_possession",
+    "certificate_fingerprint",
 ]
 
 ROOT_CN = "swarm-ca"
 MANAGER_ROLE = "swarm-manager"
 WORKER_ROLE = "swarm-worker"
+#: Operators' clients of the remote control API (``ca issue-client``).
+CLIENT_ROLE = "swarm-client"
 MIN_CERT_VALIDITY = timedelta(hours=1)
 DEFAULT_CERT_VALIDITY = timedelta(hours=2160)
 ROOT_VALIDITY = timedelta(days=365 * 20)
@@ -216,7 +222,7 @@ def issue_certificate(
     """A node certificate for the public key in ``csr_pem``; returns leaf PEM + intermediates."""
     if validity < MIN_CERT_VALIDITY:
         raise InvalidArgument("minimum certificate expiry time is: 1h0m0s")
-    if role not in (MANAGER_ROLE, WORKER_ROLE):
+    if role not in (MANAGER_ROLE, WORKER_ROLE, CLIENT_ROLE):
         raise InvalidArgument(f"unknown role {role!r}")
     if ca.key_pem is None:
         raise InvalidCertificate("this CA has no signing key here")
@@ -313,6 +319,10 @@ def cross_sign(old: RootCA, new_root_cert_pem: bytes, now: datetime) -> bytes:
             ),
             critical=True,
         )
+        # Both roots are named CN=swarm-ca: key identifiers are how TLS
+        # libraries tell the new root's key (here) from the old one.
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(new_cert.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(old_key.public_key()), critical=False)
         .sign(old_key, hashes.SHA256())
     )
     return _pem(cert)
@@ -338,7 +348,9 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
-def verify_certificate_chain(chain_pem: bytes, trusted_roots_pem: bytes, now: datetime) -> CertificateIdentity:
+def verify_certificate_chain(
+    chain_pem: bytes, trusted_roots_pem: bytes, now: datetime, *, allow_expired_leaf: bool = False
+) -> CertificateIdentity:
     """Check that the leaf chains to a trusted root, directly or through the intermediates given.
 
     Signatures are checked with each issuer's public key (ECDSA) over the
@@ -356,7 +368,7 @@ def verify_certificate_chain(chain_pem: bytes, trusted_roots_pem: bytes, now: da
     def valid(cert: x509.Certificate) -> bool:
         return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
 
-    if not valid(leaf):
+    if not valid(leaf) and not (allow_expired_leaf and leaf.not_valid_before_utc <= now):
         raise InvalidCertificate("the certificate has expired or is not yet valid")
     for root in roots:
         if valid(root) and _signed_by(leaf, root):
@@ -380,3 +392,32 @@ def private_key_matches_certificate(key_pem: bytes, cert_pem: bytes) -> bool:
         return public_key_fingerprint(key_pem) == public_key_fingerprint(cert_pem)
     except InvalidCertificate:
         return False
+
+
+def certificate_fingerprint(cert_pem: bytes) -> str:
+    """SHA-256 (hex) of the first certificate's DER: names one certificate exactly."""
+    return hashlib.sha256(_load_chain(cert_pem)[0].public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+_POSSESSION_PREFIX = b"raftstore possession proof v1\0"
+
+
+def sign_possession(private_key_pem: bytes, message: bytes) -> bytes:
+    """Prove, with the node's key, that the holder of a certificate asks for ``message``.
+
+    Used where TLS cannot carry the proof: renewing a certificate that has
+    already expired (TLS refuses expired client certificates).
+    """
+    key = _load_key(private_key_pem)
+    return key.sign(_POSSESSION_PREFIX + message, ec.ECDSA(hashes.SHA256()))
+
+
+def verify_possession(cert_pem: bytes, message: bytes, signature: bytes) -> bool:
+    public = _load_chain(cert_pem)[0].public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey):
+        return False
+    try:
+        public.verify(signature, _POSSESSION_PREFIX + message, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True

@@ -19,13 +19,15 @@ __version__ = "0.1.0"
 _LAZY = {
     "ControlClient": "._control",
     "Daemon": "._daemon",
-    "SystemClock": "._daemon",
+    "SystemClock": "._clock",
     "default_data_dir": "._paths",
     "run_demo": "._demo",
     "format_duration": "._durations",
     "parse_duration": "._durations",
     "split_host_port": "._node_state",
     "RaftConfig": "._pysyncobj_adapter",
+    "generate_private_key": ".keyring",
+    "make_csr": ".keyring",
 }
 
 __all__ = [*_errors_all, *_LAZY, "__version__"]

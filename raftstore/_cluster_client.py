@@ -107,6 +107,22 @@ class ClusterClient:
         self.close()
 
 
+def call_any_manager_anonymous(
+    addresses: list[str],
+    method: str,
+    params: dict[str, Any],
+    *,
+    trusted_roots_pem: bytes,
+    cluster_id: str | None,
+    timeout: float = 15.0,
+) -> Any:
+    """As ``call_any_manager``, presenting no client certificate (the server is still verified)."""
+    return call_any_manager(
+        addresses, method, params, trusted_roots_pem=trusted_roots_pem, identity=None, cluster_id=cluster_id,
+        timeout=timeout,
+    )
+
+
 def call_any_manager(
     addresses: list[str],
     method: str,
@@ -130,4 +146,4 @@ def call_any_manager(
     raise last
 
 
-__all__ += ["call_any_manager"]
+__all__ += ["call_any_manager", "call_any_manager_anonymous"]

@@ -10,6 +10,8 @@ Who may call what (checked per request, from the verified certificate):
 ``node.heartbeat``   any node of this cluster
 ``node.renew``       any node of this cluster: a new certificate for the key in
                      its CSR, with the role its node record names
+``node.renew_expired``  anyone holding the key of an (expired) certificate of
+                     this cluster, proved by a signature over the CSR
 ``raft.remove``      a manager: take a manager out of the Raft configuration
 ``raft.step_down``   a manager: hand leadership to a caught-up follower
 ===================  =========================================================
@@ -25,20 +27,25 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._bootstrap import node_record_action
+from ._ca_rotation import finish_if_converged, signing_key_fingerprint, signing_root, trust_bundle
 from .keyring import (
     MANAGER_ROLE,
     WORKER_ROLE,
     CertificateIdentity,
     InvalidArgument,
+    InvalidCertificate,
     InvalidJoinToken,
     NodeRemoved,
     NoQuorum,
     PermissionDenied,
     RaftstoreError,
-    RootCA,
+    UpdateOutOfSequence,
+    certificate_identity,
     issue_certificate,
     new_id,
     tokens_equal,
+    verify_certificate_chain,
+    verify_possession,
 )
 
 if TYPE_CHECKING:
@@ -59,6 +66,7 @@ class ClusterService:
             "keyring.fetch": self.keyring_fetch,
             "node.heartbeat": self.heartbeat,
             "node.renew": self.renew,
+            "node.renew_expired": self.renew_expired,
             "raft.remove": self.raft_remove,
             "raft.step_down": self.raft_step_down,
         }
@@ -104,7 +112,8 @@ class ClusterService:
     # ------------------------------------------------------------- methods
 
     def ca_get(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
-        return {"root_ca_pem": self.daemon.paths.root_ca.read_bytes()}
+        # The current root alone (not the rotation bundle): join tokens carry its digest.
+        return {"root_ca_pem": self._cluster("local")["spec"]["root_ca"]["cert_pem"]}
 
     def join(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
         manager = self.daemon.require_manager()
@@ -120,19 +129,11 @@ class ClusterService:
             raise InvalidJoinToken()
         role = MANAGER_ROLE if is_manager else WORKER_ROLE
         node_id = new_id()
-        root = RootCA(cert_pem=spec["root_ca"]["cert_pem"], key_pem=spec["root_ca"]["key_pem"])
-        chain = issue_certificate(
-            root,
-            csr,
-            node_id=node_id,
-            cluster_id=manager.node.cluster_id,
-            role=role,
-            now=self.daemon.clock.now(),
-            validity=timedelta(seconds=int(spec["cert_expiry_seconds"])),
-            intermediates_pem=spec["root_ca"].get("cross_signed_pem") or b"",
-        )
+        chain = self._sign(spec, csr, node_id, role)
         hostname = str(params.get("hostname") or "")[:255]
-        manager.propose([node_record_action(node_id, "manager" if is_manager else "worker", addr, hostname)])
+        record = node_record_action(node_id, "manager" if is_manager else "worker", addr, hostname)
+        record["spec"].update(self._cert_fields(spec, chain))
+        manager.propose([record])
         self.daemon.log(f"node {node_id} joined as {'manager' if is_manager else 'worker'} from {addr}")
         status = manager.status()
         return {
@@ -142,7 +143,54 @@ class ClusterService:
             "cert_chain_pem": chain,
             "members": [list(m) for m in status.get("members", [])],
             "manager_addrs": self.manager_addresses(),
+            "trust_bundle_pem": trust_bundle(spec),
         }
+
+    def _sign(self, spec: dict[str, Any], csr: bytes, node_id: str, role: str) -> bytes:
+        root, intermediates = signing_root(spec)
+        return issue_certificate(
+            root,
+            csr,
+            node_id=node_id,
+            cluster_id=self.daemon.require_manager().node.cluster_id,
+            role=role,
+            now=self.daemon.clock.now(),
+            validity=timedelta(seconds=int(spec["cert_expiry_seconds"])),
+            intermediates_pem=intermediates,
+        )
+
+    @staticmethod
+    def _cert_fields(spec: dict[str, Any], chain: bytes) -> dict[str, Any]:
+        identity = certificate_identity(chain)
+        return {"cert_issuer_key": signing_key_fingerprint(spec), "cert_not_after": identity.not_after.isoformat()}
+
+    def issue_for(self, node_id: str, csr: bytes) -> dict[str, Any]:
+        """A certificate for ``node_id``'s new key, with the role its record names; recorded in the store."""
+        manager = self.daemon.require_manager()
+        for attempt in range(5):
+            state = manager.read_barrier()
+            record = state.find("nodes", node_id)
+            if record is None or node_id in self.removed_nodes():
+                raise NodeRemoved(f"node {node_id} was removed from the cluster")
+            spec = self._cluster("local")["spec"]
+            role = MANAGER_ROLE if record["spec"].get("role") == "manager" else WORKER_ROLE
+            chain = self._sign(spec, csr, node_id, role)
+            node_spec = dict(record["spec"], **self._cert_fields(spec, chain))
+            try:
+                manager.propose(
+                    [{"op": "update", "table": "nodes", "id": node_id, "version": record["version"], "spec": node_spec}]
+                )
+            except UpdateOutOfSequence:
+                continue
+            status = manager.status()
+            return {
+                "cert_chain_pem": chain,
+                "role": role,
+                "members": [list(m) for m in status.get("members", [])],
+                "manager_addrs": self.manager_addresses(),
+                "trust_bundle_pem": trust_bundle(spec),
+            }
+        raise UpdateOutOfSequence()
 
     def manager_addresses(self) -> list[str]:
         manager = self.daemon.require_manager()
@@ -174,10 +222,20 @@ class ClusterService:
         self.daemon.heartbeats[caller.node_id] = time.monotonic()
         manager = self.daemon.require_manager()
         record = manager.state.find("nodes", caller.node_id)
+        cluster = manager.state.cluster()
+        spec = cluster["spec"] if cluster else None
+        renew_now = bool(
+            spec
+            and spec.get("root_rotation")
+            and record is not None
+            and record["spec"].get("cert_issuer_key") != signing_key_fingerprint(spec)
+        )
         return {
             "desired_role": record["spec"].get("desired_role") if record else None,
             "manager_addrs": self.manager_addresses(),
             "interval": HEARTBEAT_INTERVAL,
+            "trust_bundle_pem": trust_bundle(spec) if spec else None,
+            "renew_now": renew_now,
         }
 
     def renew(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
@@ -185,31 +243,25 @@ class ClusterService:
         csr = params.get("csr_pem")
         if not isinstance(csr, bytes):
             raise InvalidArgument("renew needs a CSR")
+        return self.issue_for(caller.node_id, csr)
+
+    def renew_expired(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
+        """Renewal without a valid client certificate: the node proves it holds the old key."""
+        chain, csr, proof = params.get("cert_chain_pem"), params.get("csr_pem"), params.get("proof")
+        if not all(isinstance(v, bytes) for v in (chain, csr, proof)):
+            raise InvalidArgument("renew_expired needs the old certificate, a CSR and a proof")
         manager = self.daemon.require_manager()
-        state = manager.read_barrier()
-        record = state.find("nodes", caller.node_id)
-        if record is None:
-            raise NodeRemoved(f"node {caller.node_id} was removed from the cluster")
         spec = self._cluster("local")["spec"]
-        role = MANAGER_ROLE if record["spec"].get("role") == "manager" else WORKER_ROLE
-        root = RootCA(cert_pem=spec["root_ca"]["cert_pem"], key_pem=spec["root_ca"]["key_pem"])
-        chain = issue_certificate(
-            root,
-            csr,
-            node_id=caller.node_id,
-            cluster_id=manager.node.cluster_id,
-            role=role,
-            now=self.daemon.clock.now(),
-            validity=timedelta(seconds=int(spec["cert_expiry_seconds"])),
-            intermediates_pem=spec["root_ca"].get("cross_signed_pem") or b"",
-        )
-        status = manager.status()
-        return {
-            "cert_chain_pem": chain,
-            "role": role,
-            "members": [list(m) for m in status.get("members", [])],
-            "manager_addrs": self.manager_addresses(),
-        }
+        try:
+            old = verify_certificate_chain(chain, trust_bundle(spec), self.daemon.clock.now(), allow_expired_leaf=True)
+        except InvalidCertificate:
+            raise PermissionDenied("permission denied: the certificate is not one of this cluster's") from None
+        if old.cluster_id != manager.node.cluster_id or old.role not in (MANAGER_ROLE, WORKER_ROLE):
+            raise PermissionDenied("permission denied: the certificate is not one of this cluster's")
+        if not verify_possession(chain, csr, proof):
+            raise PermissionDenied("permission denied: no proof of the certificate's key")
+        self.daemon.log(f"renewing the expired certificate of node {old.node_id}")
+        return self.issue_for(old.node_id, csr)
 
     def raft_remove(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
         self._member(identity, MANAGER_ROLE)
@@ -233,6 +285,9 @@ class ClusterService:
     def maintain(self) -> None:
         """Housekeeping that needs the cluster view (called about once a second)."""
         self._remove_demoted_members()
+        manager = self.daemon.manager
+        if manager is not None and manager.status().get("is_leader"):
+            finish_if_converged(self.daemon)
 
     def _remove_demoted_members(self) -> None:
         """On the leader: Raft members whose node record no longer says manager leave Raft."""

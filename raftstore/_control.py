@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterator
 
 from ._frames import error_reply, raise_for_reply, read_frame, write_frame
 from ._node_state import listen_tcp, split_host_port
-from .keyring import InvalidArgument, ProtocolError, RaftstoreError, Unavailable
+from ._tls import peer_identity
+from .keyring import WORKER_ROLE, InvalidArgument, PermissionDenied, ProtocolError, RaftstoreError, Unavailable
 
 __all__ = ["ControlServer", "ControlClient", "Stream", "parse_host"]
 
@@ -105,6 +106,10 @@ class ControlServer:
                 conn.settimeout(10)
                 conn = context.wrap_socket(conn, server_side=True)
                 conn.settimeout(None)
+                refusal = _remote_refusal(conn)  # type: ignore[arg-type]
+                if refusal is not None:
+                    write_frame(conn, error_reply(PermissionDenied(refusal)))
+                    return
             while not self._stopping.is_set():
                 try:
                     request = read_frame(conn, MAX_REQUEST_BYTES)
@@ -169,6 +174,15 @@ class ControlServer:
         finally:
             stop.set()
         return False
+
+
+def _remote_refusal(conn: ssl.SSLSocket) -> str | None:
+    """Any certificate that chains to --tlscacert may connect (as with dockerd), except a worker's:
+    a worker's key lives on a machine that must not control the cluster."""
+    identity = peer_identity(conn)
+    if identity is not None and identity.role == WORKER_ROLE:
+        return "permission denied: a worker's certificate cannot use the control API"
+    return None
 
 
 def parse_host(host: str) -> tuple[str, str]:

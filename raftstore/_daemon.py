@@ -23,11 +23,12 @@ import socket
 import ssl
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from ._bootstrap import clear_partial
+from ._fsutil import atomic_write
+from ._clock import SystemClock
 from ._cluster_listener import ClusterListener
 from ._control import ControlServer
 from ._keystore import KeyStore
@@ -54,16 +55,6 @@ __all__ = ["Daemon", "SystemClock", "default_data_dir"]
 log = logging.getLogger("raftstore.daemon")
 
 INACTIVE, LOCKED, MANAGER_MODE, WORKER_MODE, FAILED = "inactive", "locked", "manager", "worker", "failed"
-
-
-class SystemClock:
-    """The wall clock, read here and in the CLI only."""
-
-    def now(self) -> datetime:
-        return datetime.now(timezone.utc)
-
-    def stamp(self) -> str:
-        return self.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Daemon:
@@ -94,6 +85,9 @@ class Daemon:
         # Managers remember when workers last reported (node ls STATUS).
         self.heartbeats: dict[str, float] = {}
         self._last_role_check = 0.0
+        from ._renewal import CertificateRenewer
+
+        self.renewer = CertificateRenewer(self)
         from ._methods import METHODS  # late import: methods use the daemon's API
 
         self._methods = METHODS
@@ -106,6 +100,9 @@ class Daemon:
     def log(self, message: str) -> None:
         log.info(message)
 
+    def warn(self, message: str) -> None:
+        log.warning(message)
+
     # ----------------------------------------------------------------- lifecycle
 
     def run(self) -> None:
@@ -117,7 +114,7 @@ class Daemon:
             address, context = self.remote_api
             self.control.listen_tcp(address, context)
             if context is None:
-                self.log(f"WARNING: control API on tcp://{address} without TLS: anyone who can connect controls this node")
+                self.warn(f"control API on tcp://{address} without TLS: anyone who can connect controls this node")
             else:
                 self.log(f"control API on tcp://{address} (mutual TLS)")
         if threading.current_thread() is threading.main_thread():
@@ -185,6 +182,7 @@ class Daemon:
             event_log=self.log,
             hold_elections=joining,
             fetch_keyring=lambda: self._fetch_keyring_from_peers(node),
+            on_root_change=self._root_changed,
         )
         self.manager = manager
         self.node = node
@@ -250,6 +248,40 @@ class Daemon:
         if self.manager is not None:
             self.manager.reload_tls_identity()
 
+    def _root_changed(self) -> None:
+        """The cluster's root (or a rotation) changed in the store: trust it, renew if asked (tick thread)."""
+        manager = self.manager
+        if manager is None:
+            return
+        cluster = manager.state.cluster()
+        if cluster is None:
+            return
+        from ._ca_rotation import signing_key_fingerprint, trust_bundle
+
+        spec = cluster["spec"]
+        bundle = trust_bundle(spec)
+        try:
+            current = self.paths.root_ca.read_bytes()
+        except FileNotFoundError:
+            current = b""
+        if bundle != current:
+            atomic_write(self.paths.root_ca, bundle, mode=0o644)
+            self.reset_tls()
+        record = manager.state.find("nodes", manager.node.node_id)
+        if spec.get("root_rotation") and record is not None and record["spec"].get("cert_issuer_key") != signing_key_fingerprint(spec):
+            self.renewer.request()
+
+    def install_trust_bundle(self, bundle: bytes) -> None:
+        """A worker learned the cluster's roots from a manager."""
+        try:
+            current = self.paths.root_ca.read_bytes()
+        except FileNotFoundError:
+            current = b""
+        if bundle and bundle != current:
+            atomic_write(self.paths.root_ca, bundle, mode=0o644)
+            self.reset_tls()
+            self.log("trusted root CA bundle updated")
+
     def _check_raft_peer(self, identity: CertificateIdentity) -> str | None:
         manager = self.manager
         if manager is None or self.node is None:
@@ -267,6 +299,8 @@ class Daemon:
     def _maintain(self) -> None:
         manager = self.manager
         try:
+            if self.mode in (MANAGER_MODE, WORKER_MODE):
+                self.renewer.tick()
             if manager is not None and self.mode == MANAGER_MODE:
                 manager.maintain()
                 self.cluster_service.maintain()

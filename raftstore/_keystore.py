@@ -22,7 +22,7 @@ from pathlib import Path
 
 import msgpack
 
-from ._fsutil import atomic_write
+from ._fsutil import atomic_write, fsync_directory
 from ._node_state import StatePaths
 from .keyring import (
     InvalidRecord,
@@ -32,6 +32,7 @@ from .keyring import (
     StorageError,
     UnlockKey,
     open_private_key,
+    private_key_matches_certificate,
     seal_private_key,
     unwrap_keyring,
     wrap_keyring,
@@ -123,10 +124,39 @@ class KeyStore:
         except FileNotFoundError:
             raise StorageError(f"{path} is missing") from None
         if data.startswith(_PEM_PREFIX):
-            return data
-        if kek is None:
+            pem = data
+        elif kek is None:
             raise InvalidUnlockKey("the node key is sealed and this manager is locked")
+        else:
+            try:
+                pem = open_private_key(data, kek, self.cluster_id)
+            except InvalidRecord:
+                raise InvalidRecord(f"{path} failed to open under this manager's key-encryption key") from None
+        self._finish_pending_certificate(pem)
+        return pem
+
+    @property
+    def pending_certificate(self) -> Path:
+        return self.paths.node_cert.with_name(self.paths.node_cert.name + ".new")
+
+    def install_certificate(self, chain_pem: bytes, key_pem: bytes, kek: KeyEncryptionKey | None) -> None:
+        """Replace the node's key and certificate so that a crash leaves a matching pair.
+
+        The certificate goes to a side file first, then the key, then the
+        certificate into place; ``read_node_key`` finishes an interrupted one.
+        """
+        atomic_write(self.pending_certificate, chain_pem, mode=0o644)
+        self.write_node_key(key_pem, kek)
+        self._finish_pending_certificate(key_pem)
+
+    def _finish_pending_certificate(self, key_pem: bytes) -> None:
+        pending = self.pending_certificate
         try:
-            return open_private_key(data, kek, self.cluster_id)
-        except InvalidRecord:
-            raise InvalidRecord(f"{path} failed to open under this manager's key-encryption key") from None
+            chain = pending.read_bytes()
+        except FileNotFoundError:
+            return
+        if private_key_matches_certificate(key_pem, chain):
+            os.replace(pending, self.paths.node_cert)
+        else:
+            pending.unlink()  # the key never followed: the old pair stands
+        fsync_directory(self.paths.certificates)

@@ -73,6 +73,7 @@ class Manager:
         event_log: Callable[[str], None] = log.info,
         hold_elections: bool = False,
         fetch_keyring: Callable[[], Keyring] | None = None,
+        on_root_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.paths = paths
         self.node = node
@@ -84,6 +85,7 @@ class Manager:
         self._on_fatal = on_fatal
         self._event_log = event_log
         self._fetch_keyring = fetch_keyring
+        self._on_root_change = on_root_change
         self.state = StateMachine()
         self.applied = threading.Condition()
         self._fatal: str | None = None
@@ -219,8 +221,9 @@ class Manager:
         self._after_load()
 
     def _after_load(self) -> None:
-        # A snapshot may carry a newer unlock key than our disk knows.
+        # A snapshot may carry a newer unlock key or root than our disk knows.
         self._effect("unlock_key_changed", None)
+        self._effect("root_ca_changed", None)
 
     def _leader_changed(self, leader: str | None, term: int) -> None:
         if leader is None:
@@ -237,6 +240,8 @@ class Manager:
             self._add_dek(detail["key_id"], detail["wrapped"])
         elif name == "unlock_key_changed":
             self._sync_kek_with_store()
+        elif name == "root_ca_changed":
+            self._on_root_change()
 
     def _add_dek(self, key_id: int, wrapped: bytes) -> None:
         keyring = self.keys.keyring

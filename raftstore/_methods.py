@@ -400,7 +400,7 @@ def update(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------ nodes
 
 
-def _node_row(daemon: "Daemon", manager: "Manager", record: dict[str, Any]) -> dict[str, Any]:
+def node_row(daemon: "Daemon", manager: "Manager", record: dict[str, Any]) -> dict[str, Any]:
     status = manager.status()
     members = {i for i, _ in status.get("members", [])}
     connected = set(status.get("connected", []))
@@ -438,14 +438,14 @@ def _node_row(daemon: "Daemon", manager: "Manager", record: dict[str, Any]) -> d
 def node_ls(daemon: "Daemon", params: dict[str, Any]) -> list[dict[str, Any]]:
     state = _read(daemon, params)
     manager = daemon.require_manager()
-    return [_node_row(daemon, manager, r) for r in state.list("nodes")]
+    return [node_row(daemon, manager, r) for r in state.list("nodes")]
 
 
 @method("node.inspect")
 def node_inspect(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     state = _read(daemon, params)
     manager = daemon.require_manager()
-    return _node_row(daemon, manager, state.get("nodes", _str(params, "node")))
+    return node_row(daemon, manager, state.get("nodes", _str(params, "node")))
 
 
 def _set_role(daemon: "Daemon", ref: str, role: str) -> dict[str, Any]:
@@ -490,7 +490,7 @@ def node_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
             f"can't remove node {node_id}: it is the manager you are talking to; "
             "run \"raftstore leave\" on it, or \"node rm\" on another manager"
         )
-    row = _node_row(daemon, manager, record)
+    row = node_row(daemon, manager, record)
     if row["status"] == "ready" and not params.get("force"):
         raise InvalidArgument(
             f"node {node_id} is not down and can't be removed; use --force to remove it anyway"
@@ -617,3 +617,56 @@ def _not_found(what: str) -> RaftstoreError:
 
 
 __all__ += ["update_cluster", "NodeState"]
+
+
+# ------------------------------------------------------------------ CA
+
+
+@method("ca")
+def ca(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    from ._ca_rotation import rotation_status, start_rotation
+
+    if params.get("rotate"):
+        return start_rotation(daemon, daemon.clock.now(), params.get("ca_cert_pem"), params.get("ca_key_pem"))
+    if params.get("ca_cert_pem") or params.get("ca_key_pem"):
+        raise InvalidArgument("--ca-cert and --ca-key only go with --rotate")
+    return rotation_status(daemon, str(params.get("consistency") or "linearizable"))
+
+
+@method("ca.issue_client")
+def ca_issue_client(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    """A client certificate for the remote control API (OU swarm-client), for the key in a CSR."""
+    from ._ca_rotation import signing_root, trust_bundle
+    from .keyring import CLIENT_ROLE, issue_certificate, new_id
+
+    csr = params.get("csr_pem")
+    if not isinstance(csr, bytes):
+        raise InvalidArgument("a CSR is required")
+    name = params.get("name") or f"client-{new_id()[:12]}"
+    if not isinstance(name, str) or not 0 < len(name) <= 64:
+        raise InvalidArgument("a client name is 1 to 64 characters")
+    manager = daemon.require_manager()
+    cluster = manager.read_barrier().cluster()
+    if cluster is None:
+        raise NoQuorum("the cluster object is not committed yet")
+    spec = cluster["spec"]
+    root, intermediates = signing_root(spec)
+    chain = issue_certificate(
+        root,
+        csr,
+        node_id=name,
+        cluster_id=manager.node.cluster_id,
+        role=CLIENT_ROLE,
+        now=daemon.clock.now(),
+        validity=timedelta(seconds=int(spec["cert_expiry_seconds"])),
+        intermediates_pem=intermediates,
+    )
+    daemon.log(f"issued client certificate {name!r} for the remote control API")
+    return {"cert_chain_pem": chain, "ca_pem": trust_bundle(spec), "name": name}
+
+
+@method("doctor")
+def doctor(daemon: "Daemon", params: dict[str, Any]) -> list[dict[str, str]]:
+    from ._doctor import audit
+
+    return [finding.to_dict() for finding in audit(daemon)]

@@ -552,7 +552,7 @@ def _cluster_effects(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str
     effects: list[tuple[str, Any]] = []
     if old.get("unlock_key") != new.get("unlock_key") or old.get("autolock") != new.get("autolock"):
         effects.append(("unlock_key_changed", {"autolock": bool(new.get("autolock"))}))
-    if old.get("root_ca") != new.get("root_ca"):
+    if old.get("root_ca") != new.get("root_ca") or old.get("root_rotation") != new.get("root_rotation"):
         effects.append(("root_ca_changed", None))
     return effects
 

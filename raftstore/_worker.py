@@ -41,6 +41,9 @@ class WorkerAgent:
             trusted_roots_pem=paths.root_ca.read_bytes(),
         )
 
+    def set_key(self, key_pem: bytes) -> None:
+        self._node_key_pem = key_pem
+
     def call(self, method: str, params: dict[str, Any]) -> Any:
         """Call the first reachable manager over this node's mutual-TLS identity."""
         return call_any_manager(
@@ -104,7 +107,13 @@ class WorkerAgent:
             self.last_error = str(error)
             return
         self.last_error = None
-        self.desired_role = (reply or {}).get("desired_role")
+        reply = reply or {}
+        self.desired_role = reply.get("desired_role")
+        bundle = reply.get("trust_bundle_pem")
+        if isinstance(bundle, bytes):
+            self.daemon.install_trust_bundle(bundle)
+        if reply.get("renew_now"):
+            self.daemon.renewer.request()
         addrs = [str(a) for a in (reply or {}).get("manager_addrs", []) if isinstance(a, str)]
         if addrs and addrs != self.node.manager_addrs:
             self.node = self.node.replace(manager_addrs=addrs)

@@ -1,0 +1,121 @@
+"""``raftstore ca``: the cluster's root CA, its rotation, and client certificates."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from raftstore import generate_private_key, make_csr
+
+from ._common import call, connection_options, emit_json, fail, format_option, handle_errors
+
+__all__ = ["register"]
+
+
+def _read(path: str | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        fail(f"cannot read {what} {path}: {error.strerror}")
+    return None
+
+
+def _waiting_line(status: dict[str, Any]) -> str:
+    if not status["waiting_for"]:
+        return f"CA rotation: all {status['total']} nodes converged; finishing"
+    names = ", ".join(f"{n['id']} ({n['hostname']})" if n["hostname"] else n["id"] for n in status["waiting_for"])
+    return f"CA rotation in progress: {status['converged']}/{status['total']} nodes converged; waiting for: {names}"
+
+
+@click.group("ca", invoke_without_command=True)
+@click.option("--rotate", is_flag=True, help="Start a root CA rotation and follow it until every node has converged.")
+@click.option("--ca-cert", metavar="FILE", help="With --rotate: use this root certificate (PEM) instead of a new one.")
+@click.option("--ca-key", metavar="FILE", help="With --rotate: the private key of --ca-cert (PEM).")
+@click.option("--detach", is_flag=True, help="With --rotate: return at once instead of waiting.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines; print only the certificate.")
+@format_option
+@connection_options
+@click.pass_context
+@handle_errors
+def ca(ctx: click.Context, rotate: bool, ca_cert: str | None, ca_key: str | None, detach: bool, quiet: bool,
+       output_format: str) -> None:
+    """Print the cluster's root CA certificate (PEM), or rotate it.
+
+    During a rotation every node renews its certificate under the new root
+    (the old root cross-signs it meanwhile); when all have converged the old
+    root is forgotten and both join tokens change. A node that is down keeps
+    the rotation waiting, and this command says which.
+
+    \b
+    Examples:
+      raftstore ca > root.pem
+      raftstore ca --rotate
+      raftstore ca --rotate --ca-cert new-root.pem --ca-key new-root.key --detach
+      raftstore ca issue-client --out ~/.raftstore
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if (ca_cert or ca_key or detach) and not rotate:
+        raise click.UsageError("--ca-cert, --ca-key and --detach go with --rotate")
+    status = call("ca", {"rotate": rotate, "ca_cert_pem": _read(ca_cert, "CA certificate"),
+                         "ca_key_pem": _read(ca_key, "CA key")})
+    if rotate and not detach:
+        shown = ""
+        while status["in_progress"]:
+            line = _waiting_line(status)
+            if line != shown and not quiet and output_format != "json":
+                click.echo(line, err=True)
+                shown = line
+            time.sleep(0.5)
+            status = call("ca")
+        if not quiet and output_format != "json":
+            click.echo("CA rotation complete.", err=True)
+    elif rotate and not quiet and output_format != "json":
+        click.echo('CA rotation started; run "raftstore ca" to see its progress.', err=True)
+    if output_format == "json":
+        emit_json(status)
+        return
+    if status["in_progress"] and not quiet:
+        click.echo(_waiting_line(status), err=True)
+    click.echo(status["root_ca_pem"].decode().rstrip("\n"))
+
+
+@ca.command("issue-client")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to write ca.pem, cert.pem and key.pem into (created if missing).")
+@click.option("--name", help="Name for the certificate's CN (default: a generated one).")
+@connection_options
+@handle_errors
+def issue_client(out_dir: Path, name: str | None) -> None:
+    """Write a client certificate set for the remote control API (-H tcp://... --tlsverify).
+
+    The key is made here and never leaves this machine; the manager signs a CSR.
+    Point RAFTSTORE_CERT_PATH at the directory, or pass --tlscacert/--tlscert/--tlskey.
+    """
+    key = generate_private_key()
+    result = call("ca.issue_client", {"csr_pem": make_csr(key), "name": name})
+    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for filename, data, mode in (("ca.pem", result["ca_pem"], 0o644), ("cert.pem", result["cert_chain_pem"], 0o644),
+                                 ("key.pem", key, 0o600)):
+        path = out_dir / filename
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            os.fchmod(fd, mode)
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    click.echo(f"Wrote ca.pem, cert.pem and key.pem for {result['name']!r} to {out_dir}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(ca)
+
+
+__all__ += ["sys"]

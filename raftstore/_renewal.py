@@ -1,0 +1,146 @@
+"""Keeping this node's certificate fresh.
+
+Every node renews at a random moment between 50% and 80% of its
+certificate's lifetime (so that a cluster's nodes do not all come at once),
+at once when a CA rotation asks for it, and as soon as a manager can be
+reached when the certificate has expired. Failures back off exponentially
+(1 s, 2 s, ... 60 s). Each renewal makes a new key; the old one is
+replaced on disk only after the new certificate has arrived.
+
+A manager renews itself locally with the CA key from its own store (an
+expired manager certificate could not complete a TLS handshake, not even
+with itself). A worker asks a manager over mutual TLS, or, when its
+certificate has expired, proves possession of the old key by signing the
+request (TLS refuses expired client certificates).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ._cluster_client import call_any_manager, call_any_manager_anonymous
+from ._fsutil import atomic_write
+from ._keystore import KeyStore
+from .keyring import (
+    CertificateIdentity,
+    RaftstoreError,
+    certificate_identity,
+    generate_private_key,
+    make_csr,
+    sign_possession,
+)
+
+if TYPE_CHECKING:
+    from ._daemon import Daemon
+
+__all__ = ["CertificateRenewer"]
+
+MAX_BACKOFF = 60.0
+
+
+class CertificateRenewer:
+    def __init__(self, daemon: "Daemon", rng: random.Random | None = None) -> None:
+        self.daemon = daemon
+        self._rng = rng or random.Random()
+        self._due: tuple[datetime, datetime] | None = None  # (for not_after, due at)
+        self._forced = False
+        self._failures = 0
+        self._retry_at: datetime | None = None
+        self.last_error: str | None = None
+
+    def request(self) -> None:
+        """Renew at the next opportunity (a CA rotation needs new certificates)."""
+        self._forced = True
+        self._retry_at = None
+
+    def due_at(self, identity: CertificateIdentity) -> datetime:
+        if self._due is None or self._due[0] != identity.not_after:
+            lifetime = identity.not_after - identity.not_before
+            self._due = (identity.not_after, identity.not_before + lifetime * self._rng.uniform(0.5, 0.8))
+        return self._due[1]
+
+    def tick(self) -> None:
+        identity = self.daemon.certificate_identity()
+        if identity is None:
+            return
+        now = self.daemon.clock.now()
+        if not (self._forced or now >= self.due_at(identity)):
+            return
+        if self._retry_at is not None and now < self._retry_at:
+            return
+        expired = now >= identity.not_after
+        try:
+            self.renew(expired)
+        except RaftstoreError as error:
+            self._failures += 1
+            delay = min(MAX_BACKOFF, 2.0 ** (self._failures - 1)) * self._rng.uniform(0.8, 1.2)
+            self._retry_at = now + timedelta(seconds=delay)
+            if self.last_error != str(error):
+                self.daemon.log(f"certificate renewal failed (retrying with backoff): {error}")
+            self.last_error = str(error)
+            return
+        self._failures = 0
+        self._retry_at = None
+        self._forced = False
+        self.last_error = None
+
+    def renew(self, expired: bool) -> None:
+        daemon = self.daemon
+        node = daemon.node
+        if node is None:
+            return
+        key = generate_private_key()
+        csr = make_csr(key)
+        if daemon.manager is not None:
+            reply = daemon.cluster_service.issue_for(node.node_id, csr)
+            identity = daemon.manager.tls_identity()
+        else:
+            assert daemon.worker is not None
+            identity = daemon.worker.identity()
+            addrs = list(daemon.worker.node.manager_addrs)
+            if expired:
+                reply = call_any_manager_anonymous(
+                    addrs,
+                    "node.renew_expired",
+                    {
+                        "cert_chain_pem": identity.cert_chain_pem,
+                        "csr_pem": csr,
+                        "proof": sign_possession(identity.key_pem, csr),
+                    },
+                    trusted_roots_pem=identity.trusted_roots_pem,
+                    cluster_id=node.cluster_id,
+                )
+            else:
+                reply = call_any_manager(
+                    addrs,
+                    "node.renew",
+                    {"csr_pem": csr},
+                    trusted_roots_pem=identity.trusted_roots_pem,
+                    identity=identity,
+                    cluster_id=node.cluster_id,
+                )
+        self._install(reply, key)
+
+    def _install(self, reply: dict[str, Any], key_pem: bytes) -> None:
+        daemon = self.daemon
+        node = daemon.node
+        assert node is not None
+        chain = bytes(reply["cert_chain_pem"])
+        new = certificate_identity(chain)
+        if new.node_id != node.node_id or new.cluster_id != node.cluster_id:
+            raise RaftstoreError("the renewed certificate names another node")
+        keystore = KeyStore(daemon.paths, node.cluster_id)
+        manager = daemon.manager
+        sealed_under = manager.kek if manager is not None and keystore.needs_unlock_key() else None
+        keystore.install_certificate(chain, key_pem, sealed_under)
+        bundle = reply.get("trust_bundle_pem")
+        if isinstance(bundle, bytes) and bundle:
+            atomic_write(daemon.paths.root_ca, bundle, mode=0o644)
+        if manager is not None:
+            manager.reload_tls_identity(key_pem)
+        elif daemon.worker is not None:
+            daemon.worker.set_key(key_pem)
+        daemon.reset_tls()
+        daemon.log(f"certificate renewed: valid until {new.not_after:%Y-%m-%d %H:%M:%S} UTC ({new.role})")
