@@ -18,19 +18,8 @@ from typing import Any
 from ._errors import *  # noqa: F401,F403  (import-free leaf, always loaded)
 from ._errors import __all__ as _errors_all
 
-_MODULES = ("_ids", "_seal", "_deks", "_unlock", "_ca", "_tokens")
-_WHERE: dict[str, str] = {}
-
-
-def _index() -> dict[str, str]:
-    if not _WHERE:
-        for module in _MODULES:
-            for name in importlib.import_module(f"{__name__}.{module}").__all__:
-                _WHERE[name] = module
-    return _WHERE
-
-
-# The public names of each module, listed here so that __all__ needs no import.
+# The public names of each module, listed here so that __all__ needs no import
+# (tests/keyring/test_boundaries.py checks this table against each module's __all__).
 _PUBLIC = {
     "_ids": ["ID_LENGTH", "new_id", "is_valid_id", "to_base36"],
     "_seal": ["Algorithm", "RecordKind", "DataKey", "KeySource", "HEADER_SIZE", "RECORD_VERSION", "seal",
@@ -38,12 +27,12 @@ _PUBLIC = {
     "_deks": ["Keyring", "KeyEncryptionKey", "wrap_keyring", "unwrap_keyring", "wrapped_kek_version",
               "wrap_data_key", "unwrap_data_key", "seal_private_key", "open_private_key"],
     "_unlock": ["UnlockKey", "UNLOCK_KEY_PREFIX"],
-    "_ca": ["ROOT_CN", "MANAGER_ROLE", "WORKER_ROLE", "CLIENT_ROLE", "sign_possession", "verify_possession",
-            "certificate_fingerprint", "MIN_CERT_VALIDITY", "DEFAULT_CERT_VALIDITY", "ROOT_VALIDITY",
-            "RootCA", "CertificateIdentity", "create_root_ca", "load_root_ca", "root_ca_not_after",
-            "generate_private_key", "public_key_fingerprint", "make_csr", "issue_certificate",
-            "certificate_identity", "cross_sign", "verify_certificate_chain", "ca_digest",
-            "private_key_matches_certificate", "split_pem_chain"],
+    "_keypairs": ["split_pem_chain", "generate_private_key", "public_key_fingerprint", "certificate_fingerprint",
+                  "private_key_matches_certificate", "make_csr", "sign_possession", "verify_possession"],
+    "_chain": ["CertificateIdentity", "certificate_identity", "verify_certificate_chain"],
+    "_ca": ["ROOT_CN", "MANAGER_ROLE", "WORKER_ROLE", "CLIENT_ROLE", "MIN_CERT_VALIDITY", "DEFAULT_CERT_VALIDITY",
+            "ROOT_VALIDITY", "RootCA", "create_root_ca", "load_root_ca", "root_ca_not_after", "issue_certificate",
+            "cross_sign", "ca_digest"],
     "_tokens": ["JoinToken", "tokens_equal", "JOIN_TOKEN_PREFIX"],
 }
 _LAZY = {name: module for module, names in _PUBLIC.items() for name in names}

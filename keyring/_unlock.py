@@ -31,36 +31,48 @@ class UnlockKey:
     __slots__ = ("_secret",)
 
     def __init__(self, secret: bytes) -> None:
+        """Wrap 32 secret bytes (use ``generate`` or ``parse`` instead, normally)."""
         if not isinstance(secret, bytes) or len(secret) != _KEY_BYTES:
             raise InvalidUnlockKey(_MALFORMED)
         self._secret = secret
 
     @classmethod
     def generate(cls) -> "UnlockKey":
+        """A new random unlock key (autolock turned on, or ``unlock-key --rotate``)."""
         return cls(os.urandom(_KEY_BYTES))
 
     @classmethod
     def parse(cls, text: object) -> "UnlockKey":
-        """Parse ``SWMKEY-1-...``; anything else raises InvalidUnlockKey and nothing else."""
+        """Parse ``SWMKEY-1-`` + 43 base64 characters, ignoring surrounding whitespace.
+
+        Operators paste this, so every malformed input of any type gets the
+        same error and nothing else escapes: padded base64, the wrong length,
+        prefix or version, and non-canonical base64 (stray bits in the last
+        character, which would let two texts name one key) are refused.
+
+        Raises:
+            InvalidUnlockKey: "invalid unlock key: expected SWMKEY-1- followed by 43 base64 characters".
+        """
         if not isinstance(text, str):
             raise InvalidUnlockKey(_MALFORMED)
-        text = text.strip()
-        if not text.startswith(UNLOCK_KEY_PREFIX):
+        text = str.strip(text)  # the base method: a str subclass cannot make this raise
+        if not str.startswith(text, UNLOCK_KEY_PREFIX):
             raise InvalidUnlockKey(_MALFORMED)
         encoded = text[len(UNLOCK_KEY_PREFIX) :]
-        if not _B64_RE.fullmatch(encoded):
+        if _B64_RE.fullmatch(encoded) is None:
             raise InvalidUnlockKey(_MALFORMED)
         try:
             secret = base64.b64decode(encoded + "=", validate=True)
         except (binascii.Error, ValueError):
             raise InvalidUnlockKey(_MALFORMED) from None
-        key = cls(secret)
-        if str(key) != text:  # non-canonical: stray bits in the last character
+        canonical = base64.b64encode(secret)[:_B64_LENGTH]
+        if len(secret) != _KEY_BYTES or not hmac.compare_digest(canonical, encoded.encode("ascii")):
             raise InvalidUnlockKey(_MALFORMED)
-        return key
+        return cls(secret)
 
     @property
     def secret(self) -> bytes:
+        """The 32 key bytes: input to the KEK derivation, never stored."""
         return self._secret
 
     def __str__(self) -> str:

@@ -1,87 +1,127 @@
 """Durations written as Go and Docker write them: ``90s``, ``30m``, ``720h``, ``2160h0m0s``.
 
-``parse_duration`` accepts what Go's ``time.ParseDuration`` accepts (units ns,
-us, µs, ms, s, m, h; decimal fractions; several terms; a sign) and
-``format_duration`` prints what Go's ``Duration.String`` prints, so that a
-value shown by raftstore can be pasted back into it.
+``parse_duration`` accepts exactly what Go's ``time.ParseDuration`` accepts
+(units ns, us, µs, ms, s, m, h; decimal fractions; several terms; a sign; a
+bare ``0``; at most 2**63-1 nanoseconds) and ``format_duration`` prints what
+Go's ``Duration.String`` prints, so that a value shown by raftstore can be
+pasted back into it, and a value from Docker's documentation works here.
+
+A ``timedelta`` holds microseconds, so a parsed value is rounded to the
+nearest microsecond (half to even); printing is exact.
+
+This module is not cryptography; it imports only the error classes from
+``raftstore.keyring``.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
 
-from .keyring import InvalidArgument
+from .keyring._errors import InvalidArgument
 
 __all__ = ["parse_duration", "format_duration"]
 
 _UNITS_NS = {
     "ns": 1,
     "us": 1_000,
-    "µs": 1_000,
-    "μs": 1_000,
+    "\u00b5s": 1_000,  # µ MICRO SIGN, as Go prints it
+    "\u03bcs": 1_000,  # μ GREEK SMALL LETTER MU, which Go accepts too
     "ms": 1_000_000,
     "s": 1_000_000_000,
     "m": 60_000_000_000,
     "h": 3_600_000_000_000,
 }
-_TERM = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_MAX_NS = 2**63 - 1
+# One term: digits, optionally a point and more digits (at least one digit in
+# all), then a unit. [0-9], not \d: Go accepts ASCII digits only.
+_TERM = re.compile("([0-9]*)(?:\\.([0-9]*))?(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+_LIMIT = 1 << 63  # Go's Duration is an int64 of nanoseconds
+_FRACTION_DIGITS = 20  # later digits cannot change a whole nanosecond count (Go ignores them too)
 
 
 def parse_duration(text: str) -> timedelta:
-    error = InvalidArgument(f'time: invalid duration "{text}"')
+    """Parse a Go duration such as ``2160h0m0s``, ``1.5h`` or ``-90s``.
+
+    Raises:
+        InvalidArgument: 'time: invalid duration "TEXT"' for anything Go
+            refuses (no other exception, whatever the string).
+    """
     if not isinstance(text, str):
-        raise error
+        raise InvalidArgument(f'time: invalid duration "{text!s}"')
+    nanoseconds = _parse_ns(text)
+    if nanoseconds is None:
+        raise InvalidArgument(f'time: invalid duration "{text}"')
+    return _to_timedelta(nanoseconds)
+
+
+def _parse_ns(text: str) -> int | None:
     rest = text
-    sign = 1
-    if rest[:1] in "+-" and rest:
-        sign = -1 if rest[0] == "-" else 1
+    negative = False
+    if rest[:1] in ("-", "+"):
+        negative = rest[0] == "-"
         rest = rest[1:]
     if rest == "0":
-        return timedelta(0)
+        return 0
     if not rest:
-        raise error
-    total = Decimal(0)
-    pos = 0
-    while pos < len(rest):
-        match = _TERM.match(rest, pos)
+        return None
+    total = 0
+    position = 0
+    while position < len(rest):
+        match = _TERM.match(rest, position)
         if match is None:
-            raise error
-        try:
-            total += Decimal(match.group(1)) * _UNITS_NS[match.group(2)]
-        except InvalidOperation:
-            raise error from None
-        pos = match.end()
-    if total > _MAX_NS:
-        raise error
-    nanoseconds = int(total) * sign
-    return timedelta(microseconds=nanoseconds / 1000) if nanoseconds % 1000 else timedelta(microseconds=nanoseconds // 1000)
+            return None
+        whole, fraction, unit = match.groups()
+        if not whole and not fraction:
+            return None  # "." or ".s": a term needs a digit
+        whole = whole.lstrip("0")
+        if len(whole) > 19:  # more than 2**63 already (and keeps int() fast)
+            return None
+        size = _UNITS_NS[unit]
+        value = int(whole or "0") * size
+        if fraction:
+            digits = fraction[:_FRACTION_DIGITS]
+            value += int(digits) * size // 10 ** len(digits)  # truncated, as Go does
+        total += value
+        if total > _LIMIT:
+            return None
+        position = match.end()
+    if not negative and total > _LIMIT - 1:
+        return None
+    return -total if negative else total
 
 
-def _trim(value: str) -> str:
-    if "." in value:
-        value = value.rstrip("0").rstrip(".")
-    return value
+def _to_timedelta(nanoseconds: int) -> timedelta:
+    micro, rest = divmod(nanoseconds, 1_000)
+    if rest > 500 or (rest == 500 and micro % 2):
+        micro += 1
+    return timedelta(microseconds=micro)
+
+
+def _fraction(value: int, size: int) -> str:
+    """``value / size`` in decimal without trailing zeros (size is a power of ten)."""
+    whole, rest = divmod(value, size)
+    if not rest:
+        return str(whole)
+    digits = str(rest).rjust(len(str(size)) - 1, "0").rstrip("0")
+    return f"{whole}.{digits}"
 
 
 def format_duration(duration: timedelta) -> str:
+    """Print a duration as Go's ``Duration.String`` does: ``2160h0m0s``, ``1m30s``, ``90ms``, ``0s``."""
     ns = (duration.days * 86_400 + duration.seconds) * 1_000_000_000 + duration.microseconds * 1_000
     if ns == 0:
         return "0s"
     sign = "-" if ns < 0 else ""
     ns = abs(ns)
     if ns < 1_000_000_000:
-        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+        for unit, size in (("ms", 1_000_000), ("\u00b5s", 1_000), ("ns", 1)):
             if ns >= size:
-                return sign + _trim(f"{ns / size:.9f}") + unit if ns % size else f"{sign}{ns // size}{unit}"
-    hours, rem = divmod(ns, 3_600_000_000_000)
-    minutes, rem = divmod(rem, 60_000_000_000)
-    seconds = rem / 1_000_000_000
-    seconds_text = _trim(f"{seconds:.9f}") if rem % 1_000_000_000 else str(rem // 1_000_000_000)
+                return f"{sign}{_fraction(ns, size)}{unit}"
+    hours, rest = divmod(ns, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    seconds = _fraction(rest, 1_000_000_000) + "s"
     if hours:
-        return f"{sign}{hours}h{minutes}m{seconds_text}s"
+        return f"{sign}{hours}h{minutes}m{seconds}"
     if minutes:
-        return f"{sign}{minutes}m{seconds_text}s"
-    return f"{sign}{seconds_text}s"
+        return f"{sign}{minutes}m{seconds}"
+    return f"{sign}{seconds}"
