@@ -2,7 +2,8 @@
 
 ``parse_duration`` accepts exactly what Go's ``time.ParseDuration`` accepts
 (units ns, us, µs, ms, s, m, h; decimal fractions; several terms; a sign; a
-bare ``0``; at most 2**63-1 nanoseconds) and ``format_duration`` prints what
+bare ``0``; at most 2**63-1 nanoseconds), computing the same nanoseconds (float64
+fraction maths included), and ``format_duration`` prints what
 Go's ``Duration.String`` prints, so that a value shown by raftstore can be
 pasted back into it, and a value from Docker's documentation works here.
 
@@ -15,7 +16,6 @@ This module is not cryptography; it imports only the error classes from
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from .keyring._errors import InvalidArgument
@@ -32,11 +32,7 @@ _UNITS_NS = {
     "m": 60_000_000_000,
     "h": 3_600_000_000_000,
 }
-# One term: digits, optionally a point and more digits (at least one digit in
-# all), then a unit. [0-9], not \d: Go accepts ASCII digits only.
-_TERM = re.compile("([0-9]*)(?:\\.([0-9]*))?(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
 _LIMIT = 1 << 63  # Go's Duration is an int64 of nanoseconds
-_FRACTION_DIGITS = 20  # later digits cannot change a whole nanosecond count (Go ignores them too)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -54,7 +50,12 @@ def parse_duration(text: str) -> timedelta:
     return _to_timedelta(nanoseconds)
 
 
+def _is_digit(char: str) -> bool:
+    return "0" <= char <= "9"  # ASCII only, as Go: not str.isdigit, which takes any script's digits
+
+
 def _parse_ns(text: str) -> int | None:
+    """Go's ParseDuration, step for step (including its float64 fraction maths), in nanoseconds."""
     rest = text
     negative = False
     if rest[:1] in ("-", "+"):
@@ -65,29 +66,58 @@ def _parse_ns(text: str) -> int | None:
     if not rest:
         return None
     total = 0
-    position = 0
-    while position < len(rest):
-        match = _TERM.match(rest, position)
-        if match is None:
+    while rest:
+        if not (rest[0] == "." or _is_digit(rest[0])):
             return None
-        whole, fraction, unit = match.groups()
-        if not whole and not fraction:
-            return None  # "." or ".s": a term needs a digit
-        whole = whole.lstrip("0")
-        if len(whole) > 19:  # more than 2**63 already (and keeps int() fast)
+        # The whole part: [0-9]*, at most 2**63.
+        value, i = 0, 0
+        while i < len(rest) and _is_digit(rest[i]):
+            if value > _LIMIT // 10:
+                return None
+            value = value * 10 + ord(rest[i]) - 48
+            if value > _LIMIT:
+                return None
+            i += 1
+        has_whole, rest = i > 0, rest[i:]
+        # The fraction: (.[0-9]*)?; digits past what fits are read and ignored.
+        fraction, scale, has_fraction = 0, 1.0, False
+        if rest[:1] == ".":
+            rest = rest[1:]
+            i, overflow = 0, False
+            while i < len(rest) and _is_digit(rest[i]):
+                if not overflow:
+                    digit = fraction * 10 + ord(rest[i]) - 48
+                    if fraction > (_LIMIT - 1) // 10 or digit > _LIMIT:
+                        overflow = True
+                    else:
+                        fraction, scale = digit, scale * 10
+                i += 1
+            has_fraction, rest = i > 0, rest[i:]
+        if not (has_whole or has_fraction):
             return None
-        size = _UNITS_NS[unit]
-        value = int(whole or "0") * size
-        if fraction:
-            digits = fraction[:_FRACTION_DIGITS]
-            value += int(digits) * size // 10 ** len(digits)  # truncated, as Go does
+        # The unit: everything up to the next digit or point.
+        i = 0
+        while i < len(rest) and not (rest[i] == "." or _is_digit(rest[i])):
+            i += 1
+        unit = _UNITS_NS.get(rest[:i])
+        if unit is None:
+            return None
+        rest = rest[i:]
+        if value > _LIMIT // unit:
+            return None
+        value *= unit
+        if fraction > 0:
+            value += int(float(fraction) * (float(unit) / scale))  # float64, as Go computes it
+            if value > _LIMIT:
+                return None
         total += value
         if total > _LIMIT:
             return None
-        position = match.end()
-    if not negative and total > _LIMIT - 1:
+    if negative:
+        return -total
+    if total > _LIMIT - 1:
         return None
-    return -total if negative else total
+    return total
 
 
 def _to_timedelta(nanoseconds: int) -> timedelta:
