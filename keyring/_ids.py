@@ -31,8 +31,10 @@ def to_base36(n: int, width: int) -> str:
 
 
 def new_id() -> str:
+    """A new node or cluster id: 128 random bits (``secrets``) in 25 base-36 digits."""
     return to_base36(int.from_bytes(secrets.token_bytes(16), "big"), ID_LENGTH)
 
 
 def is_valid_id(text: object) -> bool:
+    """Whether ``text`` has the shape of an id (25 lower-case base-36 characters); never raises."""
     return isinstance(text, str) and _ID_RE.fullmatch(text) is not None

@@ -135,6 +135,16 @@ class DataKey:
     def __repr__(self) -> str:
         return f"DataKey(key_id={self.key_id}, algorithm={self.algorithm.name}, secret=<redacted>)"
 
+    # Immutable, so a copy is the key itself (the cached AEAD object cannot be copied).
+    def __copy__(self) -> "DataKey":
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> "DataKey":
+        return self
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("a DataKey is never pickled: seal it (wrap_keyring) instead")
+
 
 class KeySource(Protocol):
     """Anything that finds a key by id (a ``Keyring``); raises InvalidRecord for an unknown id."""

@@ -398,3 +398,17 @@ def test_vectors() -> None:
 def test_vector_nonce_must_be_12_bytes() -> None:
     with pytest.raises(ValueError):
         _seal_with_nonce(KEYS[Algorithm.AES_256_GCM], RecordKind.ENTRY, CLUSTER, CONTEXT, b"", b"\0" * 11)
+
+
+def test_keys_copy_as_themselves_and_never_pickle() -> None:
+    import copy
+    import pickle
+
+    key = DataKey.generate(1)
+    assert copy.copy(key) is key and copy.deepcopy(key) is key
+    ring = Keyring((key,), 1)
+    assert copy.deepcopy(ring) == ring
+    with pytest.raises(TypeError, match="never pickled"):
+        pickle.dumps(key)
+    with pytest.raises(TypeError, match="never pickled"):
+        pickle.dumps(ring)
