@@ -45,6 +45,7 @@ __all__ = [
     "WORKER_ROLE",
     "CLIENT_ROLE",
     "MIN_CERT_VALIDITY",
+    "CERT_BACKDATE",
     "DEFAULT_CERT_VALIDITY",
     "ROOT_VALIDITY",
     "RootCA",
@@ -71,7 +72,9 @@ DEFAULT_CERT_VALIDITY = timedelta(hours=2160)
 
 ROOT_VALIDITY = timedelta(days=365 * 20)
 
-_BACKDATE = timedelta(hours=1)
+#: NotBefore is set this far before issuance, for clock skew between nodes.
+CERT_BACKDATE = timedelta(hours=1)
+_BACKDATE = CERT_BACKDATE
 
 
 @dataclass(frozen=True)

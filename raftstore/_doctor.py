@@ -14,6 +14,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .keyring import CERT_BACKDATE
+
 if TYPE_CHECKING:
     from ._daemon import Daemon
 
@@ -82,7 +84,7 @@ def _certificate(daemon: "Daemon") -> list[Finding]:
                         "leave the cluster and join it again")]
     now = daemon.clock.now()
     remaining = identity.not_after - now
-    lifetime = identity.not_after - identity.not_before
+    lifetime = identity.not_after - identity.not_before - CERT_BACKDATE
     if remaining <= timedelta(0):
         return [Finding("critical", "certificate", f"this node's certificate expired at {identity.not_after:%Y-%m-%d %H:%M} UTC",
                         "make sure a manager is reachable: the node renews an expired certificate as soon as one is")]
@@ -135,7 +137,9 @@ def _manager(daemon: "Daemon") -> list[Finding]:
             out.append(Finding("warning", "ca-rotation", f"the CA rotation is waiting for nodes that are down: {', '.join(down)}",
                                "bring them back up, or remove them (raftstore node rm --force ID)"))
         else:
-            out.append(Finding("info", "ca-rotation", f"a CA rotation is in progress ({status['converged']}/{status['total']} nodes)",
+            waiting = ", ".join(n["id"] for n in status["waiting_for"]) or "none"
+            out.append(Finding("info", "ca-rotation", f"a CA rotation is in progress ({status['converged']}/"
+                               f"{status['total']} nodes); waiting for: {waiting}",
                                "wait: reachable nodes renew by themselves"))
     return out
 

@@ -124,11 +124,11 @@ class Cluster:
         self.root = root
         self.nodes: list[Node] = []
 
-    def add(self, name: str | None = None) -> Node:
+    def add(self, name: str | None = None, env: dict[str, str] | None = None, extra: list[str] | None = None) -> Node:
         name = name or f"node{len(self.nodes) + 1}"
-        node = Node(name, self.root / name, free_port(), self.root / f"{name}.log")
+        node = Node(name, self.root / name, free_port(), self.root / f"{name}.log", env=dict(env or {}))
         self.nodes.append(node)
-        node.start()
+        node.start(extra)
         return node
 
     def init(self, node: Node, *flags: str) -> Result:

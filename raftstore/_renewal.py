@@ -24,6 +24,7 @@ from ._cluster_client import call_any_manager, call_any_manager_anonymous
 from ._fsutil import atomic_write
 from ._keystore import KeyStore
 from .keyring import (
+    CERT_BACKDATE,
     CertificateIdentity,
     RaftstoreError,
     certificate_identity,
@@ -57,8 +58,11 @@ class CertificateRenewer:
 
     def due_at(self, identity: CertificateIdentity) -> datetime:
         if self._due is None or self._due[0] != identity.not_after:
-            lifetime = identity.not_after - identity.not_before
-            self._due = (identity.not_after, identity.not_before + lifetime * self._rng.uniform(0.5, 0.8))
+            # The lifetime runs from issuance: NotBefore is back-dated for clock
+            # skew, and counting that hour would make a 1h certificate due at once.
+            issued = min(identity.not_before + CERT_BACKDATE, identity.not_after)
+            lifetime = identity.not_after - issued
+            self._due = (identity.not_after, issued + lifetime * self._rng.uniform(0.5, 0.8))
         return self._due[1]
 
     def tick(self) -> None:
