@@ -10,7 +10,7 @@ import click
 
 from ._common import connection_options
 from ._daemon_cmd import daemon_cmd
-from . import _ca, _doctor, _kv, _node, _swarm
+from . import _ca, _doctor, _kv, _node, _secret, _swarm
 
 __all__ = ["main", "cli"]
 
@@ -34,6 +34,7 @@ _node.register(cli)
 _kv.register(cli)
 _ca.register(cli)
 _doctor.register(cli)
+_secret.register(cli)
 
 
 def main() -> None:

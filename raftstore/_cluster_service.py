@@ -14,6 +14,7 @@ Who may call what (checked per request, from the verified certificate):
                      this cluster, proved by a signature over the CSR
 ``raft.remove``      a manager: take a manager out of the Raft configuration
 ``raft.step_down``   a manager: hand leadership to a caught-up follower
+``secret.read``      any node of this cluster: a secret granted to that node
 ===================  =========================================================
 
 A node that was removed is refused with ``node <id> was removed from the
@@ -69,6 +70,7 @@ class ClusterService:
             "node.renew_expired": self.renew_expired,
             "raft.remove": self.raft_remove,
             "raft.step_down": self.raft_step_down,
+            "secret.read": self.secret_read,
         }
 
     def handle(self, identity: CertificateIdentity | None, method: str, params: dict[str, Any]) -> Any:
@@ -279,6 +281,16 @@ class ClusterService:
         if manager.status().get("is_leader"):
             manager.raft.transfer_leadership()
         return {}
+
+    def secret_read(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
+        from ._object_methods import read_granted_secret
+
+        caller = self._member(identity, MANAGER_ROLE, WORKER_ROLE)
+        ref = params.get("secret")
+        if not isinstance(ref, str):
+            raise InvalidArgument("secret.read needs a secret name or id")
+        state = self.daemon.require_manager().read_barrier()
+        return {"data": read_granted_secret(state, caller.node_id, ref)}
 
     # ------------------------------------------------------------- periodic
 

@@ -65,13 +65,18 @@ class _Demo:
             self.say(line)
         del out
 
-        self.step("Write key/value records through different managers")
+        self.step("Write secrets and key/value records through different managers")
         for i in range(10):
             (m1, m2, m3)[i % 3].run("kv", "put", f"demo/item-{i}", f"value {i}")
         self.check(m3.run("kv", "get", "demo/item-9").stdout == "value 9\n", "every manager reads what the others wrote")
-        self.check(
-            w1.run("kv", "get", "demo/item-9", check=False).returncode == 1, "a worker holds no store and says so"
-        )
+        w1_id = w1.info()["node_id"]
+        m2.run("secret", "create", "db-password", "-", "--grant", w1_id, input="hunter2")
+        self.check(w1.run("secret", "read", "db-password").stdout == "hunter2",
+                   "the worker reads the secret granted to it, over its own mTLS identity")
+        self.check("hunter2" not in m1.run("secret", "inspect", "db-password", "--format", "json").stdout,
+                   "inspect never shows a secret's data")
+        self.check(m1.run("secret", "read", "db-password", check=False).stderr.strip() == "Error: permission denied",
+                   "a node without a grant is refused")
 
         self.step("Kill a manager (SIGKILL): the other two still commit")
         leader = c.leader()
@@ -101,7 +106,11 @@ class _Demo:
         )
         self.check(True, f"{victim.name} unlocked and has the write it missed")
 
-        self.step("Rotate the unlock key")
+        self.step("Rotate the root CA and the unlock key")
+        old_root = m1.run("ca").stdout
+        m1.run("ca", "--rotate", "-q", timeout=120)
+        self.check(m1.run("ca").stdout != old_root, "every node renewed under a new root; the old root is forgotten")
+        self.check(w1.run("secret", "read", "db-password").stdout == "hunter2", "the worker still reads over mTLS")
         m1.run("unlock-key", "--rotate")
         new_key = m1.run("unlock-key", "-q").stdout.strip()
         self.check(new_key != key, f"new unlock key {_mask(new_key)}; every manager re-wrapped its keys")

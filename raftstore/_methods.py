@@ -670,3 +670,7 @@ def doctor(daemon: "Daemon", params: dict[str, Any]) -> list[dict[str, str]]:
     from ._doctor import audit
 
     return [finding.to_dict() for finding in audit(daemon)]
+
+
+# Methods for secrets and configs live in their own module; importing it registers them.
+from . import _object_methods  # noqa: E402,F401

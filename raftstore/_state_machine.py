@@ -33,11 +33,11 @@ from typing import Any, Iterable, Iterator
 
 import msgpack
 
+from ._objects import validate_data, validate_name
 from .keyring import (
     AlreadyExists,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
     RaftstoreError,
     UpdateOutOfSequence,
 )
@@ -276,10 +276,15 @@ class StateMachine:
         object_id, name = str(a["id"]), str(a["name"])
         if not object_id or not name:
             raise InvalidArgument("an object needs an id and a name")
+        if table in ("secrets", "configs"):
+            validate_name(name)
+            spec = dict(a.get("spec") or {})
+            validate_data(table, spec.get("data"))
+            _grants(spec.get("grants", []))
         if ov.get(table, object_id) is not None:
             raise AlreadyExists(f"{_singular(table)} {object_id} already exists")
         if ov.id_for_name(table, name) is not None:
-            raise AlreadyExists(f"{_singular(table)} {name!r} already exists")
+            raise AlreadyExists(f"{_singular(table)} {name} already exists")
         if table == "cluster" and any(o is not None for o in self._all_objects(ov, "cluster")):
             raise AlreadyExists("the cluster object already exists")
         obj = {
@@ -311,6 +316,8 @@ class StateMachine:
             for frozen in _IMMUTABLE_SPEC_FIELDS.get(table, ()):
                 if spec.get(frozen) != old["spec"].get(frozen):
                     raise InvalidArgument("only updates to labels are allowed")
+            if table == "secrets":
+                _grants(spec.get("grants", []))
             new["spec"] = spec
         new["version"] = index
         new["updated_at"] = now
@@ -329,9 +336,9 @@ class StateMachine:
         if a.get("version") is not None and int(a["version"]) != old["version"]:
             raise UpdateOutOfSequence()
         if table == "secrets" and old["spec"].get("grants") and not a.get("force"):
-            raise PermissionDenied(
-                f"secret {old['name']!r} is granted to {len(old['spec']['grants'])} node(s); "
-                "use --force to remove it anyway"
+            raise InvalidArgument(
+                f"secret {old['name']} is granted to {len(old['spec']['grants'])} node(s); "
+                "revoke the grants or use --force to remove it anyway"
             )
         if table == "cluster":
             raise InvalidArgument("the cluster object cannot be removed")
@@ -426,6 +433,16 @@ class StateMachine:
             if len(matches) > 1:
                 raise InvalidArgument(f"{_singular(table)} {ref!r} is ambiguous ({len(matches)} matches)")
         raise NotFound(f"{_singular(table)} {ref} not found")
+
+    def find_exact(self, table: str, ref: str) -> dict[str, Any] | None:
+        """By id or (case-folded) name only: no prefix matching, so nothing about other objects leaks."""
+        table = _object_table(table)
+        with self.lock:
+            obj = self._tables[table].get(ref)
+            if obj is None:
+                oid = self._names[table].get(_fold(ref))
+                obj = self._tables[table].get(oid) if oid is not None else None
+            return obj
 
     def find(self, table: str, ref: str) -> dict[str, Any] | None:
         try:
@@ -532,6 +549,12 @@ def _labels(raw: Any) -> dict[str, str]:
     if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
         raise InvalidArgument("labels are a map of strings to strings")
     return dict(raw)
+
+
+def _grants(grants: Any) -> list[str]:
+    if not isinstance(grants, list) or not all(isinstance(g, str) and g for g in grants):
+        raise InvalidArgument("grants are a list of node ids")
+    return grants
 
 
 def _kv_key(key: Any) -> str:

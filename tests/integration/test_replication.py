@@ -78,16 +78,24 @@ def _encodings(marker: str) -> list[bytes]:
 
 def test_no_plaintext_on_disk(cluster: Cluster) -> None:
     nodes = three_managers(cluster)
+    worker = cluster.add("w1")
+    cluster.join(worker, nodes[0], "worker")
+    worker_id = worker.info()["node_id"]
     for i in range(40):
         nodes[i % 3].run("kv", "put", f"secret/{i}", f"{MARKER}-{i}")
+        nodes[i % 3].run("secret", "create", f"marker-{i}", "-", "--grant", worker_id, input=f"{MARKER}/{i}")
     nodes[0].run("kv", "put", "bulk", "-", input=(MARKER * 2000))
+    assert worker.run("secret", "read", "marker-7").stdout == f"{MARKER}/7"  # delivered, then gone from memory
+    nodes[0].run("update", "--autolock=true")  # re-wraps keys, rotates the DEK, writes a snapshot
     for node in nodes:
         wait_until(lambda n=node: kv_get(n, "bulk", "local") is not None, what="replicated")
-    for node in nodes:
+    for node in nodes + [worker]:
         node.stop()  # flush everything that would be flushed
     forms = _encodings(MARKER)
     scanned = 0
-    for node in nodes:
+    for node in nodes + [worker]:
+        for form in forms:
+            assert form.decode(errors="ignore") not in node.log(), f"{form!r} in the log of {node.name}"
         for path in node.data_dir.rglob("*"):
             if path.is_file() and not path.is_socket():
                 data = path.read_bytes()

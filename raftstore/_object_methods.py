@@ -1,0 +1,176 @@
+"""Control-API methods for secrets and configs.
+
+Secrets are granted to nodes. ``ls`` and ``inspect`` never return a secret's
+data, in any format; only ``secret.read`` does, and only to a node that holds
+a grant, checked by a manager against the store at the moment of the read
+(a linearizable read: a revocation applies to the very next read). A node
+without a grant gets ``permission denied`` whether or not the secret exists,
+so it learns nothing about it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._methods import method
+from ._objects import parse_labels, public_view, validate_data, validate_name
+from .keyring import InvalidArgument, NotFound, PermissionDenied, UpdateOutOfSequence, new_id
+
+if TYPE_CHECKING:
+    from ._daemon import Daemon
+    from ._state_machine import StateMachine
+
+__all__ = ["read_granted_secret"]
+
+
+def _ref(params: dict[str, Any], key: str) -> str:
+    value = params.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(f"{key} is required")
+    return value
+
+
+def _labels(params: dict[str, Any]) -> dict[str, str]:
+    labels = params.get("labels") or {}
+    if isinstance(labels, list):
+        return parse_labels(labels)
+    if not isinstance(labels, dict):
+        raise InvalidArgument("labels are KEY=VALUE pairs")
+    return {str(k): str(v) for k, v in labels.items()}
+
+
+def _create(daemon: "Daemon", table: str, params: dict[str, Any], extra_spec: dict[str, Any]) -> dict[str, Any]:
+    name = validate_name(params.get("name"))
+    data = validate_data(table, params.get("data"))
+    labels = _labels(params)
+    manager = daemon.require_manager()
+    [result] = manager.propose(
+        [{"op": "create", "table": table, "id": new_id(), "name": name, "labels": labels,
+          "spec": {"data": data, **extra_spec}}],
+        proposal_id=params.get("request_id") if isinstance(params.get("request_id"), bytes) else None,
+    )
+    daemon.log(f"{table[:-1]} {result['id']} created")
+    return {"id": result["id"]}
+
+
+def _state(daemon: "Daemon", params: dict[str, Any]) -> "StateMachine":
+    return daemon.require_manager().read_barrier(str(params.get("consistency") or "linearizable"))
+
+
+def _node_ids(state: "StateMachine", refs: Any) -> list[str]:
+    if not isinstance(refs, list):
+        raise InvalidArgument("grants are node ids")
+    return sorted({state.get("nodes", str(ref))["id"] for ref in refs})
+
+
+def _change_grants(daemon: "Daemon", params: dict[str, Any], grant: bool) -> dict[str, Any]:
+    manager = daemon.require_manager()
+    for _ in range(5):
+        state = manager.read_barrier()
+        secret = state.get("secrets", _ref(params, "secret"))
+        node_id = state.get("nodes", _ref(params, "node"))["id"]
+        grants = set(secret["spec"].get("grants", []))
+        if (node_id in grants) == grant:
+            return {"id": secret["id"], "node": node_id, "changed": False}
+        grants = grants | {node_id} if grant else grants - {node_id}
+        spec = dict(secret["spec"], grants=sorted(grants))
+        try:
+            manager.propose(
+                [{"op": "update", "table": "secrets", "id": secret["id"], "version": secret["version"], "spec": spec}]
+            )
+        except UpdateOutOfSequence:
+            continue
+        daemon.log(f"secret {secret['id']} {'granted to' if grant else 'revoked from'} node {node_id}")
+        return {"id": secret["id"], "node": node_id, "changed": True}
+    raise UpdateOutOfSequence()
+
+
+def read_granted_secret(state: "StateMachine", node_id: str, ref: str) -> bytes:
+    """The data of secret ``ref`` if ``node_id`` holds a grant; otherwise nothing about it."""
+    secret = state.find_exact("secrets", ref)
+    if secret is None or node_id not in secret["spec"].get("grants", []):
+        raise PermissionDenied("permission denied")
+    return bytes(secret["spec"]["data"])
+
+
+# ------------------------------------------------------------------ secrets
+
+
+@method("secret.create")
+def secret_create(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    grants = params.get("grants") or []
+    state = daemon.require_manager().read_barrier() if grants else None
+    node_ids = _node_ids(state, grants) if state is not None else []
+    return _create(daemon, "secrets", params, {"grants": node_ids})
+
+
+@method("secret.ls")
+def secret_ls(daemon: "Daemon", params: dict[str, Any]) -> list[dict[str, Any]]:
+    return [public_view("secrets", s) for s in _state(daemon, params).list("secrets")]
+
+
+@method("secret.inspect")
+def secret_inspect(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    return public_view("secrets", _state(daemon, params).get("secrets", _ref(params, "secret")))
+
+
+@method("secret.rm")
+def secret_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    manager = daemon.require_manager()
+    secret = manager.read_barrier().get("secrets", _ref(params, "secret"))
+    manager.propose([{"op": "delete", "table": "secrets", "id": secret["id"], "force": bool(params.get("force"))}])
+    daemon.log(f"secret {secret['id']} removed")
+    return {"id": secret["id"]}
+
+
+@method("secret.grant")
+def secret_grant(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    return _change_grants(daemon, params, grant=True)
+
+
+@method("secret.revoke")
+def secret_revoke(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    return _change_grants(daemon, params, grant=False)
+
+
+@method("secret.read")
+def secret_read(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    """Read a secret granted to THIS node: a worker asks a manager over its own mTLS identity."""
+    from ._daemon import MANAGER_MODE, WORKER_MODE
+
+    ref = _ref(params, "secret")
+    if daemon.mode == WORKER_MODE and daemon.worker is not None:
+        return {"data": bytes(daemon.worker.call("secret.read", {"secret": ref})["data"])}
+    manager = daemon.require_manager()
+    assert daemon.mode == MANAGER_MODE
+    return {"data": read_granted_secret(manager.read_barrier(), manager.node.node_id, ref)}
+
+
+# ------------------------------------------------------------------ configs
+
+
+@method("config.create")
+def config_create(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    return _create(daemon, "configs", params, {})
+
+
+@method("config.ls")
+def config_ls(daemon: "Daemon", params: dict[str, Any]) -> list[dict[str, Any]]:
+    return [public_view("configs", c) for c in _state(daemon, params).list("configs")]
+
+
+@method("config.inspect")
+def config_inspect(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    return public_view("configs", _state(daemon, params).get("configs", _ref(params, "config")))
+
+
+@method("config.rm")
+def config_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    manager = daemon.require_manager()
+    config = manager.read_barrier().get("configs", _ref(params, "config"))
+    manager.propose([{"op": "delete", "table": "configs", "id": config["id"]}])
+    daemon.log(f"config {config['id']} removed")
+    return {"id": config["id"]}
+
+
+__all__ += ["NotFound"]

@@ -1,0 +1,100 @@
+"""Issue 5 end to end: secrets granted to nodes, delivered over each node's own mTLS identity."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from raftstore._local_cluster import Cluster, Node
+
+pytestmark = pytest.mark.integration
+
+VALUE = "correct horse battery staple"
+
+
+@pytest.fixture
+def five(cluster: Cluster) -> tuple[Node, Node, Node, Node, Node]:
+    m1, m2, m3, w1, w2 = (cluster.add(n) for n in ("m1", "m2", "m3", "w1", "w2"))
+    cluster.init(m1)
+    cluster.join(m2, m1, "manager")
+    cluster.join(m3, m1, "manager")
+    cluster.join(w1, m1, "worker")
+    cluster.join(w2, m1, "worker")
+    return m1, m2, m3, w1, w2
+
+
+def test_secret_lifecycle(five: tuple[Node, Node, Node, Node, Node]) -> None:
+    m1, m2, m3, w1, w2 = five
+    w1_id, w2_id = w1.info()["node_id"], w2.info()["node_id"]
+
+    secret_id = m1.run("secret", "create", "db-password", "-", "--label", "app=db", input=VALUE).stdout.strip()
+    assert len(secret_id) == 25
+    again = m2.run("secret", "create", "DB-Password", "-", input="x", check=False)
+    assert again.returncode == 1 and again.stderr.strip() == "Error: secret DB-Password already exists"
+
+    # ls and inspect never carry the data, in any format.
+    for node in (m1, m2, m3):
+        for args in (["secret", "ls"], ["secret", "ls", "--format", "json"], ["secret", "inspect", "db-password"],
+                     ["secret", "inspect", "--format", "json", secret_id]):
+            out = node.run(*args).stdout
+            assert VALUE not in out and base64.b64encode(VALUE.encode()).decode() not in out
+    info = json.loads(m2.run("secret", "inspect", "--format", "json", "db-password").stdout)
+    assert info["id"] == secret_id and info["labels"] == {"app": "db"} and info["grants"] == []
+    assert "data" not in info and "size" not in info
+
+    # Grant to w1: it reads; w2 is refused and learns nothing.
+    m3.run("secret", "grant", "db-password", w1_id)
+    assert w1.run("secret", "read", "db-password").stdout == VALUE
+    denied = w2.run("secret", "read", "db-password", check=False)
+    assert (denied.returncode, denied.stderr.strip(), denied.stdout) == (1, "Error: permission denied", "")
+    missing = w2.run("secret", "read", "no-such-secret", check=False)
+    assert missing.stderr.strip() == "Error: permission denied"  # existence is not revealed either
+    assert m1.run("secret", "read", "db-password", check=False).stderr.strip() == "Error: permission denied"
+
+    # Revoke: the next read is refused.
+    m1.run("secret", "revoke", "db-password", w1_id)
+    assert w1.run("secret", "read", "db-password", check=False).stderr.strip() == "Error: permission denied"
+
+    # Removing a granted secret needs --force.
+    m1.run("secret", "grant", "db-password", w2_id)
+    assert w2.run("secret", "read", "db-password").stdout == VALUE
+    refused = m1.run("secret", "rm", "db-password", check=False)
+    assert refused.returncode == 1 and "granted to 1 node" in refused.stderr and "--force" in refused.stderr
+    assert m1.run("secret", "rm", "--force", "db-password").stdout.strip() == secret_id
+    assert secret_id not in m2.run("secret", "ls", "-q").stdout
+    assert w2.run("secret", "read", "db-password", check=False).stderr.strip() == "Error: permission denied"
+
+    # Created with grants in one step.
+    m1.run("secret", "create", "api-token", "-", "--grant", w2_id, input="tok")
+    assert w2.run("secret", "read", "api-token").stdout == "tok"
+
+
+def test_secret_rules(five: tuple[Node, Node, Node, Node, Node]) -> None:
+    m1 = five[0]
+    cases = {
+        ("bad name!", "x"): "Error: invalid name, only 64 [a-zA-Z0-9-_.] characters allowed, and the start and end character must be [a-zA-Z0-9]",
+        ("-leading", "x"): "Error: invalid name, only 64 [a-zA-Z0-9-_.] characters allowed, and the start and end character must be [a-zA-Z0-9]",
+        ("a" * 65, "x"): "Error: invalid name, only 64 [a-zA-Z0-9-_.] characters allowed, and the start and end character must be [a-zA-Z0-9]",
+        ("empty", ""): "Error: secret data must be larger than 0 and less than 512000 bytes",
+        ("huge", "x" * 512000): "Error: secret data must be larger than 0 and less than 512000 bytes",
+    }
+    for (name, data), message in cases.items():
+        result = m1.run("secret", "create", "--", name, "-", input=data, check=False)
+        assert (result.returncode, result.stderr.strip()) == (1, message), name
+    m1.run("secret", "create", "a" * 64, "-", input="x" * 511999)
+    assert m1.run("secret", "ls", "-q").stdout.count("\n") == 1
+
+
+def test_configs(five: tuple[Node, Node, Node, Node, Node]) -> None:
+    m1, m2 = five[0], five[1]
+    config_id = m1.run("config", "create", "nginx.conf", "-", input="server {}").stdout.strip()
+    info = json.loads(m2.run("config", "inspect", "--format", "json", "nginx.conf").stdout)
+    assert info["id"] == config_id and info["data"] == "server {}"
+    assert "server {}" in m2.run("config", "inspect", "nginx.conf").stdout
+    big = m1.run("config", "create", "big", "-", input="x" * 1024000, check=False)
+    assert big.stderr.strip() == "Error: config data must be larger than 0 and less than 1024000 bytes"
+    m1.run("config", "create", "almost", "-", input="x" * 1023999)
+    m2.run("config", "rm", "nginx.conf")
+    assert "nginx.conf" not in m1.run("config", "ls").stdout
