@@ -149,6 +149,11 @@ def test_join_token_rotation(cluster: Cluster) -> None:
     assert refused.stderr.strip() == "Error: A valid join token is necessary to join this cluster"
     n1.run("join", "--token", new, "--listen-addr", n1.addr, m1.addr)
 
+    short = m1.run("update", "--cert-expiry", "59m", check=False)
+    assert (short.returncode, short.stderr.strip()) == (1, "Error: minimum certificate expiry time is: 1h0m0s")
+    m1.run("update", "--cert-expiry", "720h")
+    assert m1.info()["cluster_cert_expiry_seconds"] == 720 * 3600
+
 
 def _client_args(port: int, directory: Path, with_cert: bool = True) -> list[str]:
     args = ["-H", f"tcp://127.0.0.1:{port}", "--tlsverify", "--tlscacert", str(directory / "ca.pem")]
