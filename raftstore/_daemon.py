@@ -319,11 +319,13 @@ class Daemon:
         record = manager.state.find("nodes", manager.node.node_id)
         desired = record["spec"].get("role") if record is not None else None
         now = time.monotonic()
-        if desired != "worker" and now - self._last_role_check > 5.0:
-            # Our own log may have stopped before the change (we were removed
-            # from Raft first): ask another manager what the record says.
+        status = manager.status()
+        cut_off = not status.get("is_leader") and status.get("leader") not in status.get("connected", [])
+        if desired != "worker" and cut_off and now - self._last_role_check > 5.0:
+            # Cut off from the leader: our log may have stopped before the
+            # change (we were removed from Raft first). Ask another manager.
             self._last_role_check = now
-            others = [a for i, a in manager.status().get("members", []) if i != manager.node.node_id]
+            others = [a for i, a in status.get("members", []) if i != manager.node.node_id]
             if others:
                 from ._cluster_client import call_any_manager
 

@@ -366,6 +366,8 @@ class _TransportAdapter(Transport):
     def __init__(self, syncObj: "_RaftCore", selfNode: Node, otherNodes: Iterable[Node]) -> None:
         super().__init__(syncObj, selfNode, otherNodes)
         self._members: dict[str, Node] = {}
+        self._last_ack: dict[str, tuple[int, float]] = {}
+        self._ack_window = syncObj.conf.appendEntriesPeriod / 2
         owner = syncObj._raftstore_owner
         self.core = RaftTransportCore(
             poller=syncObj._poller,
@@ -379,6 +381,8 @@ class _TransportAdapter(Transport):
             log=owner.log,
         )
         syncObj.addOnTickCallback(self.core.tick)
+        # Runs after pysyncobj has appended and sent, before it polls for replies.
+        syncObj.addOnTickCallback(owner.journal.sync)
         for node in otherNodes:
             self.addNode(node)
 
@@ -406,7 +410,21 @@ class _TransportAdapter(Transport):
         self._members.pop(node.id, None)
 
     def send(self, node: Node, message: Any) -> bool:
-        return self.core.send(node.id, message)
+        if message.get("type") == "next_node_idx" and message.get("success") and not message.get("reset"):
+            # pysyncobj acknowledges every append-entries, including the
+            # commit-index-only round that follows each write. An ack equal to
+            # the one just sent tells the leader nothing: drop it, but never
+            # for longer than a heartbeat, so the leader still hears from us.
+            now = time.monotonic()
+            last = self._last_ack.get(node.id)
+            if last is not None and last[0] == message["next_node_idx"] and now - last[1] < self._ack_window:
+                return True
+            self._last_ack[node.id] = (message["next_node_idx"], now)
+        # The leader replicates before its own fsync (Raft thesis 10.2.1): the
+        # fsync runs right after, in parallel with the followers' (the tick
+        # callback below), and always before the leader counts itself toward a
+        # commit. Every other message - a follower's ack, a vote - waits for it.
+        return self.core.send(node.id, message, sync_first=message.get("type") != "append_entries")
 
     def destroy(self) -> None:
         self.core.close()
@@ -501,8 +519,6 @@ class RaftNode:
         self._serialize_status = SERIALIZER_STATE.NOT_SERIALIZING
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._status: dict[str, Any] = {}
-        self._status_lock = threading.Lock()
         # A manager that just joined has an empty log: until it hears from the
         # leader, an election it starts can only depose a healthy leader.
         self._hold_elections_until = time.monotonic() + 30.0 if hold_elections else 0.0
@@ -561,8 +577,11 @@ class RaftNode:
                 self._hold_elections()
                 while self._tick_tasks:
                     self._tick_tasks.popleft()()
+                # The leader counts itself toward a commit at the start of a
+                # tick: whatever it appended (even while polling) is durable first.
+                self.journal.sync()
                 self._core.doTick(period)
-                self._refresh_status()
+                self._watch_leader()
                 now = time.monotonic()
                 if now - last_log_check > 1.0:
                     last_log_check = now
@@ -615,33 +634,31 @@ class RaftNode:
 
     # ------------------------------------------------------------ status
 
-    def _refresh_status(self) -> None:
+    def _watch_leader(self) -> None:
+        """Once per tick: report a leader change (a single attribute read when nothing changed)."""
+        leader = self._core._getLeader()
+        leader_id = leader.id if leader is not None else None
+        if leader_id != self._leader_seen:
+            self._leader_seen = leader_id
+            self._on_leader_change(leader_id, self._core.raftCurrentTerm)
+
+    def status(self) -> dict[str, Any]:
+        """A view of Raft for other threads, computed on request (each read is atomic under the GIL)."""
         core = self._core
         leader = core._getLeader()
-        members = [(core.selfNode.id, core.selfNode.address)] + sorted(
-            (n.id, n.address) for n in core.otherNodes
-        )
-        connected = self._transport.core.connected()
-        status = {
+        self_node = core.selfNode
+        members = [(self_node.id, self_node.address)] + sorted((n.id, n.address) for n in core.otherNodes)
+        return {
             "term": core.raftCurrentTerm,
             "commit_index": core.raftCommitIndex,
             "applied_index": core.raftLastApplied,
             "leader": leader.id if leader is not None else None,
             "is_leader": core._isLeader(),
             "members": members,
-            "connected": sorted(connected),
+            "connected": sorted(self._transport.core.connected()),
             "has_quorum": core.hasQuorum,
             "log_entries": len(self.journal),
         }
-        with self._status_lock:
-            self._status = status
-        if status["leader"] != self._leader_seen:
-            self._leader_seen = status["leader"]
-            self._on_leader_change(status["leader"], status["term"])
-
-    def status(self) -> dict[str, Any]:
-        with self._status_lock:
-            return dict(self._status)
 
     # ------------------------------------------------------------ apply hooks
 

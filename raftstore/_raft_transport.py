@@ -21,8 +21,11 @@ control, never errors.
 Identity. A peer is the CN of its verified certificate (O must be this cluster,
 OU swarm-manager); the address it connects from or announces means nothing.
 
-Group commit. ``before_send`` runs before any frame leaves, so entries appended
-since the last fsync are on disk before any message that depends on them.
+Group commit. ``before_send`` runs before a frame leaves, so entries appended
+since the last fsync are on disk before any message that depends on them. The
+one exception is the leader's append-entries (``sync_first=False``, see the
+adapter): the leader may replicate before its own write is durable, because it
+does not count itself toward a commit until it is.
 """
 
 from __future__ import annotations
@@ -212,11 +215,12 @@ class RaftTransportCore:
 
     # ----------------------------------------------------------- sending
 
-    def send(self, node_id: str, message: Any) -> bool:
+    def send(self, node_id: str, message: Any, *, sync_first: bool = True) -> bool:
         conn = self._connections.get(node_id)
         if conn is None:
             return False
-        self._before_send()
+        if sync_first:
+            self._before_send()
         conn.send(encode_frame(message))
         return not conn.closed
 
