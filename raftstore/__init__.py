@@ -22,6 +22,7 @@ _LAZY = {
     "SystemClock": "._clock",
     "default_data_dir": "._paths",
     "run_demo": "._demo",
+    "run_quick_bench": "._bench",
     "format_duration": "._durations",
     "parse_duration": "._durations",
     "split_host_port": "._node_state",

@@ -20,12 +20,14 @@ import logging
 import os
 import signal
 import socket
+import sys
 import ssl
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ._benchmark_switches import BenchmarkSwitches
 from ._bootstrap import clear_partial
 from ._fsutil import atomic_write
 from ._clock import SystemClock
@@ -85,6 +87,7 @@ class Daemon:
         # Managers remember when workers last reported (node ls STATUS).
         self.heartbeats: dict[str, float] = {}
         self._last_role_check = 0.0
+        self.benchmark = BenchmarkSwitches()
         from ._renewal import CertificateRenewer
 
         self.renewer = CertificateRenewer(self)
@@ -107,6 +110,14 @@ class Daemon:
 
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT (main thread) or ``stop()``."""
+        # Threads hand work to each other on every request (control thread ->
+        # proposer -> Raft tick thread -> back); the default 5 ms GIL switch
+        # interval lets one busy thread hold up the others that long.
+        sys.setswitchinterval(0.001)
+        self.benchmark = BenchmarkSwitches.from_environment(self.paths.root)
+        if self.benchmark.any:
+            self.warn(f"BENCHMARK CONTROL: sealing {'OFF' if self.benchmark.no_sealing else 'on'}, "
+                      f"fsync {'OFF' if self.benchmark.no_fsync else 'on'}; never use this directory for real data")
         self.paths.create()
         os.chmod(self.paths.root, 0o700)
         self.control.listen_unix(self.paths.socket)
@@ -183,6 +194,7 @@ class Daemon:
             hold_elections=joining,
             fetch_keyring=lambda: self._fetch_keyring_from_peers(node),
             on_root_change=self._root_changed,
+            benchmark=self.benchmark,
         )
         self.manager = manager
         self.node = node

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 
 import msgpack
 
+from ._benchmark_switches import BenchmarkSwitches
 from ._keystore import KeyStore
 from ._node_state import NodeState, StatePaths
 from ._proposer import RETIRED, Proposer
@@ -49,6 +50,8 @@ __all__ = ["Manager", "raise_for_outcome"]
 log = logging.getLogger("raftstore.manager")
 
 _ENTRY_ID_BYTES = 16
+# Marks an entry of the benchmark control without sealing (a sealed record starts with version 1).
+_UNSEALED = b"\x00"
 
 
 def raise_for_outcome(outcome: Outcome) -> list[Any]:
@@ -74,6 +77,7 @@ class Manager:
         hold_elections: bool = False,
         fetch_keyring: Callable[[], Keyring] | None = None,
         on_root_change: Callable[[], None] = lambda: None,
+        benchmark: BenchmarkSwitches = BenchmarkSwitches(),
     ) -> None:
         self.paths = paths
         self.node = node
@@ -86,6 +90,7 @@ class Manager:
         self._event_log = event_log
         self._fetch_keyring = fetch_keyring
         self._on_root_change = on_root_change
+        self._benchmark = benchmark
         self.state = StateMachine()
         self.applied = threading.Condition()
         self._fatal: str | None = None
@@ -107,6 +112,7 @@ class Manager:
             config=raft_config,
             hold_elections=hold_elections,
             missing_key=self._fetch_missing_key,
+            fsync=not benchmark.no_fsync,
         )
         self.proposer = Proposer(
             submit=self.raft.propose,
@@ -163,6 +169,8 @@ class Manager:
 
     def _seal_entry(self, plaintext: bytes) -> bytes:
         entry_id = os.urandom(_ENTRY_ID_BYTES)
+        if self._benchmark.no_sealing:
+            return entry_id + _UNSEALED + plaintext
         sealed = seal(
             self.keys.keyring.active, RecordKind.ENTRY, self.node.cluster_id, entry_context(entry_id), plaintext
         )
@@ -191,6 +199,8 @@ class Manager:
 
     def _apply(self, index: int, payload: bytes) -> Any:
         entry_id, sealed = payload[:_ENTRY_ID_BYTES], payload[_ENTRY_ID_BYTES:]
+        if sealed[:1] == _UNSEALED:
+            return self._apply_unsealed(index, sealed[1:])
         try:
             key_id = record_key_id(sealed)
             if key_id < self.state.retired_below:
@@ -211,6 +221,17 @@ class Manager:
             self.applied.notify_all()
         return outcomes
 
+    def _apply_unsealed(self, index: int, plaintext: bytes) -> Any:
+        """The benchmark control without sealing; refused anywhere else."""
+        if not self._benchmark.no_sealing:
+            self._fatal_error(f"raft log entry {index} is not sealed, and this manager is not a benchmark")
+            raise InvalidRecord(f"raft log entry {index} is not sealed")
+        proposals = [(bytes(pid), str(now), actions) for pid, now, actions in msgpack.unpackb(plaintext, raw=False)]
+        outcomes, _ = self.state.apply_batch(index, max(1, self.state.active_key_id), proposals)
+        with self.applied:
+            self.applied.notify_all()
+        return outcomes
+
     def _advance(self, index: int) -> None:
         self.state.advance(index)
         with self.applied:
@@ -226,6 +247,8 @@ class Manager:
         self._effect("root_ca_changed", None)
 
     def _leader_changed(self, leader: str | None, term: int) -> None:
+        if leader is not None:
+            self.proposer.leader_changed()
         if leader is None:
             self._event_log(f"raft: no leader (term {term})")
         elif leader == self.node.node_id:

@@ -126,6 +126,12 @@ class Proposer:
             raise RaftstoreError(outcome.error_message)
         return int(outcome.results[0])
 
+    def leader_changed(self) -> None:
+        """A new leader: resubmit what is in flight now rather than after the resubmission delay."""
+        with self._lock:
+            for batch in self._inflight.values():
+                batch.submitted_at = 0.0
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -198,7 +204,7 @@ class Proposer:
     def _watch(self) -> None:
         """Resubmit entries whose fate went unreported; give up on abandoned ones."""
         while not self._closed:
-            time.sleep(self._resubmit_after / 4)
+            time.sleep(0.05)
             now = time.monotonic()
             with self._lock:
                 for number, batch in list(self._inflight.items()):

@@ -1,0 +1,92 @@
+"""One node of the plain-pysyncobj peer: pysyncobj as shipped, with its own file journal.
+
+This is the library raftstore builds on, replicating the same writes with its
+default settings (batched append-entries, ``FileJournal``, pickle over plain
+TCP bound to 127.0.0.1). It serves the same request frames as raftstore's
+control socket on a unix socket, so the benchmark drives it with the same
+clients. Run as ``python -m benchmarks.pysyncobj_node SELF PARTNERS DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from pysyncobj import SyncObj, SyncObjConf, replicated
+
+from raftstore._frames import read_frame, write_frame
+
+
+class Store(SyncObj):
+    def __init__(self, self_addr: str, partners: list[str], directory: Path) -> None:
+        conf = SyncObjConf(
+            journalFile=str(directory / "journal"),
+            fullDumpFile=str(directory / "dump"),
+            bindAddress=self_addr,
+            dynamicMembershipChange=False,
+        )
+        super().__init__(self_addr, partners, conf=conf)
+        self._data: dict[str, bytes] = {}
+
+    @replicated
+    def put(self, key: str, value: bytes) -> None:
+        self._data[key] = value
+
+
+def serve(store: Store, path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(128)
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=handle, args=(store, conn), daemon=True).start()
+
+
+def handle(store: Store, conn: socket.socket) -> None:
+    try:
+        while True:
+            request = read_frame(conn)
+            method, params = request["method"], request.get("params") or {}
+            if method == "kv.put":
+                done = threading.Event()
+                outcome: list[Any] = []
+
+                def callback(result: Any, error: Any) -> None:
+                    outcome.append(error)
+                    done.set()
+
+                store.put(params["key"], params["value"], callback=callback)
+                if not done.wait(30) or outcome[0] != 0:
+                    write_frame(conn, {"ok": False, "error": {"code": "Unavailable", "message": f"failed: {outcome}"}})
+                else:
+                    write_frame(conn, {"ok": True, "result": None})
+            elif method == "status":
+                leader = store._getLeader()
+                write_frame(conn, {"ok": True, "result": {"leader": str(leader) if leader else None,
+                                                          "self": str(store.selfNode)}})
+            else:
+                write_frame(conn, {"ok": False, "error": {"code": "InvalidArgument", "message": method}})
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        conn.close()
+
+
+def main() -> None:
+    self_addr, partners, directory = sys.argv[1], [p for p in sys.argv[2].split(",") if p], Path(sys.argv[3])
+    directory.mkdir(parents=True, exist_ok=True)
+    store = Store(self_addr, partners, directory)
+    print(f"pysyncobj node {self_addr} pid {os.getpid()}", flush=True)
+    serve(store, directory / "node.sock")
+
+
+if __name__ == "__main__":
+    main()
