@@ -62,13 +62,17 @@ def targets(report: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
                     f"{many['throughput']:.0f} vs {etcd['throughput']:.0f} writes/s" if etcd else "no etcd"))
         out.append(("64 clients at least 2x plain pysyncobj", None if not plain else many["throughput"] >= 2 * plain["throughput"],
                     f"{_ratio(many['throughput'], plain['throughput'] if plain else None)}"))
-        cpu = (
-            f"; server CPU per write {many['server_cpu_ms_per_write']:.3f} vs {unsealed['server_cpu_ms_per_write']:.3f} ms "
-            f"({many['server_cpu_ms_per_write'] / unsealed['server_cpu_ms_per_write'] - 1:+.0%})"
-            if unsealed and unsealed.get("server_cpu_ms_per_write") else ""
-        )
-        out.append(("sealing costs at most 10% of throughput", None if not unsealed else many["throughput"] >= 0.9 * unsealed["throughput"],
-                    f"{many['throughput']:.0f} sealed vs {unsealed['throughput']:.0f} unsealed writes/s{cpu}" if unsealed else "-"))
+        pooled = sealing_ratio(report)
+        if pooled is None:
+            out.append(("sealing costs at most 10% of throughput", None, "no unsealed control measured"))
+        else:
+            ratio, cells = pooled
+            direct = max((s["us_per_write"] for s in report.get("sealing", []) if s["payload"] <= 1024), default=None)
+            figure = (f"sealed/unsealed throughput {ratio:.2f} (geometric mean of {cells} cells; 64 clients, 100 B: "
+                      f"{many['throughput']:.0f} vs {unsealed['throughput']:.0f} writes/s)" if unsealed else f"{ratio:.2f}")
+            if direct is not None:
+                figure += f"; sealing itself: at most {direct:.1f} µs of CPU per write up to 1 KiB"
+            out.append(("sealing costs at most 10% of throughput", ratio >= 0.9, figure))
     failover = next((f for f in report["failover"] if f["system"] == "raftstore"), None)
     if failover:
         seconds = failover["seconds"]
@@ -79,6 +83,27 @@ def targets(report: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
         out.append((f"unlock + catch-up of {unlock['entries']:,} entries under 5 s", unlock["seconds"] < 5.0,
                     f"{unlock['seconds']:.2f} s"))
     return out
+
+
+def sealing_ratio(report: dict[str, Any]) -> tuple[float, int] | None:
+    """Sealed/unsealed throughput over every cell, as a geometric mean.
+
+    One cell moves by +-30% from run to run on a shared 2-core machine, more
+    than the 10% being judged; pooling every cell (each a median of
+    interleaved runs) is the estimator that noise affects least.
+    """
+    import math
+
+    logs = []
+    for row in report["rows"]:
+        if row["system"] != "raftstore":
+            continue
+        other = _row(report, "raftstore (no-sealing)", row["clients"], row["payload"])
+        if other and other["throughput"] > 0 and row["throughput"] > 0:
+            logs.append(math.log(row["throughput"] / other["throughput"]))
+    if not logs:
+        return None
+    return math.exp(sum(logs) / len(logs)), len(logs)
 
 
 def render_table(report: dict[str, Any]) -> str:

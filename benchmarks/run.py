@@ -130,11 +130,16 @@ def _median_failover(peer: Any, runs: int, log: Any) -> dict[str, Any]:
 @click.option("--systems", default="raftstore,no-sealing,no-fsync,pysyncobj,etcd", show_default=True,
               help="Which systems to measure, in this order.")
 @click.option("--scenarios/--no-scenarios", default=True, help="Also measure failover and unlock + catch-up.")
+@click.option("--from-json", "from_json", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Render the table, plot and RESULTS.md from an earlier run's JSON instead of measuring.")
 @click.option("--write-results/--no-write-results", default=None,
               help="Rewrite benchmarks/RESULTS.md and its plot (default: on full runs only).")
 def main(quick: bool, smoke: bool, runs: int, seconds: float, entries: int, out: Path, systems: str,
-         scenarios: bool, write_results: bool | None) -> None:
+         scenarios: bool, from_json: Path | None, write_results: bool | None) -> None:
     """Measure raftstore's log throughput and latency against plain pysyncobj and etcd."""
+    if from_json is not None:
+        _publish(json.loads(from_json.read_text()), out, write_results is not False)
+        return
     if smoke:
         runs, seconds, entries = 1, 0.5, 300
         payloads, clients = (100,), (1, 16)
@@ -213,6 +218,12 @@ def main(quick: bool, smoke: bool, runs: int, seconds: float, entries: int, out:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     (out / f"results-{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    _publish(report, out, write_results)
+    log(f"results in {out} ({report['elapsed_seconds']} s)")
+
+
+def _publish(report: dict[str, Any], out: Path, write_results: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     print()
     print(render_table(report))
     plot = render_plot(report, out / "throughput.png")
@@ -220,8 +231,7 @@ def main(quick: bool, smoke: bool, runs: int, seconds: float, entries: int, out:
         if plot is not None:
             shutil.copy(plot, HERE / "results.png")
         (HERE / "RESULTS.md").write_text(render_markdown(report, "results.png" if plot else None))
-        log(f"wrote {HERE / 'RESULTS.md'}")
-    log(f"results in {out} ({report['elapsed_seconds']} s)")
+        print(f"wrote {HERE / 'RESULTS.md'}", flush=True)
 
 
 __all__ = ["main", "subprocess"]

@@ -10,7 +10,7 @@ import click
 
 from ._common import connection_options
 from ._daemon_cmd import daemon_cmd
-from . import _bench, _ca, _doctor, _kv, _node, _secret, _swarm
+from . import _bench, _ca, _doctor, _kv, _node, _secret, _snapshot, _swarm
 
 __all__ = ["main", "cli"]
 
@@ -36,6 +36,7 @@ _ca.register(cli)
 _doctor.register(cli)
 _secret.register(cli)
 _bench.register(cli)
+_snapshot.register(cli)
 
 
 def main() -> None:

@@ -25,7 +25,8 @@ from .keyring import WORKER_ROLE, InvalidArgument, PermissionDenied, ProtocolErr
 
 __all__ = ["ControlServer", "ControlClient", "Stream", "parse_host"]
 
-MAX_REQUEST_BYTES = 4 * 2**20
+#: Requests may carry a whole backup (snapshot restore); the socket is the daemon user's alone.
+MAX_REQUEST_BYTES = 64 * 2**20
 
 
 class Stream:

@@ -165,7 +165,19 @@ class Daemon:
                 self.log("manager is locked: run \"raftstore unlock\" with the cluster's unlock key")
                 return
             keyring, kek = keystore.open_plain()
-            self._start_manager(node, keyring, kek, keystore.read_node_key(None))
+            self._open_manager(node, keystore, keyring, kek)
+
+    def _open_manager(self, node: NodeState, keystore: KeyStore, keyring: Any, kek: Any) -> None:
+        """Start the manager whose keys are open; first finish a restore from a backup if one is pending."""
+        from ._backup import PENDING_RESTORE, complete_restore, restored_node_record
+
+        if not (self.paths.root / PENDING_RESTORE).exists():
+            self._start_manager(node, keyring, kek, keystore.read_node_key(kek if keystore.needs_unlock_key() else None))
+            return
+        node_key = complete_restore(self, node, keyring, kek)
+        manager = self._start_manager(node, keyring, kek, node_key)
+        if self.wait_for_leader(15.0) and manager.read_barrier().find("nodes", node.node_id) is None:
+            manager.propose([restored_node_record(node)])
 
     def _stop_roles(self) -> None:
         if self.listener is not None:
@@ -390,8 +402,7 @@ class Daemon:
             key = UnlockKey.parse(key_text)
             keystore = KeyStore(self.paths, self.node.cluster_id)
             keyring, kek = keystore.open_with_unlock_key(key)
-            node_key = keystore.read_node_key(kek)
-            self._start_manager(self.node, keyring, kek, node_key)
+            self._open_manager(self.node, keystore, keyring, kek)
             self.log("manager unlocked")
 
     def become_inactive(self) -> None:

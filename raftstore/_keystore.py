@@ -75,6 +75,9 @@ class KeyStore:
             return None  # left over from an interrupted change to autolock
         return kek
 
+    def has_plain_kek(self) -> bool:
+        return self._plain_kek() is not None
+
     def needs_unlock_key(self) -> bool:
         """True when the keyring can only be opened with the operator's unlock key."""
         return self._plain_kek() is None

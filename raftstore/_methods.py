@@ -607,6 +607,40 @@ def events(daemon: "Daemon", params: dict[str, Any]) -> Stream:
     return Stream(items)
 
 
+@method("debug.digest")
+def debug_digest(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    """A hash of this manager's replicated state and the index it reflects (for convergence checks)."""
+    state = daemon.require_manager().state
+    with state.lock:
+        return {"applied_index": state.applied_index, "digest": state.digest()}
+
+
+@method("snapshot.save")
+def snapshot_save(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    from ._backup import create_backup, read_backup
+
+    data = create_backup(daemon.require_manager(), daemon.clock.stamp())
+    backup = read_backup(data)
+    daemon.log(f"backup written at index {backup.index}")
+    return {"data": data, "index": backup.index, "cluster_id": backup.cluster_id, "autolock": backup.autolock}
+
+
+@method("snapshot.restore")
+def snapshot_restore(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    from ._backup import stage_restore
+    from ._daemon import LOCKED
+
+    data = params.get("data")
+    if not isinstance(data, bytes):
+        raise InvalidArgument("a backup file is required")
+    with daemon.lock:
+        listen, advertise = _addresses(daemon, params)
+        node = stage_restore(daemon, data, force=bool(params.get("force")), listen_addr=listen,
+                             advertise_addr=advertise)
+        daemon.load()
+        return {"node_id": node.node_id, "cluster_id": node.cluster_id, "locked": daemon.mode == LOCKED}
+
+
 @method("ping")
 def ping(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return {"mode": daemon.mode}

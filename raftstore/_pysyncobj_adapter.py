@@ -71,6 +71,8 @@ from .keyring import (
 
 __all__ = [
     "ENTRY_TYPE",
+    "install_single_member",
+    "write_snapshot_file",
     "FAIL_REASONS",
     "RaftConfig",
     "RaftMember",
@@ -362,6 +364,61 @@ def _create_journal(journal_file: Any = None) -> Journal:
 
 
 _syncobj_module.createJournal = _create_journal
+
+
+# --------------------------------------------------------------------- snapshots on disk
+
+
+def write_snapshot_file(
+    path: str, keys: KeySource, last: Any, prev: Any, members: list[tuple[str, str]], state: bytes
+) -> None:
+    """Seal and write a snapshot file (fsynced; the caller renames it into place)."""
+    codec = _EntryCodec(keys)
+    index, term = last[1], last[2]
+    plaintext = msgpack.packb(
+        {
+            "state": state,
+            "last": [codec.to_disk(last[0], last[1]), last[1], last[2]],
+            "prev": [codec.to_disk(prev[0], prev[1]), prev[1], prev[2]],
+            "members": [list(m) for m in members],
+        },
+        use_bin_type=True,
+    )
+    sealed = seal(keys.keyring.active, RecordKind.SNAPSHOT, keys.cluster_id, snapshot_context(index, term), plaintext)
+    with open(path, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(encode_snapshot(index, term, sealed))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def install_single_member(
+    raft_dir: Path,
+    keys: KeySource,
+    last: Any,
+    prev: Any,
+    member: tuple[str, str],
+    state: bytes,
+    log_line: Callable[[str], None],
+) -> None:
+    """Make ``raft_dir`` a one-member Raft at ``last``: a snapshot of ``state`` and a log cut to it.
+
+    Used by force-new-cluster and by restoring a backup; Raft must not be running.
+    """
+    raft_dir = Path(raft_dir)
+    raft_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    snapshot_path = raft_dir / "snapshot"
+    tmp = str(snapshot_path) + ".install.tmp"
+    write_snapshot_file(tmp, keys, last, prev, [member], state)
+    os.replace(tmp, snapshot_path)
+    fsync_directory(raft_dir)
+    journal = SealedJournal(raft_dir, _EntryCodec(keys), 0, log_line)
+    journal.clear()
+    journal.add(*prev)
+    journal.add(*last)
+    journal.setRaftCommitIndex(last[1])
+    journal._meta_dirty = True
+    journal._destroy()
 
 
 # --------------------------------------------------------------------- core
@@ -696,30 +753,8 @@ class RaftNode:
     def _write_snapshot(
         self, path: str, last: Any, prev: Any, members: list[tuple[str, str]], state: bytes
     ) -> None:
-        """Seal and write a snapshot file (fsynced; the caller renames it into place)."""
-        index, term = last[1], last[2]
-        plaintext = msgpack.packb(
-            {
-                "state": state,
-                "last": [self._codec.to_disk(last[0], last[1]), last[1], last[2]],
-                "prev": [self._codec.to_disk(prev[0], prev[1]), prev[1], prev[2]],
-                "members": [list(m) for m in members],
-            },
-            use_bin_type=True,
-        )
-        sealed = seal(
-            self.keys.keyring.active,
-            RecordKind.SNAPSHOT,
-            self.keys.cluster_id,
-            snapshot_context(index, term),
-            plaintext,
-        )
-        with open(path, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(encode_snapshot(index, term, sealed))
-            f.flush()
-            os.fsync(f.fileno())
-        self.log(f"snapshot written at index {index} (term {term}, {len(plaintext)} bytes)")
+        write_snapshot_file(path, self.keys, last, prev, members, state)
+        self.log(f"snapshot written at index {last[1]} (term {last[2]})")
 
     def rewrite_as_single_member(self, state: bytes, applied_index: int) -> int:
         """After ``stop()``: make this node the only member, keeping state up to ``applied_index``.
@@ -730,26 +765,14 @@ class RaftNode:
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("stop Raft before rewriting its configuration")
         entries = {entry[1]: entry for entry in self.journal._entries}
-        if applied_index not in entries or applied_index - 1 not in entries:
-            # The applied entries were compacted into the current snapshot: write
-            # a fresh one at the snapshot's own index instead.
-            index, term, _ = read_snapshot(self._snapshot_path)
-            last = (bytes([1]), index, term)
-            prev = (bytes([1]), index - 1, term)
-        else:
+        if applied_index in entries and applied_index - 1 in entries:
             last, prev = entries[applied_index], entries[applied_index - 1]
+        else:
+            # The applied entries were compacted into the current snapshot: use its position.
+            index, term, _ = read_snapshot(self._snapshot_path)
+            last, prev = (bytes([1]), index, term), (bytes([1]), index - 1, term)
         me = self._core.selfNode
-        tmp = str(self._snapshot_path) + ".force.tmp"
-        self._write_snapshot(tmp, last, prev, [(me.id, me.address)], state)
-        os.replace(tmp, self._snapshot_path)
-        fsync_directory(self.raft_dir)
-        journal = SealedJournal(self.raft_dir, self._codec, 0, self.log)
-        journal.clear()
-        journal.add(*prev)
-        journal.add(*last)
-        journal.setRaftCommitIndex(last[1])
-        journal._meta_dirty = True
-        journal._destroy()
+        install_single_member(self.raft_dir, self.keys, last, prev, (me.id, me.address), state, self.log)
         return int(last[1])
 
     def _serialize_checker(self) -> int:
