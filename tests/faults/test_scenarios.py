@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 SLOW = os.environ.get("RAFTSTORE_SLOW_FAULTS") == "1"
 SEED = int(os.environ.get("RAFTSTORE_FAULT_SEED", "0")) or random.SystemRandom().randrange(1, 2**31)
-LOAD_SECONDS = 30.0 if SLOW else 6.0
+LOAD_SECONDS = 30.0 if SLOW else 4.0
 
 
 def kill_leader(c: FaultCluster, rnd: random.Random, faults: list[str]) -> None:
@@ -129,3 +129,20 @@ def test_a_stale_follower_read_is_caught(tmp_path: Path) -> None:
     scenario = Scenario("stale-follower-read", stale_follower, expect_linearizable=False, stale_reads_from_follower=True)
     report = run_scenario(scenario, tmp_path, SEED, LOAD_SECONDS)
     assert not report["linearizable"] and report["anomalies"]
+
+
+@pytest.mark.slow
+def test_soak_with_mixed_faults(tmp_path: Path) -> None:
+    """make test-slow only: five managers, two minutes of load, a random fault every few seconds."""
+    faults_in_turn = [kill_leader, kill_follower, pause_leader, partition_leader, partition_minority_majority]
+
+    def mixed(c: FaultCluster, rnd: random.Random, faults: list[str]) -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            rnd.choice(faults_in_turn)(c, rnd, faults)
+            c.heal()
+            c.wait_healthy()
+            time.sleep(rnd.uniform(1, 4))
+
+    report = run_scenario(Scenario("soak-mixed", mixed, size=5), tmp_path, SEED, 20.0)
+    assert report["linearizable"] and len(report["faults"]) >= 5

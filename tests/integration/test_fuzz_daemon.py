@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 from pathlib import Path
@@ -17,13 +18,13 @@ from raftstore._local_cluster import Cluster, Node
 
 pytestmark = pytest.mark.integration
 
-LIVE = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+LIVE = settings(max_examples=int(os.environ.get("RAFTSTORE_FUZZ_EXAMPLES", "12")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # Methods whose malformed params must fail (none of these may change state with them).
 METHODS = ["kv.put", "kv.get", "kv.cas", "kv.rm", "node.inspect", "secret.create", "secret.inspect", "secret.read",
            "secret.grant", "config.create", "config.inspect", "ca.issue_client", "unlock", "node.promote", "no.such"]
-not_a_string = st.one_of(st.integers(), st.none(), st.booleans(), st.floats(allow_nan=False),
-                         st.lists(st.integers(), max_size=3), st.dictionaries(st.integers(), st.integers(), max_size=2))
+not_a_string = st.one_of(st.integers(-(2**63), 2**63 - 1), st.none(), st.booleans(), st.floats(allow_nan=False),
+                         st.lists(st.integers(0, 99), max_size=3), st.dictionaries(st.integers(0, 9), st.integers(0, 9), max_size=2))
 
 
 @pytest.fixture(scope="module")
