@@ -20,6 +20,12 @@ def doctor_cmd(output_format: str) -> None:
 
     Prints each finding with its severity and how to fix it. Exits 1 when a
     finding is critical, so that scripts and monitoring can act on it.
+
+    \b
+    Examples:
+      raftstore doctor
+      raftstore doctor --format json
+      raftstore doctor || alert "raftstore doctor found a critical problem"
     """
     findings = call("doctor")
     if output_format == "json":

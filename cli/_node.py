@@ -11,7 +11,16 @@ __all__ = ["register"]
 
 @click.group("node")
 def node() -> None:
-    """Manage the cluster's nodes (run on a manager)."""
+    """Manage the cluster's nodes (run on a manager).
+
+    \b
+    Examples:
+      raftstore node ls
+      raftstore node inspect --format json NODE
+      raftstore node promote NODE             # a worker becomes a manager
+      raftstore node demote NODE
+      raftstore node rm NODE
+    """
 
 
 @node.command("ls")

@@ -124,7 +124,14 @@ def join_cmd(token: str, listen_addr: str | None, advertise_addr: str | None, ma
 @connection_options
 @handle_errors
 def join_token_cmd(rotate: bool, quiet: bool, role: str, output_format: str) -> None:
-    """Show (or rotate) the token that lets a node join as ROLE."""
+    """Show (or rotate) the token that lets a node join as ROLE.
+
+    \b
+    Examples:
+      raftstore join-token worker
+      raftstore join-token -q manager         # the token alone, for scripts
+      raftstore join-token --rotate worker    # the old worker token stops working
+    """
     result = call("join_token", {"role": role, "rotate": rotate})
     if quiet:
         click.echo(result["token"])
@@ -140,7 +147,13 @@ def join_token_cmd(rotate: bool, quiet: bool, role: str, output_format: str) -> 
 @connection_options
 @handle_errors
 def unlock_cmd() -> None:
-    """Unlock a locked manager: reads the unlock key from standard input, or prompts."""
+    """Unlock a locked manager: reads the unlock key from standard input, or prompts.
+
+    \b
+    Examples:
+      raftstore unlock                        # prompts for SWMKEY-1-...
+      raftstore unlock < unlock-key.txt
+    """
     if sys.stdin.isatty():
         key = click.prompt("Please enter unlock key", hide_input=True, default="", show_default=False)
     else:
@@ -155,7 +168,14 @@ def unlock_cmd() -> None:
 @connection_options
 @handle_errors
 def unlock_key_cmd(rotate: bool, quiet: bool, output_format: str) -> None:
-    """Show (or rotate) the unlock key of a cluster with autolock on."""
+    """Show (or rotate) the unlock key of a cluster with autolock on.
+
+    \b
+    Examples:
+      raftstore unlock-key
+      raftstore unlock-key -q                 # the key alone
+      raftstore unlock-key --rotate           # store the new key before you lose the old one
+    """
     result = call("unlock_key", {"rotate": rotate})
     if quiet:
         click.echo(result["unlock_key"])
@@ -206,7 +226,13 @@ def update_cmd(autolock: str | None, cert_expiry: str | None, output_format: str
 @connection_options
 @handle_errors
 def leave_cmd(force: bool) -> None:
-    """Leave the cluster; this node's cluster data is erased."""
+    """Leave the cluster; this node's cluster data is erased.
+
+    \b
+    Examples:
+      raftstore leave
+      raftstore leave --force                 # the last manager, or a locked node
+    """
     call("leave", {"force": force})
     click.echo("Node left the swarm.")
 
@@ -216,7 +242,13 @@ def leave_cmd(force: bool) -> None:
 @connection_options
 @handle_errors
 def info_cmd(output_format: str) -> None:
-    """Show this node's place in the cluster: role, lock state, Raft, certificate."""
+    """Show this node's place in the cluster: role, lock state, Raft, certificate.
+
+    \b
+    Examples:
+      raftstore info
+      raftstore info --format json
+    """
     info = call("info")
     if output_format == "json":
         emit_json(info)
