@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import ssl
-import sys
 from pathlib import Path
 
 import click
 
 import raftstore
-from raftstore import RaftstoreError, default_data_dir, split_host_port
+from raftstore import LOG_FORMATS, LOG_LEVELS, RaftstoreError, configure_logging, default_data_dir, split_host_port
 
 from ._common import fail
 
@@ -53,10 +51,17 @@ def _remote_api(host: str | None, tlsverify: bool, cacert: str | None, cert: str
 @click.option("--tlscacert", metavar="FILE", help="CA that client certificates must chain to.")
 @click.option("--tlscert", metavar="FILE", help="The daemon's certificate for -H.")
 @click.option("--tlskey", metavar="FILE", help="The daemon's private key for -H.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-              show_default=True)
+@click.option("--metrics-addr", metavar="HOST:PORT",
+              help="Serve Prometheus metrics on http://HOST:PORT/metrics (Raft, proposals, latencies, keys; "
+                   "nothing secret). Off by default.")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True,
+              help="Least severe events to log.")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+              help="One event per line on standard error: text, or one JSON object per line "
+                   "(time, level, logger, node_id, term, msg).")
 def daemon_cmd(data_dir: Path | None, listen_addr: str | None, hosts: str | None, tlsverify: bool,
-               tlscacert: str | None, tlscert: str | None, tlskey: str | None, log_level: str) -> None:
+               tlscacert: str | None, tlscert: str | None, tlskey: str | None, metrics_addr: str | None,
+               log_level: str, log_format: str) -> None:
     """Run the raftstore daemon for one node (in the foreground; SIGTERM stops it).
 
     The daemon serves the control socket DATA_DIR/raftstore.sock (mode 0600)
@@ -66,14 +71,11 @@ def daemon_cmd(data_dir: Path | None, listen_addr: str | None, hosts: str | None
     Example:
       raftstore daemon --data-dir /var/lib/raftstore --listen-addr 10.0.0.5:2377
     """
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, log_level.upper()),
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
-    logging.getLogger("pysyncobj").setLevel(logging.WARNING)
+    configure_logging(log_level, log_format)
     try:
         remote = _remote_api(hosts, tlsverify, tlscacert, tlscert, tlskey)
-        raftstore.Daemon(data_dir or default_data_dir(), listen_addr=listen_addr, remote_api=remote).run()
+        metrics = split_host_port(metrics_addr) if metrics_addr else None
+        raftstore.Daemon(data_dir or default_data_dir(), listen_addr=listen_addr, remote_api=remote,
+                         metrics_addr=metrics).run()
     except RaftstoreError as error:
         fail(str(error))

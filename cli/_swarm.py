@@ -293,6 +293,8 @@ def _print_info(info: dict[str, Any]) -> None:
         lines.append(f"Listen address: {info['listen_addr']}")
         lines.append(f"Advertise address: {info['advertise_addr']}")
     lines.append(f"Data directory: {info['data_dir']}")
+    if info.get("metrics_addr"):
+        lines.append(f"Metrics: http://{info['metrics_addr']}/metrics")
     click.echo("\n".join(lines))
 
 

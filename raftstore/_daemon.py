@@ -34,7 +34,9 @@ from ._clock import SystemClock
 from ._cluster_listener import ClusterListener
 from ._control import ControlServer
 from ._keystore import KeyStore
+from ._logging import set_log_context
 from ._manager import Manager
+from ._metrics import MetricsServer
 from ._node_state import MANAGER, WORKER, NodeState, StatePaths
 from ._paths import default_data_dir
 from ._pysyncobj_adapter import RaftConfig
@@ -68,12 +70,15 @@ class Daemon:
         clock: SystemClock | None = None,
         raft_config: RaftConfig = RaftConfig(),
         remote_api: tuple[str, ssl.SSLContext | None] | None = None,
+        metrics_addr: tuple[str, int] | None = None,
     ) -> None:
         self.paths = StatePaths(Path(data_dir).absolute())
         self.default_listen_addr = listen_addr
         self.clock = clock or SystemClock()
         self.raft_config = raft_config
         self.remote_api = remote_api
+        self.metrics_addr = metrics_addr
+        self.metrics: MetricsServer | None = None
         self.lock = threading.RLock()
         self.mode = INACTIVE
         self.node: NodeState | None = None
@@ -106,6 +111,14 @@ class Daemon:
     def warn(self, message: str) -> None:
         log.warning(message)
 
+    def log_context(self) -> dict[str, Any]:
+        """What every log line carries: this node's id and, on a running manager, the Raft term."""
+        node, manager = self.node, self.manager
+        return {
+            "node_id": node.node_id if node is not None else None,
+            "term": manager.raft.term if manager is not None else None,
+        }
+
     # ----------------------------------------------------------------- lifecycle
 
     def run(self) -> None:
@@ -120,6 +133,10 @@ class Daemon:
                       f"fsync {'OFF' if self.benchmark.no_fsync else 'on'}; never use this directory for real data")
         self.paths.create()
         os.chmod(self.paths.root, 0o700)
+        set_log_context(self.log_context)
+        if self.metrics_addr is not None:  # first: a port in use stops the daemon before it serves anything
+            self.metrics = MetricsServer(self)
+            self.log(f"metrics on http://{self.metrics.start(*self.metrics_addr)}/metrics")
         self.control.listen_unix(self.paths.socket)
         if self.remote_api is not None:
             address, context = self.remote_api
@@ -143,6 +160,8 @@ class Daemon:
     def shutdown(self) -> None:
         self.log("shutting down")
         self.control.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         with self.lock:
             self._stop_roles()
         self.log("stopped")

@@ -143,6 +143,7 @@ class _Demo:
 
 def run_demo(keep: bool = False, out: TextIO = sys.stdout, workdir: Path | None = None) -> bool:
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="raftstore-demo-"))
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     print(f"raftstore demo: a real cluster on 127.0.0.1 in {root}", file=out, flush=True)
     demo = _Demo(root, out)
     ok = False

@@ -19,6 +19,7 @@ import msgpack
 
 from ._benchmark_switches import BenchmarkSwitches
 from ._keystore import KeyStore
+from ._metrics import LEADER_CHANGES, SEAL_SECONDS, timed
 from ._node_state import NodeState, StatePaths
 from ._proposer import RETIRED, Proposer
 from ._pysyncobj_adapter import FAIL_REASONS, KeySource, RaftConfig, RaftNode
@@ -171,9 +172,10 @@ class Manager:
         entry_id = os.urandom(_ENTRY_ID_BYTES)
         if self._benchmark.no_sealing:
             return entry_id + _UNSEALED + plaintext
-        sealed = seal(
-            self.keys.keyring.active, RecordKind.ENTRY, self.node.cluster_id, entry_context(entry_id), plaintext
-        )
+        with timed(SEAL_SECONDS):
+            sealed = seal(
+                self.keys.keyring.active, RecordKind.ENTRY, self.node.cluster_id, entry_context(entry_id), plaintext
+            )
         return entry_id + sealed
 
     def propose(self, actions: list[dict[str, Any]], *, proposal_id: bytes | None = None, timeout: float = 10.0) -> list[Any]:
@@ -247,6 +249,7 @@ class Manager:
         self._effect("root_ca_changed", None)
 
     def _leader_changed(self, leader: str | None, term: int) -> None:
+        LEADER_CHANGES.inc()
         if leader is not None:
             self.proposer.leader_changed()
         if leader is None:

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import msgpack
 
+from ._metrics import PROPOSAL_SECONDS, PROPOSALS_COMMITTED, PROPOSALS_FAILED
 from ._state_machine import MAX_TRANSACTION_BYTES, Outcome
 from .keyring import InvalidArgument, NoQuorum, RaftstoreError, Timeout
 
@@ -102,6 +103,20 @@ class Proposer:
                 f"transaction of {len(encoded)} bytes exceeds the limit of {MAX_TRANSACTION_BYTES} bytes (1.5 MiB)"
             )
         pending = _Pending(proposal_id or new_proposal_id(), actions, len(encoded))
+        started = time.perf_counter()
+        try:
+            outcome = self._wait_for(pending, timeout)
+        except RaftstoreError as error:
+            PROPOSALS_FAILED.labels(error.code).inc()
+            raise
+        PROPOSAL_SECONDS.observe(time.perf_counter() - started)
+        if outcome.ok:
+            PROPOSALS_COMMITTED.inc()
+        else:
+            PROPOSALS_FAILED.labels(outcome.error_code).inc()
+        return outcome
+
+    def _wait_for(self, pending: _Pending, timeout: float) -> Outcome:
         with self._lock:
             if self._closed:
                 raise NoQuorum("this manager is shutting down")

@@ -55,6 +55,7 @@ from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
 from ._fsutil import atomic_write, fsync_directory, fsync_file
+from ._metrics import FSYNC_SECONDS, SNAPSHOT_BYTES, SNAPSHOT_SECONDS, timed
 from ._raft_transport import RaftTransportCore
 from ._segments import SegmentLog
 from ._snapshot_file import encode_snapshot, read_snapshot
@@ -333,7 +334,9 @@ class SealedJournal(Journal):
     def sync(self) -> None:
         """Make every append, truncation, term and vote durable (cheap when there are none)."""
         if self._fsync:  # off only in the benchmark control (see _benchmark_switches)
-            self._segments.sync()
+            started = time.perf_counter()
+            if self._segments.sync():
+                FSYNC_SECONDS.observe(time.perf_counter() - started)
         if self._meta_dirty:
             with self._lock:
                 if self._meta_dirty:
@@ -699,6 +702,11 @@ class RaftNode:
 
     # ------------------------------------------------------------ status
 
+    @property
+    def term(self) -> int:
+        """The current term, cheap enough to stamp on every log line."""
+        return int(self._core.raftCurrentTerm)
+
     def _watch_leader(self) -> None:
         """Once per tick: report a leader change (a single attribute read when nothing changed)."""
         leader = self._core._getLeader()
@@ -753,7 +761,9 @@ class RaftNode:
     def _write_snapshot(
         self, path: str, last: Any, prev: Any, members: list[tuple[str, str]], state: bytes
     ) -> None:
-        write_snapshot_file(path, self.keys, last, prev, members, state)
+        with timed(SNAPSHOT_SECONDS):
+            write_snapshot_file(path, self.keys, last, prev, members, state)
+        SNAPSHOT_BYTES.set(os.path.getsize(path))
         self.log(f"snapshot written at index {last[1]} (term {last[2]})")
 
     def rewrite_as_single_member(self, state: bytes, applied_index: int) -> int:

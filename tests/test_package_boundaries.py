@@ -63,3 +63,11 @@ def test_exported_names_exist() -> None:
     for module in (raftstore, raftstore.keyring):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
+def test_only_the_metrics_module_imports_prometheus_client() -> None:
+    for folder in ("raftstore", "cli", "keyring"):
+        for path in _sources(folder):
+            if path.name == "_metrics.py":
+                continue
+            assert not any(name.startswith("prometheus_client") for name in _imports(path)), path
