@@ -10,12 +10,13 @@ import click
 
 from ._common import connection_options
 from ._daemon_cmd import daemon_cmd
-from . import _bench, _ca, _doctor, _kv, _node, _secret, _snapshot, _swarm
+from . import _bench, _ca, _completion, _doctor, _kv, _node, _secret, _snapshot, _swarm, _version
 
 __all__ = ["main", "cli"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="raftstore", prog_name="raftstore", message="%(prog)s %(version)s")
 @connection_options
 def cli() -> None:
     """raftstore: a Raft-replicated, encrypted cluster store, operated like docker swarm.
@@ -37,6 +38,8 @@ _doctor.register(cli)
 _secret.register(cli)
 _bench.register(cli)
 _snapshot.register(cli)
+_completion.register(cli)
+_version.register(cli)
 
 
 def main() -> None:
