@@ -17,7 +17,15 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -140,6 +148,7 @@ class MetricsServer:
 
         self.registry = CollectorRegistry()
         self.registry.register(EVENTS)
+        ProcessCollector(registry=self.registry)  # CPU, memory, open files: what etcd and Vault export too
         self.registry.register(_DaemonState(lambda: info(daemon, {})))
         self._server: Any = None
         self._thread: threading.Thread | None = None
