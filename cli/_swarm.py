@@ -151,8 +151,8 @@ def unlock_cmd() -> None:
 
     \b
     Examples:
-      raftstore unlock                        # prompts for SWMKEY-1-...
-      raftstore unlock < unlock-key.txt
+      raftstore unlock                                # prompts for SWMKEY-1-...
+      pass show swarm/unlock-key | raftstore unlock   # from a password manager
     """
     if sys.stdin.isatty():
         key = click.prompt("Please enter unlock key", hide_input=True, default="", show_default=False)

@@ -157,7 +157,7 @@ def test_guide_blocks_are_well_formed() -> None:
 
 
 def test_every_command_in_the_guide(tmp_path: Path) -> None:
-    for tool in ("bash", "awk", "grep", "stat", "openssl"):
+    for tool in ("bash", "awk", "grep", "stat", "openssl", "curl"):
         if shutil.which(tool) is None:
             pytest.skip(f"the guide uses {tool}, which is not installed")
     venv_bin = Path(sys.executable).parent
