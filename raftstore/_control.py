@@ -23,6 +23,9 @@ from ._node_state import listen_tcp, split_host_port
 from ._tls import peer_identity
 from .keyring import WORKER_ROLE, InvalidArgument, PermissionDenied, ProtocolError, RaftstoreError, Unavailable
 
+# sun_path holds 108 bytes on Linux, the last one for the terminating NUL.
+_MAX_UNIX_PATH = 107
+
 __all__ = ["ControlServer", "ControlClient", "Stream", "parse_host"]
 
 #: Requests may carry a whole backup (snapshot restore); the socket is the daemon user's alone.
@@ -54,10 +57,16 @@ class ControlServer:
             path.unlink()
         except FileNotFoundError:
             pass
+        if len(os.fsencode(path)) > _MAX_UNIX_PATH:
+            raise InvalidArgument(f"the control socket path {path} is longer than the {_MAX_UNIX_PATH} bytes "
+                                  "a unix socket allows: use a shorter --data-dir")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)
         try:
             sock.bind(str(path))
+        except OSError as error:
+            sock.close()
+            raise Unavailable(f"cannot serve the control socket {path}: {error.strerror or error}") from None
         finally:
             os.umask(old_umask)
         os.chmod(path, 0o600)

@@ -20,9 +20,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -156,7 +158,16 @@ def test_guide_blocks_are_well_formed() -> None:
     assert "docs/guide.md" in (ROOT / "README.md").read_text()
 
 
-def test_every_command_in_the_guide(tmp_path: Path) -> None:
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A directory with a short path: a unix socket's path is limited to 107 bytes, and pytest-xdist's tmp_path is deep."""
+    path = Path(tempfile.mkdtemp(prefix="rsguide-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_every_command_in_the_guide(short_tmp: Path) -> None:
+    tmp_path = short_tmp
     for tool in ("bash", "awk", "grep", "stat", "openssl", "curl"):
         if shutil.which(tool) is None:
             pytest.skip(f"the guide uses {tool}, which is not installed")

@@ -122,3 +122,17 @@ def test_certificate_of_another_cluster_fails_the_handshake(formed: tuple[Cluste
         with _tls(m1, identity) as sock:
             _channel(sock, "raft")
     assert snapshot_of(m1) == before
+
+
+def test_a_data_dir_too_deep_for_a_unix_socket_is_one_line(tmp_path_factory: pytest.TempPathFactory) -> None:
+    import subprocess
+
+    from raftstore._local_cluster import RAFTSTORE
+
+    deep = tmp_path_factory.mktemp("deep") / ("d" * 120)
+    result = subprocess.run(RAFTSTORE + ["daemon", "--data-dir", str(deep)], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: the control socket path {deep}/raftstore.sock is longer than the 107 bytes a unix socket allows: "
+        "use a shorter --data-dir")
