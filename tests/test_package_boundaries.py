@@ -38,12 +38,15 @@ def test_keyring_imports_nothing_of_ours() -> None:
             assert not name.startswith(("raftstore", "..")), f"{path}: {name}"
 
 
-def test_only_the_adapter_imports_pysyncobj() -> None:
+def _imported_only_by(library: str, module_file: str) -> None:
     for folder in ("raftstore", "cli", "keyring"):
         for path in _sources(folder):
-            if path.name == "_pysyncobj_adapter.py":
-                continue
-            assert not any(name.startswith("pysyncobj") for name in _imports(path)), path
+            if path.name != module_file:
+                assert not any(name.startswith(library) for name in _imports(path)), path
+
+
+def test_only_the_adapter_imports_pysyncobj() -> None:
+    _imported_only_by("pysyncobj", "_pysyncobj_adapter.py")
 
 
 def test_no_pickle_in_project_code() -> None:
@@ -66,8 +69,4 @@ def test_exported_names_exist() -> None:
 
 
 def test_only_the_metrics_module_imports_prometheus_client() -> None:
-    for folder in ("raftstore", "cli", "keyring"):
-        for path in _sources(folder):
-            if path.name == "_metrics.py":
-                continue
-            assert not any(name.startswith("prometheus_client") for name in _imports(path)), path
+    _imported_only_by("prometheus_client", "_metrics.py")
