@@ -93,6 +93,16 @@ def read_granted_secret(state: "StateMachine", node_id: str, ref: str) -> bytes:
     return bytes(secret["spec"]["data"])
 
 
+def _remove(daemon: "Daemon", table: str, params: dict[str, Any], **delete_flags: Any) -> dict[str, Any]:
+    """Delete the object a name or id refers to; the state machine enforces the table's rules (grants)."""
+    kind = table[:-1]
+    manager = daemon.require_manager()
+    record = manager.read_barrier().get(table, _ref(params, kind))
+    manager.propose([{"op": "delete", "table": table, "id": record["id"], **delete_flags}])
+    daemon.log(f"{kind} {record['id']} removed")
+    return {"id": record["id"]}
+
+
 # ------------------------------------------------------------------ secrets
 
 
@@ -116,11 +126,7 @@ def secret_inspect(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
 
 @method("secret.rm")
 def secret_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    manager = daemon.require_manager()
-    secret = manager.read_barrier().get("secrets", _ref(params, "secret"))
-    manager.propose([{"op": "delete", "table": "secrets", "id": secret["id"], "force": bool(params.get("force"))}])
-    daemon.log(f"secret {secret['id']} removed")
-    return {"id": secret["id"]}
+    return _remove(daemon, "secrets", params, force=bool(params.get("force")))
 
 
 @method("secret.grant")
@@ -166,11 +172,7 @@ def config_inspect(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
 
 @method("config.rm")
 def config_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    manager = daemon.require_manager()
-    config = manager.read_barrier().get("configs", _ref(params, "config"))
-    manager.propose([{"op": "delete", "table": "configs", "id": config["id"]}])
-    daemon.log(f"config {config['id']} removed")
-    return {"id": config["id"]}
+    return _remove(daemon, "configs", params)
 
 
 __all__ += ["NotFound"]
