@@ -12,19 +12,9 @@ import click
 
 from raftstore import generate_private_key, make_csr
 
-from ._common import call, connection_options, emit_json, fail, format_option, handle_errors
+from ._common import call, connection_options, emit_json, format_option, handle_errors, read_optional_file
 
 __all__ = ["register"]
-
-
-def _read(path: str | None, what: str) -> bytes | None:
-    if path is None:
-        return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as error:
-        fail(f"cannot read {what} {path}: {error.strerror}")
-    return None
 
 
 def _waiting_line(status: dict[str, Any]) -> str:
@@ -64,8 +54,8 @@ def ca(ctx: click.Context, rotate: bool, ca_cert: str | None, ca_key: str | None
         return
     if (ca_cert or ca_key or detach) and not rotate:
         raise click.UsageError("--ca-cert, --ca-key and --detach go with --rotate")
-    status = call("ca", {"rotate": rotate, "ca_cert_pem": _read(ca_cert, "CA certificate"),
-                         "ca_key_pem": _read(ca_key, "CA key")})
+    status = call("ca", {"rotate": rotate, "ca_cert_pem": read_optional_file(ca_cert, "CA certificate"),
+                         "ca_key_pem": read_optional_file(ca_key, "CA key")})
     if rotate and not detach:
         shown = ""
         while status["in_progress"]:

@@ -30,6 +30,7 @@ __all__ = [
     "emit_json",
     "print_table",
     "fail",
+    "read_optional_file",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -110,6 +111,17 @@ def handle_errors(fn: F) -> F:
 def fail(message: str) -> None:
     click.echo(f"Error: {message.splitlines()[0] if message else 'failed'}", err=True)
     sys.exit(1)
+
+
+def read_optional_file(path: str | None, what: str) -> bytes | None:
+    """The bytes of a file named by an option, None when the option is absent, one error line when unreadable."""
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        fail(f"cannot read {what} {path}: {error.strerror}")
+    return None
 
 
 def _tls_context(conn: Connection) -> ssl.SSLContext | None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
 from raftstore import format_duration, parse_duration
 
-from ._common import call, connection_options, emit_json, fail, format_option, handle_errors
+from ._common import call, connection_options, emit_json, format_option, handle_errors, read_optional_file
 
 __all__ = ["register"]
 
@@ -26,16 +25,6 @@ def _duration_seconds(text: str | None) -> float | None:
     if text is None:
         return None
     return parse_duration(text).total_seconds()
-
-
-def _read_file(path: str | None, what: str) -> bytes | None:
-    if path is None:
-        return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as error:
-        fail(f"cannot read {what} {path}: {error.strerror}")
-    return None
 
 
 def _join_instructions(role: str, token: str, addr: str) -> str:
@@ -70,8 +59,8 @@ def init_cmd(autolock: bool, cert_expiry: str | None, listen_addr: str | None, a
             "cert_expiry_seconds": _duration_seconds(cert_expiry),
             "listen_addr": listen_addr,
             "advertise_addr": advertise_addr,
-            "ca_cert_pem": _read_file(ca_cert, "CA certificate"),
-            "ca_key_pem": _read_file(ca_key, "CA key"),
+            "ca_cert_pem": read_optional_file(ca_cert, "CA certificate"),
+            "ca_key_pem": read_optional_file(ca_key, "CA key"),
             "force_new_cluster": force_new_cluster,
         },
     )
