@@ -27,7 +27,7 @@ import msgpack
 from ._bootstrap import clear_partial, node_record_action
 from ._fsutil import atomic_write
 from ._keystore import KeyStore
-from ._node_state import MANAGER, NodeState
+from ._node_state import NodeState
 from ._pysyncobj_adapter import KeySource, install_single_member
 from ._snapshot_file import decode_snapshot, encode_snapshot
 from ._state_machine import StateMachine
@@ -46,7 +46,6 @@ from .keyring import (
     new_id,
     open_record,
     seal,
-    unwrap_keyring,
     wrap_keyring,
 )
 
@@ -167,16 +166,7 @@ def stage_restore(daemon: "Daemon", data: bytes, *, force: bool, listen_addr: st
     if backup.plain_kek is not None:
         atomic_write(daemon.paths.keys / "kek", msgpack.packb({"version": backup.kek_version, "secret": backup.plain_kek}))
     atomic_write(daemon.paths.root / PENDING_RESTORE, data)
-    node_id = new_id()
-    restored = NodeState(
-        cluster_id=backup.cluster_id,
-        node_id=node_id,
-        role=MANAGER,
-        listen_addr=listen_addr,
-        advertise_addr=advertise_addr,
-        bootstrap_members=[[node_id, advertise_addr]],
-        manager_addrs=[advertise_addr],
-    )
+    restored = NodeState.sole_manager(backup.cluster_id, new_id(), listen_addr, advertise_addr)
     restored.save(daemon.paths.state_file)
     return restored
 

@@ -103,15 +103,7 @@ def initialize_cluster(
     atomic_write(paths.root_ca, root.cert_pem, mode=0o644)
     atomic_write(paths.node_cert, chain, mode=0o644)
     KeyStore(paths, cluster_id).save(keyring, kek, autolock=autolock, node_key_pem=node_key_pem)
-    node = NodeState(
-        cluster_id=cluster_id,
-        node_id=node_id,
-        role=MANAGER,
-        listen_addr=listen_addr,
-        advertise_addr=advertise_addr,
-        bootstrap_members=[[node_id, advertise_addr]],
-        manager_addrs=[advertise_addr],
-    )
+    node = NodeState.sole_manager(cluster_id, node_id, listen_addr, advertise_addr)
     return InitResult(
         node=node,
         keyring=keyring,

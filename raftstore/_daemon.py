@@ -37,7 +37,7 @@ from ._keystore import KeyStore
 from ._logging import set_log_context
 from ._manager import Manager
 from ._metrics import MetricsServer
-from ._node_state import MANAGER, WORKER, NodeState, StatePaths
+from ._node_state import WORKER, NodeState, StatePaths
 from ._paths import default_data_dir
 from ._pysyncobj_adapter import RaftConfig
 from ._tls import server_context

@@ -80,6 +80,19 @@ class NodeState:
         return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
+    def sole_manager(cls, cluster_id: str, node_id: str, listen_addr: str, advertise_addr: str) -> "NodeState":
+        """A manager whose Raft log starts with itself alone (init, restore from a backup)."""
+        return cls(
+            cluster_id=cluster_id,
+            node_id=node_id,
+            role=MANAGER,
+            listen_addr=listen_addr,
+            advertise_addr=advertise_addr,
+            bootstrap_members=[[node_id, advertise_addr]],
+            manager_addrs=[advertise_addr],
+        )
+
+    @classmethod
     def load(cls, path: Path) -> "NodeState | None":
         try:
             raw = path.read_bytes()
