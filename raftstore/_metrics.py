@@ -12,6 +12,7 @@ secret, record name or value ever becomes a label or a sample.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from contextlib import contextmanager
@@ -30,6 +31,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .keyring import RaftstoreError
+
+_log = logging.getLogger("raftstore.metrics")
 
 if TYPE_CHECKING:
     from ._daemon import Daemon
@@ -109,7 +112,8 @@ class _DaemonState(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
             info = self._info()
-        except RaftstoreError:
+        except Exception:  # a daemon between modes (stopping Raft, unlocking): serve the event series alone
+            _log.debug("daemon state not available for this scrape", exc_info=True)
             return
         yield GaugeMetricFamily("raftstore_locked", "1 while this manager waits for its unlock key.",
                                 value=_flag(info.get("locked")))
