@@ -174,7 +174,7 @@ def test_remote_api_over_mutual_tls(cluster: Cluster, tmp_path: Path) -> None:
     m1 = cluster.add("m1")
     cluster.init(m1)
     server, client = tmp_path / "server", tmp_path / "client"
-    m1.run("ca", "issue-client", "--out", str(server), "--name", "daemon")
+    m1.run("ca", "issue-server", "--san", "127.0.0.1", "--out", str(server))
     m1.run("ca", "issue-client", "--out", str(client), "--name", "operator")
     assert (client / "key.pem").stat().st_mode & 0o777 == 0o600
     assert certificate_identity((client / "cert.pem").read_bytes()).role == CLIENT_ROLE
