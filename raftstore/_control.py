@@ -7,7 +7,9 @@ only when the operator asked for it (``--insecure``). A client speaking TLS
 checks the daemon before it sends anything: the certificate must chain to the
 CA it trusts, name the host it dialled (DNS or IP SAN, as the docker CLI
 checks), and state serverAuth; a node's certificate never identifies a daemon.
-A client refuses to send plain text to a host that is not loopback. Protocol: msgpack frames (``_frames``). A request is
+A client refuses to send plain text to a host that is not loopback.
+
+Protocol: msgpack frames (``_frames``). A request is
 ``{"method": str, "params": map}``; the reply is ``{"ok": true, "result": x}``
 or ``{"ok": false, "error": {"code", "message"}}``. A streaming method
 (``events``) sends ``{"ok": true, "item": x}`` frames until the client closes
@@ -89,8 +91,6 @@ class ControlServer:
         self._start(sock, None, {"transport": "unix"})
 
     def listen_tcp(self, address: str, context: ssl.SSLContext | None) -> None:
-        """Serve TCP: TLS with ``context``, else plain text, which the CLI allows only on loopback
-        with ``--insecure``; the handler learns which from ``info["tls"]``."""
         sock = listen_tcp(address, backlog=64)
         self._start(sock, context, {"transport": "tcp", "tls": context is not None})
 
@@ -326,7 +326,11 @@ def _verified_daemon(tls: ssl.SSLContext, sock: socket.socket, host: str, hostna
     but accepts one that states none; ``is_daemon_certificate`` closes that
     gap and refuses the node certificates of the cluster, whatever they name.
     """
-    wrapped = tls.wrap_socket(sock, server_side=False, server_hostname=hostname)
+    try:
+        wrapped = tls.wrap_socket(sock, server_side=False, server_hostname=hostname)
+    except BaseException:
+        sock.close()
+        raise
     pem = peer_certificate_pem(wrapped)
     if pem is None or not is_daemon_certificate(pem):
         wrapped.close()
