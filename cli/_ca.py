@@ -1,4 +1,4 @@
-"""``raftstore ca``: the cluster's root CA, its rotation, and client certificates."""
+"""``raftstore ca``: the cluster's root CA, its rotation, and certificates for the remote control API."""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ def ca(ctx: click.Context, rotate: bool, ca_cert: str | None, ca_key: str | None
       raftstore ca --rotate
       raftstore ca --rotate --ca-cert new-root.pem --ca-key new-root.key --detach
       raftstore ca issue-client --out ~/.raftstore
+      raftstore ca issue-server --san api.example.com --san 10.0.0.5 --out /etc/raftstore/api
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -91,6 +92,39 @@ def issue_client(out_dir: Path, name: str | None) -> None:
     """
     key = generate_private_key()
     result = call("ca.issue_client", {"csr_pem": make_csr(key), "name": name})
+    _write_set(out_dir, result, key)
+    click.echo(f"Wrote ca.pem, cert.pem and key.pem for {result['name']!r} to {out_dir}")
+
+
+@ca.command("issue-server")
+@click.option("--san", "sans", metavar="NAME_OR_IP", multiple=True, required=True,
+              help="A DNS name or IP address that clients dial (-H tcp://NAME_OR_IP:PORT); repeat for each.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to write ca.pem, cert.pem and key.pem into (created if missing).")
+@connection_options
+@handle_errors
+def issue_server(sans: tuple[str, ...], out_dir: Path) -> None:
+    """Write a daemon's server certificate set for the remote control API (raftstore daemon -H tcp://...).
+
+    The certificate states serverAuth only and names the given hosts; a
+    client connects only when the host it dials is one of them, as the
+    docker CLI checks. The key is made here (mode 0600) and never leaves this
+    machine; the manager signs a CSR.
+
+    \b
+    Example:
+      raftstore ca issue-server --san api.example.com --san 10.0.0.5 --out /etc/raftstore/api
+      raftstore daemon -H tcp://0.0.0.0:2376 --tlsverify --tlscacert /etc/raftstore/api/ca.pem \\
+        --tlscert /etc/raftstore/api/cert.pem --tlskey /etc/raftstore/api/key.pem
+    """
+    key = generate_private_key()
+    result = call("ca.issue_server", {"csr_pem": make_csr(key), "sans": list(sans)})
+    _write_set(out_dir, result, key)
+    click.echo(f"Wrote ca.pem, cert.pem and key.pem for {', '.join(sans)} to {out_dir}")
+
+
+def _write_set(out_dir: Path, result: dict[str, Any], key: bytes) -> None:
+    """ca.pem, cert.pem and key.pem (0600, set before any byte is written) into a 0700 directory."""
     out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     for filename, data, mode in (("ca.pem", result["ca_pem"], 0o644), ("cert.pem", result["cert_chain_pem"], 0o644),
                                  ("key.pem", key, 0o600)):
@@ -101,7 +135,6 @@ def issue_client(out_dir: Path, name: str | None) -> None:
             os.write(fd, data)
         finally:
             os.close(fd)
-    click.echo(f"Wrote ca.pem, cert.pem and key.pem for {result['name']!r} to {out_dir}")
 
 
 def register(group: click.Group) -> None:

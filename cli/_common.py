@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import click
 
-from raftstore import ControlClient, RaftstoreError, default_data_dir
+from raftstore import ControlClient, InvalidArgument, RaftstoreError, default_data_dir
 
 __all__ = [
     "Connection",
@@ -62,7 +62,10 @@ def connection_options(fn: F) -> F:
         help="Daemon to talk to: unix:///path/raftstore.sock or tcp://HOST:PORT "
         "(default: $RAFTSTORE_HOST, else the socket in the default data directory).",
     )
-    @click.option("--tlsverify", is_flag=True, default=None, help="Use TLS and verify the daemon (tcp:// only).")
+    @click.option("--tlsverify", is_flag=True, default=None,
+                  help="Use TLS (tcp:// only). The daemon's certificate must chain to --tlscacert, name the host "
+                       "dialled and state serverAuth, or nothing is sent. Any TLS option turns TLS on; plain "
+                       "tcp:// reaches only a loopback daemon started with --insecure.")
     @click.option("--tlscacert", metavar="FILE", help="CA certificate that the daemon's certificate chains to.")
     @click.option("--tlscert", metavar="FILE", help="Client certificate.")
     @click.option("--tlskey", metavar="FILE", help="Client private key.")
@@ -125,28 +128,31 @@ def read_optional_file(path: str | None, what: str) -> bytes | None:
 
 
 def _tls_context(conn: Connection) -> ssl.SSLContext | None:
+    """TLS for tcp:// when any TLS option is given; it always verifies the daemon (chain and host name).
+
+    There is no unverified TLS: a daemon that cannot be identified could be
+    anyone holding a certificate of the cluster, and the first request may
+    carry the unlock key.
+    """
     cert_path = os.environ.get("RAFTSTORE_CERT_PATH")
     verify = conn.tlsverify or os.environ.get("RAFTSTORE_TLS_VERIFY", "") not in ("", "0", "false")
     cacert = conn.tlscacert or (str(Path(cert_path) / "ca.pem") if cert_path else None)
     cert = conn.tlscert or (str(Path(cert_path) / "cert.pem") if cert_path else None)
     key = conn.tlskey or (str(Path(cert_path) / "key.pem") if cert_path else None)
-    if not (verify or conn.tlscert):
+    if not (verify or conn.tlscert or conn.tlskey or conn.tlscacert):
         return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if not cacert:
+        raise InvalidArgument("TLS needs --tlscacert (or RAFTSTORE_CERT_PATH with ca.pem) to verify the daemon")
+    if bool(cert) != bool(key):
+        raise InvalidArgument("--tlscert and --tlskey go together")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = False
     try:
-        if verify:
-            if not cacert:
-                raise RaftstoreError("--tlsverify needs --tlscacert (or RAFTSTORE_CERT_PATH with ca.pem)")
-            context.load_verify_locations(cacert)
-            context.verify_mode = ssl.CERT_REQUIRED
-        else:
-            context.verify_mode = ssl.CERT_NONE
+        context.load_verify_locations(cacert)
         if cert and key:
             context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as error:
-        raise RaftstoreError(f"cannot load TLS files: {error}") from None
+        raise InvalidArgument(f"cannot load TLS files: {error}") from None
     return context
 
 

@@ -8,35 +8,58 @@ from pathlib import Path
 import click
 
 import raftstore
-from raftstore import LOG_FORMATS, LOG_LEVELS, RaftstoreError, configure_logging, default_data_dir, split_host_port
+from raftstore import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    RaftstoreError,
+    configure_logging,
+    default_data_dir,
+    is_loopback_host,
+    split_host_port,
+)
 
 from ._common import fail
 
 __all__ = ["daemon_cmd"]
 
 
-def _remote_api(host: str | None, tlsverify: bool, cacert: str | None, cert: str | None, key: str | None):
+def _remote_api(host: str | None, tlsverify: bool, tls: bool, insecure: bool, cacert: str | None,
+                cert: str | None, key: str | None) -> tuple[str, ssl.SSLContext | None] | None:
+    """dockerd's modes for -H tcp://: --tlsverify (mutual TLS), --tls (server TLS; a client certificate
+    is checked when given), or --insecure (plain text, loopback only). Certificate files turn TLS on;
+    plain TCP is never the silent default, because on it every local user controls this node."""
     if host is None:
+        if tlsverify or tls or insecure or cacert or cert or key:
+            fail("--tlsverify, --tls, --insecure and the --tls* files go with -H tcp://HOST:PORT")
         return None
     if not host.startswith("tcp://"):
         fail(f"-H for the daemon takes tcp://HOST:PORT, not {host!r} (the unix socket is always served)")
     address = host[len("tcp://"):].rstrip("/")
     hostname, _ = split_host_port(address)
-    if not tlsverify:
-        if hostname not in ("127.0.0.1", "localhost", "::1"):
-            fail(f"refusing to serve the control API on {address} without --tlsverify: "
-                 "anyone who can connect would control this node (bind to 127.0.0.1 or use --tlsverify)")
+    wants_tls = tlsverify or tls or bool(cacert or cert or key)
+    if insecure:
+        if wants_tls:
+            fail("--insecure serves plain text: it does not go with --tlsverify, --tls or the --tls* files")
+        if not is_loopback_host(hostname):
+            fail(f"refusing to serve the control API in plain text on {address}: "
+                 "anyone who can connect would control this node (bind to 127.0.0.1, or use --tlsverify)")
         return address, None
-    if not (cacert and cert and key):
+    if not wants_tls:
+        fail(f"-H tcp://{address} needs --tlsverify (mutual TLS), --tls (server TLS), or --insecure "
+             "(plain text on loopback, open to every local user)")
+    if not (cert and key):
+        fail("TLS for -H needs --tlscert and --tlskey (see raftstore ca issue-server)")
+    if tlsverify and not cacert:
         fail("--tlsverify needs --tlscacert, --tlscert and --tlskey")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(cert, key)
-        context.load_verify_locations(cacert)
+        if cacert:
+            context.load_verify_locations(cacert)
     except (OSError, ssl.SSLError) as error:
         fail(f"cannot load TLS files: {error}")
-    context.verify_mode = ssl.CERT_REQUIRED
+    context.verify_mode = ssl.CERT_REQUIRED if tlsverify else ssl.CERT_OPTIONAL if cacert else ssl.CERT_NONE
     return address, context
 
 
@@ -46,10 +69,16 @@ def _remote_api(host: str | None, tlsverify: bool, cacert: str | None, cert: str
                    "else ~/.local/share/raftstore).")
 @click.option("--listen-addr", metavar="HOST:PORT", help="Default cluster port for init and join.")
 @click.option("-H", "--host", "hosts", metavar="tcp://HOST:PORT", multiple=False,
-              help="Also serve the control API on TCP (needs --tlsverify unless bound to loopback).")
-@click.option("--tlsverify", is_flag=True, help="Serve -H only to clients whose certificate chains to --tlscacert.")
+              help="Also serve the control API on TCP, with --tlsverify, --tls or (loopback only) --insecure.")
+@click.option("--tlsverify", is_flag=True,
+              help="Mutual TLS on -H: serve only clients whose certificate chains to --tlscacert.")
+@click.option("--tls", is_flag=True,
+              help="Server TLS on -H: a client certificate is optional (checked against --tlscacert if given); "
+                   "implied by --tlscert/--tlskey.")
+@click.option("--insecure", is_flag=True,
+              help="Plain TCP on -H, loopback only: every local user can then control this node.")
 @click.option("--tlscacert", metavar="FILE", help="CA that client certificates must chain to.")
-@click.option("--tlscert", metavar="FILE", help="The daemon's certificate for -H.")
+@click.option("--tlscert", metavar="FILE", help="The daemon's certificate for -H (raftstore ca issue-server).")
 @click.option("--tlskey", metavar="FILE", help="The daemon's private key for -H.")
 @click.option("--metrics-addr", metavar="HOST:PORT",
               help="Serve Prometheus metrics on http://HOST:PORT/metrics (Raft, proposals, latencies, keys; "
@@ -59,21 +88,29 @@ def _remote_api(host: str | None, tlsverify: bool, cacert: str | None, cert: str
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
               help="One event per line on standard error: text, or one JSON object per line "
                    "(time, level, logger, node_id, term, msg).")
-def daemon_cmd(data_dir: Path | None, listen_addr: str | None, hosts: str | None, tlsverify: bool,
-               tlscacert: str | None, tlscert: str | None, tlskey: str | None, metrics_addr: str | None,
+def daemon_cmd(data_dir: Path | None, listen_addr: str | None, hosts: str | None, tlsverify: bool, tls: bool,
+               insecure: bool, tlscacert: str | None, tlscert: str | None, tlskey: str | None, metrics_addr: str | None,
                log_level: str, log_format: str) -> None:
     """Run the raftstore daemon for one node (in the foreground; SIGTERM stops it).
 
     The daemon serves the control socket DATA_DIR/raftstore.sock (mode 0600)
     that every other command talks to. A manager with autolock starts locked.
 
+    With -H tcp://HOST:PORT it also serves the control API on TCP, as dockerd
+    does: --tlsverify (mutual TLS; clients need a certificate from
+    "raftstore ca issue-client"), --tls (server TLS only), or --insecure (plain
+    text, loopback only, open to every local user). The daemon's certificate
+    comes from "raftstore ca issue-server --san HOST" and must name the host
+    clients dial.
+
     \b
-    Example:
+    Examples:
       raftstore daemon --data-dir /var/lib/raftstore --listen-addr 10.0.0.5:2377
+      raftstore daemon -H tcp://0.0.0.0:2376 --tlsverify --tlscacert ca.pem --tlscert cert.pem --tlskey key.pem
     """
     configure_logging(log_level, log_format)
     try:
-        remote = _remote_api(hosts, tlsverify, tlscacert, tlscert, tlskey)
+        remote = _remote_api(hosts, tlsverify, tls, insecure, tlscacert, tlscert, tlskey)
         metrics = split_host_port(metrics_addr) if metrics_addr else None
         raftstore.Daemon(data_dir or default_data_dir(), listen_addr=listen_addr, remote_api=remote,
                          metrics_addr=metrics).run()

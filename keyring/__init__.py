@@ -30,9 +30,9 @@ _PUBLIC = {
     "_keypairs": ["split_pem_chain", "generate_private_key", "public_key_fingerprint", "certificate_fingerprint",
                   "private_key_matches_certificate", "make_csr", "sign_possession", "verify_possession"],
     "_chain": ["CertificateIdentity", "certificate_identity", "verify_certificate_chain"],
-    "_ca": ["ROOT_CN", "MANAGER_ROLE", "WORKER_ROLE", "CLIENT_ROLE", "MIN_CERT_VALIDITY", "CERT_BACKDATE", "DEFAULT_CERT_VALIDITY",
+    "_ca": ["ROOT_CN", "MANAGER_ROLE", "WORKER_ROLE", "CLIENT_ROLE", "DAEMON_ROLE", "MIN_CERT_VALIDITY", "CERT_BACKDATE", "DEFAULT_CERT_VALIDITY",
             "ROOT_VALIDITY", "RootCA", "create_root_ca", "load_root_ca", "root_ca_not_after", "issue_certificate",
-            "cross_sign", "ca_digest"],
+            "issue_daemon_certificate", "is_daemon_certificate", "cross_sign", "ca_digest"],
     "_tokens": ["JoinToken", "tokens_equal", "JOIN_TOKEN_PREFIX"],
 }
 _LAZY = {name: module for module, names in _PUBLIC.items() for name in names}

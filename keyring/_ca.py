@@ -3,8 +3,11 @@
 Recipes only: create a root, issue a node certificate from a CSR, cross-sign a
 new root during rotation, read the identity in a certificate, verify a chain.
 A node certificate names its holder in its subject: O = cluster id, OU = role
-(swarm-manager, swarm-worker, or swarm-client for operators' API clients),
-CN = node id. Only the public key is taken from a CSR; its subject, SANs and
+(swarm-manager, swarm-worker, swarm-client for operators' API clients, or
+swarm-daemon for a remote control API's server certificate), CN = node id.
+Each certificate carries the usages its role needs and no more: managers serve
+the cluster port (serverAuth + clientAuth); workers and API clients only ever
+connect (clientAuth); a daemon certificate only serves (serverAuth). Only the public key is taken from a CSR; its subject, SANs and
 extensions are ignored, because the manager, not the requester, decides who
 the holder is.
 
@@ -15,8 +18,11 @@ files. Time is always a parameter (``now``); nothing here reads the clock.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Sequence
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -44,6 +50,7 @@ __all__ = [
     "MANAGER_ROLE",
     "WORKER_ROLE",
     "CLIENT_ROLE",
+    "DAEMON_ROLE",
     "MIN_CERT_VALIDITY",
     "CERT_BACKDATE",
     "DEFAULT_CERT_VALIDITY",
@@ -53,6 +60,8 @@ __all__ = [
     "load_root_ca",
     "root_ca_not_after",
     "issue_certificate",
+    "issue_daemon_certificate",
+    "is_daemon_certificate",
     "cross_sign",
     "ca_digest",
 ]
@@ -65,6 +74,21 @@ WORKER_ROLE = "swarm-worker"
 
 #: Operators' clients of the remote control API (``ca issue-client``).
 CLIENT_ROLE = "swarm-client"
+
+#: A daemon's server certificate for the remote control API (``ca issue-server``).
+DAEMON_ROLE = "swarm-daemon"
+
+#: A daemon certificate names at most this many hosts.
+MAX_DAEMON_SANS = 32
+
+_DNS_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+_USAGES = {
+    MANAGER_ROLE: [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+    WORKER_ROLE: [ExtendedKeyUsageOID.CLIENT_AUTH],
+    CLIENT_ROLE: [ExtendedKeyUsageOID.CLIENT_AUTH],
+    DAEMON_ROLE: [ExtendedKeyUsageOID.SERVER_AUTH],
+}
 
 MIN_CERT_VALIDITY = timedelta(hours=1)
 
@@ -183,23 +207,109 @@ def issue_certificate(
     validity: timedelta,
     intermediates_pem: bytes = b"",
 ) -> bytes:
-    """A node certificate for the public key in ``csr_pem``; returns leaf PEM + intermediates.
+    """A node or client certificate for the public key in ``csr_pem``; returns leaf PEM + intermediates.
 
     Subject O=cluster id, OU=role, CN=node id; SANs role, node id (and
-    swarm-ca on managers); serverAuth + clientAuth; NotBefore = now - 1h,
-    NotAfter = now + validity; random serial. Pass the cross-signed root as
-    ``intermediates_pem`` during a CA rotation so that nodes still trusting
-    the old root accept the new certificate.
+    swarm-ca on managers); serverAuth + clientAuth for a manager, clientAuth
+    alone for a worker or client (neither ever serves, so neither may pose as
+    a server); NotBefore = now - 1h, NotAfter = now + validity; random serial.
+    Pass the cross-signed root as ``intermediates_pem`` during a CA rotation
+    so that nodes still trusting the old root accept the new certificate.
 
     Raises:
         InvalidArgument: validity under an hour, or an unknown role.
         InvalidCertificate: a CSR that does not parse, whose signature does
             not verify, or whose key is not P-256; a CA without its key here.
     """
-    if validity < MIN_CERT_VALIDITY:
-        raise InvalidArgument("minimum certificate expiry time is: 1h0m0s")
     if role not in (MANAGER_ROLE, WORKER_ROLE, CLIENT_ROLE):
         raise InvalidArgument(f"unknown role {role!r}")
+    sans: list[x509.GeneralName] = [x509.DNSName(role), x509.DNSName(node_id)]
+    if role == MANAGER_ROLE:
+        sans.append(x509.DNSName(ROOT_CN))
+    return _issue(ca, csr_pem, _subject(cluster_id, role, node_id), _USAGES[role], sans, now, validity,
+                  intermediates_pem)
+
+
+def issue_daemon_certificate(
+    ca: RootCA,
+    csr_pem: bytes,
+    *,
+    name: str,
+    cluster_id: str,
+    hosts: Sequence[str],
+    now: datetime,
+    validity: timedelta,
+    intermediates_pem: bytes = b"",
+) -> bytes:
+    """A server certificate for a daemon's remote control API, naming the hosts clients dial.
+
+    Subject O=cluster id, OU=swarm-daemon, CN=name; one SAN per host (an IP
+    address SAN for an address, a DNS SAN for a name); serverAuth only, so it
+    cannot log in anywhere as a client. The CLI checks the host it dialled
+    against these SANs, as the docker CLI does.
+
+    Raises:
+        InvalidArgument: no host, too many, or one that is neither an IP
+            address nor a DNS name; validity under an hour.
+        InvalidCertificate: as ``issue_certificate``.
+    """
+    if not hosts:
+        raise InvalidArgument("a daemon certificate needs at least one --san (the name or address clients dial)")
+    if len(hosts) > MAX_DAEMON_SANS:
+        raise InvalidArgument(f"a daemon certificate names at most {MAX_DAEMON_SANS} hosts")
+    sans = [_host_name(host) for host in hosts]
+    return _issue(ca, csr_pem, _subject(cluster_id, DAEMON_ROLE, name), _USAGES[DAEMON_ROLE],
+                  list(dict.fromkeys(sans)), now, validity, intermediates_pem)
+
+
+def is_daemon_certificate(cert_pem: bytes) -> bool:
+    """Whether a (verified) certificate may identify a control API daemon: it states serverAuth, and
+    it is not a node's or an API client's certificate (those identify members, never a daemon).
+
+    OpenSSL accepts a server certificate that states no extended key usage at all; this does not.
+    """
+    cert = _load_chain(cert_pem)[0]
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+    roles = {a.value for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)}
+    return ExtendedKeyUsageOID.SERVER_AUTH in usages and not roles & {MANAGER_ROLE, WORKER_ROLE, CLIENT_ROLE}
+
+
+def _host_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if not _DNS_NAME.match(host):
+        raise InvalidArgument(f"invalid --san {host!r}: give a DNS name or an IP address")
+    return x509.DNSName(host.lower())
+
+
+def _subject(cluster_id: str, role: str, common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, cluster_id),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _issue(
+    ca: RootCA,
+    csr_pem: bytes,
+    subject: x509.Name,
+    usages: list[x509.ObjectIdentifier],
+    sans: list[x509.GeneralName],
+    now: datetime,
+    validity: timedelta,
+    intermediates_pem: bytes,
+) -> bytes:
+    """Sign a leaf for the CSR's public key; only the key is taken from the CSR (see module doc)."""
+    if validity < MIN_CERT_VALIDITY:
+        raise InvalidArgument("minimum certificate expiry time is: 1h0m0s")
     if ca.key_pem is None:
         raise InvalidCertificate("this CA has no signing key here")
     try:
@@ -215,20 +325,9 @@ def issue_certificate(
     ca_cert = _load_cert(ca.cert_pem)
     ca_key = _load_key(ca.key_pem)
     now = _utc(now)
-    sans = [x509.DNSName(role), x509.DNSName(node_id)]
-    if role == MANAGER_ROLE:
-        sans.append(x509.DNSName(ROOT_CN))
     cert = (
         x509.CertificateBuilder()
-        .subject_name(
-            x509.Name(
-                [
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, cluster_id),
-                    x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
-                    x509.NameAttribute(NameOID.COMMON_NAME, node_id),
-                ]
-            )
-        )
+        .subject_name(subject)
         .issuer_name(ca_cert.subject)
         .public_key(public)
         .serial_number(_random_serial())
@@ -242,9 +341,7 @@ def issue_certificate(
             ),
             critical=True,
         )
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False

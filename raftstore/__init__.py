@@ -26,6 +26,7 @@ _LAZY = {
     "format_duration": "._durations",
     "parse_duration": "._durations",
     "split_host_port": "._node_state",
+    "is_loopback_host": "._control",
     "configure_logging": "._logging",
     "LOG_FORMATS": "._logging",
     "LOG_LEVELS": "._logging",

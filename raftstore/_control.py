@@ -1,8 +1,15 @@
 """The control API: how the ``raftstore`` command talks to its daemon.
 
 Transport: the unix socket ``DATA_DIR/raftstore.sock`` (mode 0600, so only the
-daemon's user can use it), or TCP with mutual TLS (``-H tcp://...
---tlsverify``). Protocol: msgpack frames (``_frames``). A request is
+daemon's user can use it), or TCP: with mutual TLS (``-H tcp://...
+--tlsverify``), with server-only TLS (``--tls``), or in plain text on loopback
+only when the operator asked for it (``--insecure``). A client speaking TLS
+checks the daemon before it sends anything: the certificate must chain to the
+CA it trusts, name the host it dialled (DNS or IP SAN, as the docker CLI
+checks), and state serverAuth; a node's certificate never identifies a daemon.
+A client refuses to send plain text to a host that is not loopback.
+
+Protocol: msgpack frames (``_frames``). A request is
 ``{"method": str, "params": map}``; the reply is ``{"ok": true, "result": x}``
 or ``{"ok": false, "error": {"code", "message"}}``. A streaming method
 (``events``) sends ``{"ok": true, "item": x}`` frames until the client closes
@@ -11,6 +18,7 @@ the connection or the stream ends with a final ``{"ok": true, "end": true}``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import ssl
@@ -20,13 +28,21 @@ from typing import Any, Callable, Iterator
 
 from ._frames import error_reply, raise_for_reply, read_frame, write_frame
 from ._node_state import listen_tcp, split_host_port
-from ._tls import peer_identity
-from .keyring import WORKER_ROLE, InvalidArgument, PermissionDenied, ProtocolError, RaftstoreError, Unavailable
+from ._tls import peer_certificate_pem, peer_identity
+from .keyring import (
+    WORKER_ROLE,
+    InvalidArgument,
+    PermissionDenied,
+    ProtocolError,
+    RaftstoreError,
+    Unavailable,
+    is_daemon_certificate,
+)
 
 # sun_path holds 108 bytes on Linux, the last one for the terminating NUL.
 _MAX_UNIX_PATH = 107
 
-__all__ = ["ControlServer", "ControlClient", "Stream", "parse_host"]
+__all__ = ["ControlServer", "ControlClient", "Stream", "parse_host", "is_loopback_host"]
 
 #: Requests may carry a whole backup (snapshot restore); the socket is the daemon user's alone.
 MAX_REQUEST_BYTES = 64 * 2**20
@@ -188,11 +204,24 @@ class ControlServer:
 
 def _remote_refusal(conn: ssl.SSLSocket) -> str | None:
     """Any certificate that chains to --tlscacert may connect (as with dockerd), except a worker's:
-    a worker's key lives on a machine that must not control the cluster."""
+    a worker's key lives on a machine that must not control the cluster. Without a certificate
+    (``--tls`` makes one optional) a caller is nobody's admin."""
     identity = peer_identity(conn)
-    if identity is not None and identity.role == WORKER_ROLE:
+    if identity is None:
+        return "permission denied: the control API over TCP needs a client certificate (raftstore ca issue-client)"
+    if identity.role == WORKER_ROLE:
         return "permission denied: a worker's certificate cannot use the control API"
     return None
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback address: where plain TCP reaches only this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_host(host: str) -> tuple[str, str]:
@@ -207,7 +236,12 @@ def parse_host(host: str) -> tuple[str, str]:
 
 
 class ControlClient:
-    """One connection to a daemon's control API."""
+    """One connection to a daemon's control API.
+
+    Over TCP with ``tls``, nothing is sent until the daemon has proved who it
+    is (see the module doc); ``tls`` must verify the certificate and the host
+    name. Without ``tls`` only a loopback host is dialled.
+    """
 
     def __init__(self, host: str, *, tls: ssl.SSLContext | None = None, timeout: float | None = 60.0) -> None:
         kind, where = parse_host(host)
@@ -219,13 +253,22 @@ class ControlClient:
                 sock.connect(where)
             else:
                 hostname, port = split_host_port(where)
+                if tls is None and not is_loopback_host(hostname):
+                    raise InvalidArgument(f"refusing to send requests in plain text to {host}: "
+                                          "use --tlsverify with --tlscacert (plain TCP is for loopback only)")
+                if tls is not None and not (tls.check_hostname and tls.verify_mode == ssl.CERT_REQUIRED):
+                    raise InvalidArgument("a TLS connection to the control API must verify the daemon's certificate "
+                                          "and host name")
                 sock = socket.create_connection((hostname, port), timeout=timeout)
                 if tls is not None:
-                    sock = tls.wrap_socket(sock, server_side=False)
+                    sock = _verified_daemon(tls, sock, host, hostname)
         except FileNotFoundError:
             raise Unavailable(
                 f"Cannot connect to the raftstore daemon at {host}. Is the daemon running?"
             ) from None
+        except ssl.SSLCertVerificationError as error:
+            raise PermissionDenied(f"the daemon at {host} failed verification, nothing was sent: "
+                                   f"{error.verify_message or error.reason or error}") from None
         except ssl.SSLError as error:
             raise Unavailable(f"TLS handshake with {host} failed: {error.reason or error}") from None
         except OSError as error:
@@ -274,3 +317,23 @@ class ControlClient:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _verified_daemon(tls: ssl.SSLContext, sock: socket.socket, host: str, hostname: str) -> ssl.SSLSocket:
+    """The handshake, with the daemon's name checked by ``ssl``; then its certificate's kind, before any request.
+
+    OpenSSL refuses a certificate whose extended key usage lacks serverAuth,
+    but accepts one that states none; ``is_daemon_certificate`` closes that
+    gap and refuses the node certificates of the cluster, whatever they name.
+    """
+    try:
+        wrapped = tls.wrap_socket(sock, server_side=False, server_hostname=hostname)
+    except BaseException:
+        sock.close()
+        raise
+    pem = peer_certificate_pem(wrapped)
+    if pem is None or not is_daemon_certificate(pem):
+        wrapped.close()
+        raise PermissionDenied(f"the daemon at {host} failed verification, nothing was sent: its certificate "
+                               "is not a daemon's (see raftstore ca issue-server)")
+    return wrapped

@@ -142,9 +142,11 @@ class Daemon:
             address, context = self.remote_api
             self.control.listen_tcp(address, context)
             if context is None:
-                self.warn(f"control API on tcp://{address} without TLS: anyone who can connect controls this node")
+                self.warn(f"control API on tcp://{address} in plain text (--insecure): "
+                          "every local user can control this node through it")
             else:
-                self.log(f"control API on tcp://{address} (mutual TLS)")
+                mode = "mutual TLS" if context.verify_mode == ssl.CERT_REQUIRED else "TLS, client certificate optional"
+                self.log(f"control API on tcp://{address} ({mode})")
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: self._stopping.set())
             signal.signal(signal.SIGINT, lambda *_: self._stopping.set())

@@ -102,8 +102,8 @@ def _remote_api(daemon: "Daemon") -> list[Finding]:
         return []
     address, context = daemon.remote_api
     if context is None:
-        return [Finding("critical", "remote-api", f"the control API listens on tcp://{address} without TLS: "
-                        "any local user can control this node through it",
+        return [Finding("critical", "remote-api", f"the control API listens on tcp://{address} without TLS "
+                        "(--insecure): any local user can control this node through it",
                         "restart the daemon with --tlsverify --tlscacert --tlscert --tlskey, or without -H")]
     return []
 

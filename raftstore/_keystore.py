@@ -100,12 +100,20 @@ class KeyStore:
         except InvalidRecord:
             raise InvalidUnlockKey() from None
 
-    def save(self, keyring: Keyring, kek: KeyEncryptionKey, *, autolock: bool, node_key_pem: bytes) -> None:
-        """Write the keyring and node key under ``kek`` (crash-safe ordering, see module doc)."""
+    def save(self, keyring: Keyring, kek: KeyEncryptionKey, *, autolock: bool, node_key_pem: bytes,
+             cert_chain_pem: bytes | None = None) -> None:
+        """Write the keyring and node key under ``kek`` (crash-safe ordering, see module doc).
+
+        With ``cert_chain_pem`` (a promotion: new role, new key) the key and its
+        certificate go in together through ``install_certificate``.
+        """
         if not autolock:
             atomic_write(self._kek_path, msgpack.packb({"version": kek.version, "secret": kek.secret}))
         atomic_write(self._keyring_path, wrap_keyring(keyring, kek, self.cluster_id))
-        self.write_node_key(node_key_pem, kek if autolock else None)
+        if cert_chain_pem is None:
+            self.write_node_key(node_key_pem, kek if autolock else None)
+        else:
+            self.install_certificate(cert_chain_pem, node_key_pem, kek if autolock else None)
         if autolock:
             try:
                 os.unlink(self._kek_path)

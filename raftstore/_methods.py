@@ -700,6 +700,38 @@ def ca_issue_client(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return {"cert_chain_pem": chain, "ca_pem": trust_bundle(spec), "name": name}
 
 
+@method("ca.issue_server")
+def ca_issue_server(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    """A daemon's server certificate for the remote control API (serverAuth only), naming the hosts
+    clients dial, for the key in a CSR (``ca issue-server``)."""
+    from ._ca_rotation import signing_root, trust_bundle
+    from .keyring import issue_daemon_certificate, new_id
+
+    csr, hosts = params.get("csr_pem"), params.get("sans")
+    if not isinstance(csr, bytes):
+        raise InvalidArgument("a CSR is required")
+    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+        raise InvalidArgument("--san takes a DNS name or an IP address")
+    manager = daemon.require_manager()
+    cluster = manager.read_barrier().cluster()
+    if cluster is None:
+        raise NoQuorum("the cluster object is not committed yet")
+    spec = cluster["spec"]
+    root, intermediates = signing_root(spec)
+    chain = issue_daemon_certificate(
+        root,
+        csr,
+        name=f"daemon-{new_id()[:12]}",
+        cluster_id=manager.node.cluster_id,
+        hosts=hosts,
+        now=daemon.clock.now(),
+        validity=timedelta(seconds=int(spec["cert_expiry_seconds"])),
+        intermediates_pem=intermediates,
+    )
+    daemon.log(f"issued a daemon certificate for {', '.join(hosts)} for the remote control API")
+    return {"cert_chain_pem": chain, "ca_pem": trust_bundle(spec)}
+
+
 @method("doctor")
 def doctor(daemon: "Daemon", params: dict[str, Any]) -> list[dict[str, str]]:
     from ._doctor import audit

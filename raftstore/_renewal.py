@@ -36,9 +36,28 @@ from .keyring import (
 if TYPE_CHECKING:
     from ._daemon import Daemon
 
-__all__ = ["CertificateRenewer"]
+__all__ = ["CertificateRenewer", "issued_identity", "install_pair"]
 
 MAX_BACKOFF = 60.0
+
+
+def issued_identity(daemon: "Daemon", chain_pem: bytes) -> CertificateIdentity:
+    """The identity in a certificate a manager issued to this node, refused if it names another node."""
+    node = daemon.node
+    assert node is not None
+    new = certificate_identity(chain_pem)
+    if new.node_id != node.node_id or new.cluster_id != node.cluster_id:
+        raise RaftstoreError("the renewed certificate names another node")
+    return new
+
+
+def install_pair(daemon: "Daemon", chain_pem: bytes, key_pem: bytes, sealed_under: Any) -> CertificateIdentity:
+    """Replace this node's key and certificate so that a crash leaves a matching pair (see
+    KeyStore.install_certificate); the key is sealed under ``sealed_under`` (a KEK) when given."""
+    new = issued_identity(daemon, chain_pem)
+    assert daemon.node is not None
+    KeyStore(daemon.paths, daemon.node.cluster_id).install_certificate(chain_pem, key_pem, sealed_under)
+    return new
 
 
 class CertificateRenewer:
@@ -125,20 +144,18 @@ class CertificateRenewer:
                     identity=identity,
                     cluster_id=node.cluster_id,
                 )
-        self._install(reply, key)
+        self.install(reply, key)
 
-    def _install(self, reply: dict[str, Any], key_pem: bytes) -> None:
+    def install(self, reply: dict[str, Any], key_pem: bytes) -> None:
+        """Put a certificate for this node's current role, and its new key, in place and in use."""
         daemon = self.daemon
         node = daemon.node
         assert node is not None
         chain = bytes(reply["cert_chain_pem"])
-        new = certificate_identity(chain)
-        if new.node_id != node.node_id or new.cluster_id != node.cluster_id:
-            raise RaftstoreError("the renewed certificate names another node")
         keystore = KeyStore(daemon.paths, node.cluster_id)
         manager = daemon.manager
         sealed_under = manager.kek if manager is not None and keystore.needs_unlock_key() else None
-        keystore.install_certificate(chain, key_pem, sealed_under)
+        new = install_pair(daemon, chain, key_pem, sealed_under)
         bundle = reply.get("trust_bundle_pem")
         if isinstance(bundle, bytes) and bundle:
             atomic_write(daemon.paths.root_ca, bundle, mode=0o644)

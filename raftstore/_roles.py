@@ -4,9 +4,12 @@ As in SwarmKit, the node record holds the role the cluster wants
 (``desired_role``) and each node converges to it by itself: a worker whose
 record says manager renews its certificate as a manager, fetches the keys and
 joins Raft; a manager whose record says worker leaves Raft, wipes its keys and
-log, and renews as a worker. The operator's command only changes the record
-(and, for a demotion, the Raft configuration, so that quorum is checked and
-kept while the manager still answers).
+log, and renews as a worker. A role change always makes a new key pair: a
+demoted manager's key would otherwise sit in plain PEM on a worker's disk
+while its manager certificate stays valid, and a promoted worker's key was
+plain on disk before it became a manager's. The operator's command only
+changes the record (and, for a demotion, the Raft configuration, so that
+quorum is checked and kept while the manager still answers).
 
 pysyncobj cannot remove the leader from the configuration, so removing the
 leader first hands leadership to a caught-up follower.
@@ -20,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from ._bootstrap import fetch_keys
 from ._cluster_client import ClusterClient, call_any_manager
-from ._fsutil import atomic_write
 from ._keystore import KeyStore
 from ._node_state import MANAGER, WORKER
+from ._renewal import install_pair, issued_identity
 from ._tls import TlsIdentity
 from .keyring import (
     MANAGER_ROLE,
@@ -30,6 +33,7 @@ from .keyring import (
     NoQuorum,
     RaftstoreError,
     Unavailable,
+    generate_private_key,
     make_csr,
 )
 
@@ -114,20 +118,22 @@ def _wait(condition: Any, timeout: float) -> bool:
     return False
 
 
-def _renew(daemon: "Daemon", identity: TlsIdentity, addrs: list[str], cluster_id: str) -> dict[str, Any]:
-    """A new certificate for this node's key, with the role its record now names."""
-    return call_any_manager(
+def _renew(identity: TlsIdentity, addrs: list[str], cluster_id: str) -> tuple[dict[str, Any], bytes]:
+    """A certificate, with the role this node's record now names, for a new key; returns (reply, key)."""
+    key = generate_private_key()
+    reply = call_any_manager(
         addrs,
         "node.renew",
-        {"csr_pem": make_csr(identity.key_pem)},
+        {"csr_pem": make_csr(key)},
         trusted_roots_pem=identity.trusted_roots_pem,
         identity=identity,
         cluster_id=cluster_id,
     )
+    return reply, key
 
 
 def become_worker(daemon: "Daemon") -> None:
-    """This manager was demoted: leave Raft's files behind and carry on as a worker."""
+    """This manager was demoted: leave Raft's files behind and carry on as a worker, with a new key."""
     with daemon.lock:
         manager = daemon.manager
         node = daemon.node
@@ -135,14 +141,13 @@ def become_worker(daemon: "Daemon") -> None:
             return
         identity = manager.tls_identity()
         addrs = [a for i, a in manager.status().get("members", []) if i != node.node_id] or list(node.manager_addrs)
-        reply = _renew(daemon, identity, addrs, node.cluster_id)
+        reply, key = _renew(identity, addrs, node.cluster_id)
         if reply.get("role") == MANAGER_ROLE:
-            return  # the record changed back meanwhile
+            daemon.renewer.install(reply, key)  # the record changed back meanwhile: a plain renewal
+            return
         daemon.log("demoted: leaving Raft and continuing as a worker")
         daemon._stop_roles()
-        atomic_write(daemon.paths.node_cert, bytes(reply["cert_chain_pem"]), mode=0o644)
-        keystore = KeyStore(daemon.paths, node.cluster_id)
-        keystore.write_node_key(identity.key_pem, None)
+        install_pair(daemon, bytes(reply["cert_chain_pem"]), key, None)  # replaces the manager's key
         for folder in (daemon.paths.raft, daemon.paths.keys):
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(mode=0o700)
@@ -152,18 +157,20 @@ def become_worker(daemon: "Daemon") -> None:
 
 
 def become_manager(daemon: "Daemon") -> None:
-    """This worker was promoted: certificate, keys, Raft."""
+    """This worker was promoted: new key and certificate, keys, Raft."""
     with daemon.lock:
         agent = daemon.worker
         node = daemon.node
         if agent is None or node is None or node.role != WORKER:
             return
         identity = agent.identity()
-        reply = _renew(daemon, identity, list(agent.node.manager_addrs), node.cluster_id)
+        reply, key = _renew(identity, list(agent.node.manager_addrs), node.cluster_id)
         if reply.get("role") != MANAGER_ROLE:
+            daemon.renewer.install(reply, key)  # the record changed back meanwhile: a plain renewal
             return
         chain = bytes(reply["cert_chain_pem"])
-        manager_identity = TlsIdentity(chain, identity.key_pem, identity.trusted_roots_pem)
+        issued_identity(daemon, chain)
+        manager_identity = TlsIdentity(chain, key, identity.trusted_roots_pem)
         addrs = [str(a) for a in reply["manager_addrs"]]
         keyring = kek = autolock = None
         last_error: RaftstoreError = Unavailable("no manager reachable")
@@ -177,15 +184,16 @@ def become_manager(daemon: "Daemon") -> None:
             raise last_error
         daemon.log("promoted: joining Raft as a manager")
         daemon._stop_roles()
-        atomic_write(daemon.paths.node_cert, chain, mode=0o644)
-        KeyStore(daemon.paths, node.cluster_id).save(keyring, kek, autolock=bool(autolock), node_key_pem=identity.key_pem)
+        # The keyring first, then the new key with its certificate (crash-safe pair), as a renewal installs them.
+        KeyStore(daemon.paths, node.cluster_id).save(keyring, kek, autolock=bool(autolock), node_key_pem=key,
+                                                     cert_chain_pem=chain)
         manager_node = node.replace(
             role=MANAGER,
             bootstrap_members=[list(m) for m in reply["members"]],
             manager_addrs=addrs,
         )
         manager_node.save(daemon.paths.state_file)
-        manager = daemon._start_manager(manager_node, keyring, kek, identity.key_pem, joining=True)
+        manager = daemon._start_manager(manager_node, keyring, kek, key, joining=True)
         call_any_manager(
             addrs,
             "raft.join",

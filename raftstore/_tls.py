@@ -8,8 +8,11 @@ reached through ``/proc/self/fd`` gives it one that lives in RAM only.
 Every context requires TLS 1.2 or later. Server contexts ask for a client
 certificate but do not require one, because a joining node has none yet; each
 request handler decides what the peer's verified identity (or its absence)
-allows. Host names are not checked: a peer's identity is the O/OU/CN of a
-certificate that chains to the cluster root, read with ``peer_identity``.
+allows. Host names are not checked on the cluster port: a peer's identity is
+the O/OU/CN of a certificate that chains to the cluster root, read with
+``peer_identity``, and OpenSSL still requires serverAuth of the server, which
+only managers' certificates state. (The control API's client, which dials a
+name, does check it: see ``_control``.)
 """
 
 from __future__ import annotations

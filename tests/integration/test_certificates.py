@@ -174,7 +174,7 @@ def test_remote_api_over_mutual_tls(cluster: Cluster, tmp_path: Path) -> None:
     m1 = cluster.add("m1")
     cluster.init(m1)
     server, client = tmp_path / "server", tmp_path / "client"
-    m1.run("ca", "issue-client", "--out", str(server), "--name", "daemon")
+    m1.run("ca", "issue-server", "--san", "127.0.0.1", "--out", str(server))
     m1.run("ca", "issue-client", "--out", str(client), "--name", "operator")
     assert (client / "key.pem").stat().st_mode & 0o777 == 0o600
     assert certificate_identity((client / "cert.pem").read_bytes()).role == CLIENT_ROLE
@@ -215,15 +215,15 @@ def test_remote_api_over_mutual_tls(cluster: Cluster, tmp_path: Path) -> None:
 
 
 def test_plain_tcp_only_on_loopback(tmp_path: Path) -> None:
-    result = _raftstore("daemon", "--data-dir", str(tmp_path / "d"), "-H", "tcp://0.0.0.0:2375")
+    result = _raftstore("daemon", "--data-dir", str(tmp_path / "d"), "-H", "tcp://0.0.0.0:2375", "--insecure")
     assert result.returncode == 1
-    assert result.stderr.strip().startswith("Error: refusing to serve the control API on 0.0.0.0:2375 without --tlsverify")
+    assert result.stderr.strip().startswith("Error: refusing to serve the control API in plain text on 0.0.0.0:2375")
 
 
 def test_doctor_findings(cluster: Cluster, tmp_path: Path) -> None:
     clock = tmp_path / "clock-offset"
     set_offset(clock, 0)
-    m1 = cluster.add("m1", extra=["-H", f"tcp://127.0.0.1:{free_port()}"])
+    m1 = cluster.add("m1", extra=["-H", f"tcp://127.0.0.1:{free_port()}", "--insecure"])
     cluster.init(m1, "--cert-expiry", "1h")
     checks = {f["check"]: f for f in m1.run("doctor", "--format", "json", check=False).json}
     assert checks["autolock"]["severity"] == "warning"

@@ -15,6 +15,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from raftstore.keyring import (
     CLIENT_ROLE,
+    DAEMON_ROLE,
     DEFAULT_CERT_VALIDITY,
     MANAGER_ROLE,
     MIN_CERT_VALIDITY,
@@ -32,6 +33,8 @@ from raftstore.keyring import (
     cross_sign,
     generate_private_key,
     issue_certificate,
+    issue_daemon_certificate,
+    is_daemon_certificate,
     load_root_ca,
     make_csr,
     new_id,
@@ -152,7 +155,9 @@ def test_node_certificate_fields(role: str) -> None:
     assert subject == {NameOID.ORGANIZATION_NAME: CLUSTER, NameOID.ORGANIZATIONAL_UNIT_NAME: role, NameOID.COMMON_NAME: node_id}
     assert sans(cert) == ([role, node_id, "swarm-ca"] if role == MANAGER_ROLE else [role, node_id])
     usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert set(usage) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    # Managers serve the cluster port; a worker only connects, so it may not pose as a server.
+    assert set(usage) == ({ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH} if role == MANAGER_ROLE
+                          else {ExtendedKeyUsageOID.CLIENT_AUTH})
     key_usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     assert key_usage.digital_signature and not key_usage.key_cert_sign
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -168,6 +173,37 @@ def test_node_certificate_fields(role: str) -> None:
 def test_client_role_certificate() -> None:
     _, chain = issue(role=CLIENT_ROLE)
     assert certificate_identity(chain).role == CLIENT_ROLE and "swarm-ca" not in sans(cert_of(chain))
+    usage = cert_of(chain).extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert set(usage) == {ExtendedKeyUsageOID.CLIENT_AUTH}
+    assert not is_daemon_certificate(chain)
+
+
+def test_daemon_certificate() -> None:
+    key = generate_private_key()
+    chain = issue_daemon_certificate(ROOT, make_csr(key), name="api", cluster_id=CLUSTER,
+                                     hosts=["Daemon.Example", "10.0.0.5", "::1", "10.0.0.5"], now=NOW,
+                                     validity=timedelta(hours=2))
+    cert = cert_of(chain)
+    identity = certificate_identity(chain)
+    assert (identity.role, identity.node_id, identity.cluster_id) == (DAEMON_ROLE, "api", CLUSTER)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["daemon.example"]
+    assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == ["10.0.0.5", "::1"]
+    assert set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == {ExtendedKeyUsageOID.SERVER_AUTH}
+    assert private_key_matches_certificate(key, chain) and is_daemon_certificate(chain)
+
+
+@pytest.mark.parametrize("hosts", [[], ["*.example"], ["bad host"], ["a" * 64 + ".example"], ["h"] * 33])
+def test_daemon_certificate_refuses_bad_hosts(hosts: list[str]) -> None:
+    with pytest.raises(InvalidArgument):
+        issue_daemon_certificate(ROOT, make_csr(generate_private_key()), name="api", cluster_id=CLUSTER, hosts=hosts,
+                                 now=NOW, validity=timedelta(hours=2))
+
+
+def test_node_certificates_never_identify_a_daemon() -> None:
+    """A manager's certificate states serverAuth (it serves the cluster port) but is no daemon's."""
+    for role in (MANAGER_ROLE, WORKER_ROLE, CLIENT_ROLE):
+        assert not is_daemon_certificate(issue(role=role)[1])
 
 
 def test_serials_are_random() -> None:
@@ -219,7 +255,7 @@ def test_only_the_public_key_is_taken_from_a_csr() -> None:
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert sans(cert) == [WORKER_ROLE, "n" * 25]
     assert set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == {
-        ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+        ExtendedKeyUsageOID.CLIENT_AUTH}
     assert public_key_fingerprint(chain) == public_key_fingerprint(key_pem)
 
 

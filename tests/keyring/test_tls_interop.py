@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from raftstore.keyring import (
+    CLIENT_ROLE,
     MANAGER_ROLE,
     WORKER_ROLE,
     RootCA,
@@ -20,6 +21,7 @@ from raftstore.keyring import (
     cross_sign,
     generate_private_key,
     issue_certificate,
+    issue_daemon_certificate,
     make_csr,
     new_id,
 )
@@ -35,6 +37,9 @@ class Node:
         key = generate_private_key()
         chain = issue_certificate(ca, make_csr(key), node_id=new_id(), cluster_id=CLUSTER, role=role, now=now,
                                   validity=validity, intermediates_pem=intermediates)
+        self._write(tmp_path, chain, key)
+
+    def _write(self, tmp_path: Path, chain: bytes, key: bytes) -> None:
         self.cert_file, self.key_file = tmp_path / f"{new_id()}.pem", tmp_path / f"{new_id()}.key"
         self.cert_file.write_bytes(chain)
         self.key_file.write_bytes(key)
@@ -48,10 +53,27 @@ class Node:
         return context
 
 
-def handshake(client: Node, client_trusts: bytes, server: Node, server_trusts: bytes, hostname: str = MANAGER_ROLE) -> bool:
-    """Run a full mutual-TLS handshake and one round trip in memory; False if either side refuses."""
+class Daemon(Node):
+    """A remote control API's server certificate (``ca issue-server``)."""
+
+    def __init__(self, tmp_path: Path, ca: RootCA, hosts: list[str]) -> None:
+        key = generate_private_key()
+        chain = issue_daemon_certificate(ca, make_csr(key), name="api", cluster_id=CLUSTER, hosts=hosts, now=NOW,
+                                         validity=timedelta(hours=2))
+        self._write(tmp_path, chain, key)
+
+
+def handshake(client: Node, client_trusts: bytes, server: Node, server_trusts: bytes,
+              hostname: str | None = MANAGER_ROLE) -> bool:
+    """Run a full mutual-TLS handshake and one round trip in memory; False if either side refuses.
+
+    ``hostname=None`` is the cluster port's client: no name check, only the chain and the usages.
+    """
     c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
-    c = client.context(False, client_trusts).wrap_bio(c_in, c_out, server_hostname=hostname)
+    client_context = client.context(False, client_trusts)
+    if hostname is None:
+        client_context.check_hostname = False
+    c = client_context.wrap_bio(c_in, c_out, server_hostname=hostname)
     s = server.context(True, server_trusts).wrap_bio(s_in, s_out, server_side=True)
     try:
         done = [False, False]
@@ -92,7 +114,22 @@ def test_managers_and_workers_handshake(tmp_path: Path, roots: tuple[RootCA, Roo
     assert not handshake(worker, root.cert_pem, manager, root.cert_pem, hostname="example.com")
     # A worker's certificate does not name swarm-manager: it cannot pose as a manager.
     assert not handshake(manager, root.cert_pem, worker, root.cert_pem, hostname=MANAGER_ROLE)
-    assert handshake(manager, root.cert_pem, worker, root.cert_pem, hostname=WORKER_ROLE)
+    # Nor as any server, not even under its own name: a worker's certificate has no serverAuth.
+    assert not handshake(manager, root.cert_pem, worker, root.cert_pem, hostname=WORKER_ROLE)
+    # The cluster port names no host: managers find each other by certificate, not by name.
+    assert handshake(manager, root.cert_pem, Node(tmp_path, root, MANAGER_ROLE), root.cert_pem, hostname=None)
+
+
+def test_daemon_certificates_serve_and_never_connect(tmp_path: Path, roots: tuple[RootCA, RootCA, RootCA]) -> None:
+    """``ca issue-server``: serverAuth for the names given, and nothing else; API clients only connect."""
+    root = roots[0]
+    daemon = Daemon(tmp_path, root, ["daemon.example", "127.0.0.1"])
+    client = Node(tmp_path, root, CLIENT_ROLE)
+    assert handshake(client, root.cert_pem, daemon, root.cert_pem, hostname="daemon.example")
+    assert handshake(client, root.cert_pem, daemon, root.cert_pem, hostname="127.0.0.1")
+    assert not handshake(client, root.cert_pem, daemon, root.cert_pem, hostname="127.0.0.2")
+    assert not handshake(daemon, root.cert_pem, Node(tmp_path, root, MANAGER_ROLE), root.cert_pem, hostname=None)
+    assert not handshake(Node(tmp_path, root, MANAGER_ROLE), root.cert_pem, client, root.cert_pem, hostname=None)
 
 
 def test_another_clusters_nodes_are_refused(tmp_path: Path, roots: tuple[RootCA, RootCA, RootCA]) -> None:
