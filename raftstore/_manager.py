@@ -386,6 +386,10 @@ class Manager:
             on_disk.add(record_key_id(read_snapshot(self.paths.raft / "snapshot")[2]))
         removable = [k for k in old if k not in on_disk]
         if removable:
+            # The deletion of the last segment that needed them must be durable
+            # before the keyring forgets them, or a crash could bring back
+            # records (and chain tags) that no key opens.
+            self.raft.journal.sync()
             keyring = keyring.without(removable)
             self.keystore.save_keyring(keyring, self.kek)
             self.keys.keyring = keyring
