@@ -190,22 +190,29 @@ def _bool(text: str | None) -> bool | None:
 @click.command("update")
 @click.option("--autolock", metavar="true|false", help="Turn autolock on or off.")
 @click.option("--cert-expiry", metavar="DURATION", help="Validity of node certificates issued from now on (at least 1h).")
+@click.option("--rotate-dek", is_flag=True,
+              help="Seal everything from now on under a new data encryption key; older keys leave the keyring "
+                   "once no record on any manager's disk uses them.")
 @format_option
 @connection_options
 @handle_errors
-def update_cmd(autolock: str | None, cert_expiry: str | None, output_format: str) -> None:
-    """Change cluster-wide settings.
+def update_cmd(autolock: str | None, cert_expiry: str | None, rotate_dek: bool, output_format: str) -> None:
+    """Change cluster-wide settings, or rotate the data encryption key.
 
     \b
     Examples:
       raftstore update --autolock=true
       raftstore update --cert-expiry 720h
+      raftstore update --rotate-dek
     """
-    result = call("update", {"autolock": _bool(autolock), "cert_expiry_seconds": _duration_seconds(cert_expiry)})
+    result = call("update", {"autolock": _bool(autolock), "cert_expiry_seconds": _duration_seconds(cert_expiry),
+                             "rotate_dek": rotate_dek})
     if output_format == "json":
         emit_json(result)
         return
     click.echo("Swarm updated.")
+    if rotate_dek:
+        click.echo(f"Data encryption key rotated to term {result['dek_term']}.")
     if result.get("unlock_key"):
         click.echo("\n" + UNLOCK_ADVICE.format(key=result["unlock_key"]))
 

@@ -1,8 +1,8 @@
 """Pure cryptography for raftstore (installed as ``raftstore.keyring``).
 
-Recipes only (STYLE rule 5): seal and open records, rotate and wrap DEKs,
-derive KEKs from unlock keys, issue and verify certificates, mint and check
-join tokens. No algorithm or nonce choices leak to callers; nothing here does
+Recipes only (STYLE rule 5): seal and open records, chain log entries to
+their place, rotate and wrap DEKs, derive KEKs from unlock keys, issue and
+verify certificates, mint and check join tokens. No algorithm or nonce choices leak to callers; nothing here does
 network I/O, reads the clock or touches files. It imports nothing from the
 rest of raftstore.
 
@@ -26,6 +26,7 @@ _PUBLIC = {
               "open_record", "record_key_id", "entry_context", "snapshot_context"],
     "_deks": ["Keyring", "KeyEncryptionKey", "wrap_keyring", "unwrap_keyring", "wrapped_kek_version",
               "wrap_data_key", "unwrap_data_key", "seal_private_key", "open_private_key"],
+    "_log_chain": ["LogChain", "CHAIN_START", "CHAIN_TAG_SIZE", "chain_key", "chain_tag"],
     "_unlock": ["UnlockKey", "UNLOCK_KEY_PREFIX"],
     "_keypairs": ["split_pem_chain", "generate_private_key", "public_key_fingerprint", "certificate_fingerprint",
                   "private_key_matches_certificate", "make_csr", "sign_possession", "verify_possession"],

@@ -46,13 +46,30 @@ from .keyring import (
     wrap_data_key,
 )
 
-__all__ = ["Manager", "raise_for_outcome"]
+__all__ = ["Manager", "raise_for_outcome", "ROTATE_DEK_AFTER", "ROTATE_DEK_AFTER_ENV", "dek_rotation_threshold"]
 
 log = logging.getLogger("raftstore.manager")
 
 _ENTRY_ID_BYTES = 16
 # Marks an entry of the benchmark control without sealing (a sealed record starts with version 1).
 _UNSEALED = b"\x00"
+
+#: A DEK seals at most 2**31 records (random 96-bit nonces); the leader rotates
+#: it once the log holds 2**30 entries sealed under it, which leaves room for
+#: the seals the count leaves out (each manager's own control entries and
+#: snapshots, proposals that never committed) and for a slow rotation.
+ROTATE_DEK_AFTER = 2**30
+#: Tests lower the threshold with this; it can only lower it, never raise it.
+ROTATE_DEK_AFTER_ENV = "RAFTSTORE_TEST_ROTATE_DEK_AFTER"
+
+
+def dek_rotation_threshold() -> int:
+    """``ROTATE_DEK_AFTER``, or the lower number a test set in the environment."""
+    try:
+        lowered = int(os.environ.get(ROTATE_DEK_AFTER_ENV, ROTATE_DEK_AFTER))
+    except ValueError:
+        return ROTATE_DEK_AFTER
+    return max(1, min(lowered, ROTATE_DEK_AFTER))
 
 
 def raise_for_outcome(outcome: Outcome) -> list[Any]:
@@ -96,6 +113,7 @@ class Manager:
         self.applied = threading.Condition()
         self._fatal: str | None = None
         self._last_purge = 0.0
+        self._rotate_dek_after = dek_rotation_threshold()
         self._tls_identity = self._load_tls_identity()
         self.raft = RaftNode(
             raft_dir=paths.raft,
@@ -338,7 +356,24 @@ class Manager:
         """Periodic housekeeping (called about once a second by the daemon)."""
         if self._fatal is not None:
             return
+        self._rotate_worn_dek()
         self._purge_retired_keys()
+
+    def _rotate_worn_dek(self) -> None:
+        """On the leader: rotate the DEK once the log holds ``ROTATE_DEK_AFTER`` entries sealed under it.
+
+        Only the leader proposes, and the state machine refuses a rotation to
+        a term that is not newer, so two managers never rotate twice.
+        """
+        active = self.keys.keyring.active_id
+        sealed = self.state.records_sealed(active)
+        if sealed < self._rotate_dek_after or not self.raft.status().get("is_leader"):
+            return
+        self._event_log(f"data encryption key term {active} has sealed {sealed} log entries: rotating it")
+        try:
+            self.propose([self.new_dek_action()])
+        except RaftstoreError as error:
+            self._event_log(f"data encryption key rotation failed, retrying: {error}")
 
     def _purge_retired_keys(self) -> None:
         keyring = self.keys.keyring
@@ -351,6 +386,10 @@ class Manager:
             on_disk.add(record_key_id(read_snapshot(self.paths.raft / "snapshot")[2]))
         removable = [k for k in old if k not in on_disk]
         if removable:
+            # The deletion of the last segment that needed them must be durable
+            # before the keyring forgets them, or a crash could bring back
+            # records (and chain tags) that no key opens.
+            self.raft.journal.sync()
             keyring = keyring.without(removable)
             self.keystore.save_keyring(keyring, self.kek)
             self.keys.keyring = keyring

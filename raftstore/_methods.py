@@ -128,7 +128,10 @@ def info(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
         out["ca_rotation_in_progress"] = spec.get("root_rotation") is not None
         out["cluster_cert_expiry_seconds"] = spec.get("cert_expiry_seconds")
     out["kek_version"] = manager.kek.version
-    out["dek_terms"] = list(manager.keys.keyring.key_ids)
+    keyring = manager.keys.keyring
+    out["dek_terms"] = list(keyring.key_ids)
+    out["dek_active"] = keyring.active_id
+    out["dek_records"] = manager.state.records_sealed(keyring.active_id)
     return out
 
 
@@ -370,8 +373,9 @@ def unlock_key(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
 def update(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     autolock = params.get("autolock")
     expiry = _cert_expiry(params)
-    if autolock is None and expiry is None:
-        raise InvalidArgument("nothing to update: give --autolock or --cert-expiry")
+    rotate_dek = bool(params.get("rotate_dek"))
+    if autolock is None and expiry is None and not rotate_dek:
+        raise InvalidArgument("nothing to update: give --autolock, --cert-expiry or --rotate-dek")
     outcome: dict[str, Any] = {}
 
     def change(spec: dict[str, Any], manager: "Manager") -> list[dict[str, Any]]:
@@ -391,10 +395,16 @@ def update(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
                 extra.append(manager.new_dek_action())
             else:
                 spec["unlock_key"] = None
+        if rotate_dek and not extra:
+            # Vault's "operator rotate": the same rotation entry autolock uses.
+            extra.append(manager.new_dek_action())
+        if extra:
+            outcome["dek_term"] = extra[0]["key_id"]
         return extra
 
     spec = update_cluster(daemon, change)
-    daemon.log("cluster settings updated")
+    daemon.log("cluster settings updated" + (f"; data encryption key rotated to term {outcome['dek_term']}"
+                                             if "dek_term" in outcome else ""))
     return {"autolock": bool(spec.get("autolock")), "cert_expiry_seconds": spec["cert_expiry_seconds"], **outcome}
 
 

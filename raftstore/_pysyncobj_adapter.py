@@ -62,6 +62,7 @@ from ._snapshot_file import encode_snapshot, read_snapshot
 from .keyring import (
     InvalidRecord,
     Keyring,
+    LogChain,
     RecordKind,
     entry_context,
     open_record,
@@ -216,8 +217,10 @@ class SealedJournal(Journal):
     """pysyncobj's journal on our segment log.
 
     Memory holds pysyncobj's view (commands, indices, terms); disk holds sealed
-    payloads. ``sync`` is the group-commit point: the transport calls it before
-    any message leaves, and the apply hook before anything is applied.
+    payloads, each chained to its index and term with a key derived from the
+    DEK active when it was appended (``keyring.LogChain``), and checked when the
+    log is opened. ``sync`` is the group-commit point: the transport calls it
+    before any message leaves, and the apply hook before anything is applied.
     """
 
     def __init__(
@@ -227,7 +230,9 @@ class SealedJournal(Journal):
         self._fsync = fsync
         self._codec = codec
         self._meta_path = directory / "meta"
-        self._segments = SegmentLog.open(directory / "log", log=log_line)
+        keys = codec.keys
+        chain = LogChain(lambda: keys.keyring, keys.cluster_id)
+        self._segments = SegmentLog.open(directory / "log", chain=chain, log=log_line)
         self._entries: list[tuple[bytes, int, int]] = []
         # (index, DEK term) of every record on disk, including the ones before
         # the first entry pysyncobj keeps, so that a term leaves the keyring
@@ -351,8 +356,8 @@ class SealedJournal(Journal):
         return sum(segment.size_bytes for segment in self._segments.segments())
 
     def disk_key_ids(self) -> set[int]:
-        """Every DEK term that seals a log record still on this disk."""
-        return {key_id for _, key_id in self._disk_keys}
+        """Every DEK term that seals a log record, or keys a chain tag, still on this disk."""
+        return {key_id for _, key_id in self._disk_keys} | self._segments.chain_key_ids()
 
 
 _journal_lock = threading.Lock()

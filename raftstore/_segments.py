@@ -1,24 +1,59 @@
-"""The Raft log on disk: segment files of checksummed frames around sealed records.
+"""The Raft log on disk: segment files of checksummed, chained frames around sealed records.
 
 This module alone owns the byte layout below. Payloads are opaque here: the
-layer above has already sealed them.
+layer above has already sealed them. The chain tags come from
+``keyring.LogChain`` (which alone owns the MAC recipe); this module decides
+where they sit and what each one chains to.
 
 Segment files live in one directory and are named
 ``<seq:016x>-<first index:016x>.seg``; sorted names are log order (the
 sequence number decides; the first index is informational: a segment is
 created by the append of its first entry, and named for it). Each file starts
-with the 8-byte magic ``RSSEG001`` and then holds frames::
+with a 28-byte segment header and then holds frames::
 
+    segment header
+    0       8   magic ``RSSEG002`` (format 2)
+    8       16  chain anchor: the tag of the entry before this segment's first
+                (the previous segment's last), or 16 zero bytes where the chain starts
+    24      4   CRC-32C over bytes 0..23
+
+    frame
     offset  size
     0       4   payload length (big-endian)
     4       8   Raft index (big-endian)
     12      8   Raft term (big-endian)
-    20      4   header CRC-32C, over bytes 0..19
-    24      n   payload
-    24+n    4   payload CRC-32C, over length | index | term | payload
+    20      4   chain key id: the DEK term whose chain key made the tag (big-endian)
+    24      4   header CRC-32C, over bytes 0..23
+    28      n   payload
+    28+n    16  chain tag: LogChain MAC over (key id, index, term, previous tag, payload)
+    44+n    4   payload CRC-32C, over length | index | term | key id | payload | tag
 
 The header has its own checksum so that a flipped byte in the length field is
 told apart from a torn write. Indices are consecutive across the whole log.
+
+The chain
+=========
+
+The CRCs catch accidents; the tags catch someone who writes the disk. Each
+entry's tag is made when it is appended, with a key derived from the DEK, over
+its Raft index and term and the tag of the entry before it, so a payload moved
+to another index, two payloads swapped, an entry replayed from an older log or
+a segment replaced or reordered no longer checks out, even with every CRC
+rewritten. The previous tag of the first entry of a segment is the segment's
+anchor, and every segment's anchor must equal the last tag of the segment
+before it. The first segment's anchor is taken as it stands: that is where the
+chain restarts after compaction deletes older segments, and after a snapshot
+replaces the whole log (``reset`` starts from zeros). A truncation by Raft
+keeps the chain: the entries appended after the cut chain to the entry kept
+before it. What the chain cannot see is the loss of whole segments at either
+end of the log (an older log put back entire, or the newest segments deleted):
+that is a rollback of this manager's disk, which Raft's own checks and the
+other managers' copies have to catch.
+
+Format 1 segments (``RSSEG001``, from before the chain) are refused at open:
+reading them as before would let anyone who can write the disk turn a format 2
+segment back into format 1 and swap records unseen. A manager with such a log
+joins the cluster again (or is restored from a backup), and gets a format 2 log.
 
 What open() accepts
 ===================
@@ -30,9 +65,11 @@ What open() accepts
   and the number of bytes removed.
 - Anything else that does not check out refuses start-up with
   ``InvalidRecord("raft log damaged: <file> at offset <n>: <reason>")``: a bad
-  magic, a header or payload checksum mismatch (even in the last complete
-  frame), a gap or a step back in the indices, a torn frame in any earlier
-  segment. Nothing is changed on disk in that case.
+  magic or an older format, a segment header or an anchor that does not check
+  out, a header or payload checksum mismatch (even in the last complete frame),
+  a chain tag that does not match or names a DEK term the keyring lacks, a gap
+  or a step back in the indices, a torn frame in any earlier segment. Nothing
+  is changed on disk in that case.
 
 Durability
 ==========
@@ -79,16 +116,18 @@ from typing import Callable, Iterable
 import crc32c
 
 from ._fsutil import fsync_directory, storage_error
-from .keyring import InvalidRecord, StorageError
+from .keyring import CHAIN_START, CHAIN_TAG_SIZE, InvalidRecord, LogChain, StorageError
 
-__all__ = ["SegmentLog", "SegmentInfo", "MAGIC"]
+__all__ = ["SegmentLog", "SegmentInfo", "MAGIC", "SEGMENT_HEADER_SIZE"]
 
-MAGIC = b"RSSEG001"
-_HEADER_BODY = struct.Struct(">IQQ")  # length, index, term
-_HEADER = struct.Struct(">IQQI")  # ... and the header CRC
+MAGIC = b"RSSEG002"
+_FORMAT_1_MAGIC = b"RSSEG001"
 _CRC = struct.Struct(">I")
-HEADER_SIZE = _HEADER.size  # 24
-FRAME_OVERHEAD = _HEADER.size + _CRC.size  # 28
+SEGMENT_HEADER_SIZE = len(MAGIC) + CHAIN_TAG_SIZE + _CRC.size  # 28
+_HEADER_BODY = struct.Struct(">IQQI")  # length, index, term, chain key id
+_HEADER = struct.Struct(">IQQII")  # ... and the header CRC
+HEADER_SIZE = _HEADER.size  # 28
+FRAME_OVERHEAD = _HEADER.size + CHAIN_TAG_SIZE + _CRC.size  # 48
 _MAX_PAYLOAD = 2**32 - 1
 _MAX_U64 = 2**64 - 1
 _NAME_RE = re.compile(r"([0-9a-f]{16})-([0-9a-f]{16})\.seg")
@@ -111,8 +150,21 @@ class _Segment:
     path: Path
     seq: int
     size: int
+    anchor: bytes  # the chain tag its first frame follows
     first_index: int | None = None  # of the first frame it holds (None while empty)
     offsets: array = field(default_factory=lambda: array("Q"))  # byte offset of each frame, in index order
+    tags: bytearray = field(default_factory=bytearray)  # the chain tag of each frame, 16 bytes each
+    key_ids: array = field(default_factory=lambda: array("I"))  # the chain key id of each frame
+
+    @property
+    def last_tag(self) -> bytes:
+        """The tag the next frame appended here chains to."""
+        return bytes(self.tags[-CHAIN_TAG_SIZE:]) if self.tags else self.anchor
+
+    def keep_frames(self, count: int) -> None:
+        del self.offsets[count:]
+        del self.tags[count * CHAIN_TAG_SIZE :]
+        del self.key_ids[count:]
 
     @property
     def count(self) -> int:
@@ -128,12 +180,16 @@ class _Segment:
         return SegmentInfo(self.path, self.first_index if self.offsets else None, self.last_index, self.size)
 
 
-def _frame(index: int, term: int, payload: bytes) -> bytes:
-    body = _HEADER_BODY.pack(len(payload), index, term)
+def _frame(index: int, term: int, key_id: int, payload: bytes, tag: bytes) -> bytes:
+    body = _HEADER_BODY.pack(len(payload), index, term, key_id)
     body_crc = crc32c.crc32c(body)
-    return b"".join(
-        (body, _CRC.pack(body_crc), payload, _CRC.pack(crc32c.crc32c(payload, value=body_crc)))
-    )
+    trailer_crc = crc32c.crc32c(tag, value=crc32c.crc32c(payload, value=body_crc))
+    return b"".join((body, _CRC.pack(body_crc), payload, tag, _CRC.pack(trailer_crc)))
+
+
+def _segment_header(anchor: bytes) -> bytes:
+    head = MAGIC + anchor
+    return head + _CRC.pack(crc32c.crc32c(head))
 
 
 def _damaged(path: Path, offset: int, reason: str) -> InvalidRecord:
@@ -146,7 +202,7 @@ class _Repair:
     offset: int  # cut here
     removed: int
     what: str
-    rewrite_magic: bool = False
+    rewrite_header: bytes = b""  # written after the cut (a torn segment header)
 
 
 class SegmentLog:
@@ -157,8 +213,9 @@ class SegmentLog:
     others. Every method takes the same lock.
     """
 
-    def __init__(self, directory: Path, segment_bytes: int, log: Callable[[str], None]) -> None:
+    def __init__(self, directory: Path, chain: LogChain, segment_bytes: int, log: Callable[[str], None]) -> None:
         self.directory = directory
+        self._chain = chain
         self._segment_bytes = segment_bytes
         self._log = log
         self._segments: list[_Segment] = []
@@ -179,20 +236,25 @@ class SegmentLog:
         cls,
         directory: os.PathLike[str] | str,
         *,
+        chain: LogChain,
         segment_bytes: int = 64 * 2**20,
         log: Callable[[str], None] | None = None,
     ) -> "SegmentLog":
-        """Open (or create) the log in ``directory``, verify every frame and repair a torn tail.
+        """Open (or create) the log in ``directory``, verify every frame and its chain tag, repair a torn tail.
+
+        ``chain`` signs appends with the active DEK term and checks what is
+        read with the term each frame names.
 
         Raises:
             InvalidRecord: a segment is damaged anywhere but in a torn tail of
-                the last one; nothing on disk was changed.
+                the last one, or a record is not where it was appended;
+                nothing on disk was changed.
             StorageError: the directory or a file cannot be read or written.
         """
         if segment_bytes < 1:
             raise ValueError("segment_bytes must be positive")
         directory = Path(directory)
-        self = cls(directory, segment_bytes, log if log is not None else _logger.warning)
+        self = cls(directory, chain, segment_bytes, log if log is not None else _logger.warning)
         try:
             _make_private_dirs(directory)
             found = self._list_segments()
@@ -234,16 +296,29 @@ class SegmentLog:
         except OSError as error:
             raise storage_error(error, path, "reading") from None
         end = len(data)
-        segment = _Segment(path, seq, end)
-        if not data.startswith(MAGIC):
-            if last and MAGIC.startswith(data):  # torn while the segment was being created
-                segment.size = len(MAGIC)
-                self._segments.append(segment)
-                return _Repair(path, 0, end, "an incomplete segment header", rewrite_magic=True)
+        expected_anchor = self._chain_head()
+        if end < SEGMENT_HEADER_SIZE or data[: len(MAGIC)] != MAGIC:
+            header = _segment_header(expected_anchor)
+            if last and header.startswith(data):  # torn while the segment was being created
+                self._segments.append(_Segment(path, seq, SEGMENT_HEADER_SIZE, expected_anchor))
+                return _Repair(path, 0, end, "an incomplete segment header", rewrite_header=header)
+            if data.startswith(_FORMAT_1_MAGIC):
+                raise _damaged(
+                    path, 0, "a format 1 segment (written before log entries were chained to their place) is refused; "
+                    "join this manager to the cluster again, or restore it from a backup"
+                )
             raise _damaged(path, 0, "not a raftstore log segment (bad magic)")
+        (header_crc,) = _CRC.unpack_from(data, SEGMENT_HEADER_SIZE - _CRC.size)
+        if crc32c.crc32c(data[: SEGMENT_HEADER_SIZE - _CRC.size]) != header_crc:
+            raise _damaged(path, 0, "segment header checksum mismatch")
+        anchor = data[len(MAGIC) : len(MAGIC) + CHAIN_TAG_SIZE]
+        if self._segments and anchor != expected_anchor:
+            raise _damaged(path, 0, "the chain anchor is not the last tag of the segment before (a segment was replaced)")
+        segment = _Segment(path, seq, end, anchor)
         previous = self.last_index
+        tag_before = anchor
         view = memoryview(data)
-        pos = len(MAGIC)
+        pos = SEGMENT_HEADER_SIZE
         repair: _Repair | None = None
         while pos < end:
             remaining = end - pos
@@ -253,7 +328,7 @@ class SegmentLog:
                     repair = _Repair(path, pos, remaining, what)
                     break
                 raise _damaged(path, pos, f"incomplete frame header ({remaining} of {HEADER_SIZE} bytes)")
-            length, index, term, header_crc = _HEADER.unpack_from(data, pos)
+            length, index, term, key_id, header_crc = _HEADER.unpack_from(data, pos)
             body_crc = crc32c.crc32c(view[pos : pos + _HEADER_BODY.size])
             if body_crc != header_crc:
                 if last and data.count(0, pos) == remaining:
@@ -268,17 +343,26 @@ class SegmentLog:
                 raise _damaged(
                     path, pos, f"frame of {FRAME_OVERHEAD + length} bytes runs past the end of the file ({remaining} left)"
                 )
-            payload_end = frame_end - _CRC.size
-            (payload_crc,) = _CRC.unpack_from(data, payload_end)
-            if crc32c.crc32c(view[pos + HEADER_SIZE : payload_end], value=body_crc) != payload_crc:
+            payload_end = pos + HEADER_SIZE + length
+            tag_end = payload_end + CHAIN_TAG_SIZE
+            (payload_crc,) = _CRC.unpack_from(data, tag_end)
+            if crc32c.crc32c(view[pos + HEADER_SIZE : tag_end], value=body_crc) != payload_crc:
                 raise _damaged(path, pos, "payload checksum mismatch")
             if previous is not None and index != previous + 1:
                 raise _damaged(path, pos, f"entry {index} where entry {previous + 1} should follow entry {previous}")
+            payload, tag = data[pos + HEADER_SIZE : payload_end], data[payload_end:tag_end]
+            try:
+                self._chain.check(key_id, index, term, tag_before, payload, tag)
+            except InvalidRecord as error:
+                raise _damaged(path, pos, f"entry {index}: {error}") from None
             if segment.first_index is None:
                 segment.first_index = index
             segment.offsets.append(pos)
-            self._loaded.append((index, term, data[pos + HEADER_SIZE : payload_end]))
+            segment.tags += tag
+            segment.key_ids.append(key_id)
+            self._loaded.append((index, term, payload))
             previous = index
+            tag_before = tag
             pos = frame_end
         if repair is not None:
             segment.size = repair.offset
@@ -289,8 +373,8 @@ class SegmentLog:
         fd = os.open(repair.path, os.O_WRONLY | os.O_CLOEXEC)
         try:
             os.ftruncate(fd, repair.offset)
-            if repair.rewrite_magic:
-                _write_all(fd, MAGIC)
+            if repair.rewrite_header:
+                _write_all(fd, repair.rewrite_header)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -325,6 +409,15 @@ class SegmentLog:
         with self._lock:
             return [s.info() for s in self._segments]
 
+    def chain_key_ids(self) -> set[int]:
+        """Every DEK term whose chain key tagged a frame still on disk (the keyring must keep them)."""
+        with self._lock:
+            return {key_id for segment in self._segments for key_id in set(segment.key_ids)}
+
+    def _chain_head(self) -> bytes:
+        """The tag the next appended frame chains to (only the last segment can be empty)."""
+        return self._segments[-1].last_tag if self._segments else CHAIN_START
+
     # ------------------------------------------------------------------ writing
 
     def append(self, index: int, term: int, payload: bytes) -> None:
@@ -346,7 +439,7 @@ class SegmentLog:
             raise ValueError(f"index {index} or term {term} out of range")
         if len(payload) > _MAX_PAYLOAD:
             raise ValueError(f"payload of {len(payload)} bytes is too large for one frame")
-        frame = _frame(index, term, payload)
+        frame_size = FRAME_OVERHEAD + len(payload)
         with self._lock:
             self._check_usable()
             last = self.last_index
@@ -354,8 +447,10 @@ class SegmentLog:
                 raise ValueError(f"append of entry {index} after entry {last}")
             if self._fd is not None:
                 active = self._segments[-1]
-                if active.offsets and active.size + len(frame) > self._segment_bytes:
+                if active.offsets and active.size + frame_size > self._segment_bytes:
                     self._roll_locked()
+            key_id, tag = self._chain.sign(index, term, self._chain_head(), payload)
+            frame = _frame(index, term, key_id, payload, tag)
             if self._fd is None:
                 self._guard(lambda: self._create_segment(index), self.directory, "creating a segment in", fatal=False)
             active = self._segments[-1]
@@ -373,6 +468,8 @@ class SegmentLog:
             if not active.offsets:
                 active.first_index = index
             active.offsets.append(active.size)
+            active.tags += tag
+            active.key_ids.append(key_id)
             active.size += len(frame)
             self._data_pending = True
 
@@ -465,7 +562,7 @@ class SegmentLog:
         if frames < segment.count:
             new_size = segment.offsets[frames]
             os.ftruncate(self._fd, new_size)
-            del segment.offsets[frames:]
+            segment.keep_frames(frames)
             segment.size = new_size
             self._data_pending = True
 
@@ -513,8 +610,9 @@ class SegmentLog:
         """Replace the whole log by ``entries`` (a snapshot was installed); durable on return.
 
         Old segment files are deleted newest first, each deletion durable
-        before the next, then one fresh segment is written and synced. A crash
-        leaves the old log, a prefix of it, or a prefix of ``entries``.
+        before the next, then one fresh segment is written and synced; its
+        chain starts anew. A crash leaves the old log, a prefix of it, or a
+        prefix of ``entries``.
 
         Raises:
             ValueError: the indices of ``entries`` are not consecutive or a
@@ -523,12 +621,14 @@ class SegmentLog:
         """
         frames = []
         previous = None
+        tag = CHAIN_START
         for index, term, payload in entries:
             if previous is not None and index != previous + 1:
                 raise ValueError(f"reset with entry {index} after entry {previous}")
             if not 0 <= index <= _MAX_U64 or not 0 <= term <= _MAX_U64 or len(payload) > _MAX_PAYLOAD:
                 raise ValueError(f"entry {index}: field out of range")
-            frames.append((index, _frame(index, term, payload)))
+            key_id, tag = self._chain.sign(index, term, tag, payload)
+            frames.append((index, key_id, tag, _frame(index, term, key_id, payload, tag)))
             previous = index
         with self._lock:
             self._check_usable()
@@ -542,10 +642,12 @@ class SegmentLog:
                 if frames:
                     segment = self._create_segment(frames[0][0])
                     assert self._fd is not None
-                    _write_all(self._fd, b"".join(frame for _, frame in frames))
+                    _write_all(self._fd, b"".join(frame for *_, frame in frames))
                     segment.first_index = frames[0][0]
-                    for _, frame in frames:
+                    for _, key_id, tag, frame in frames:
                         segment.offsets.append(segment.size)
+                        segment.tags += tag
+                        segment.key_ids.append(key_id)
                         segment.size += len(frame)
                 self._sync_locked()
 
@@ -599,20 +701,22 @@ class SegmentLog:
             raise (self._fail(error) if fatal else error) from None
 
     def _create_segment(self, first_index: int) -> _Segment:
-        """Create the next segment (magic written, fd kept as the active one).
+        """Create the next segment (header written, fd kept as the active one).
 
         Every earlier creation and deletion is made durable first: a new
         segment never appears on disk next to files that should be gone, or
-        without the segments before it.
+        without the segments before it. Its anchor continues the chain of the
+        segment before it; with none left, the chain starts anew.
         """
         if self._dir_pending:
             self._guard(self._dir_barrier, self.directory, "syncing")
         seq = self._next_seq
         path = self.directory / f"{seq:016x}-{first_index:016x}.seg"
+        anchor = self._chain_head()
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             os.fchmod(fd, 0o600)
-            _write_all(fd, MAGIC)
+            _write_all(fd, _segment_header(anchor))
         except OSError:
             # a file without its magic must neither stay behind nor block a retry
             os.close(fd)
@@ -624,7 +728,7 @@ class SegmentLog:
         self._next_seq = seq + 1
         self._close_fd()
         self._fd = fd
-        segment = _Segment(path, seq, len(MAGIC))
+        segment = _Segment(path, seq, SEGMENT_HEADER_SIZE, anchor)
         self._segments.append(segment)
         self._dir_pending = True
         self._data_pending = True

@@ -175,6 +175,10 @@ class StateMachine:
         # DEK terms: entries sealed below ``retired_below`` are refused at apply.
         self.active_key_id = 0
         self.retired_below = 0
+        # Log entries applied per DEK term (the key id each record names): the
+        # cluster-wide count of records sealed under a term, the same on every
+        # manager because it is derived from the log; see ``records_sealed``.
+        self._key_records: dict[int, int] = {}
 
     # ------------------------------------------------------------------ apply
 
@@ -194,6 +198,8 @@ class StateMachine:
         with self.lock:
             if index <= self.applied_index:
                 raise ValueError(f"entry {index} applied twice (applied index {self.applied_index})")
+            if key_id >= self.retired_below:
+                self._key_records[key_id] = self._key_records.get(key_id, 0) + 1
             for proposal_id, now, actions in proposals:
                 if key_id < self.retired_below:
                     outcomes.append(Outcome.failure(RetiredKey()))
@@ -209,6 +215,18 @@ class StateMachine:
                 effects.extend(proposal_effects)
             self.applied_index = index
         return outcomes, effects
+
+    def records_sealed(self, key_id: int) -> int:
+        """How many committed log entries were sealed under DEK term ``key_id``, cluster-wide.
+
+        Counted at apply from the key id in each record, so it survives
+        restarts (snapshot plus replay) and leader changes, and every manager
+        agrees. It leaves out what never reaches the log as an entry of ours:
+        pysyncobj's control entries, snapshots and proposals that did not
+        commit; the rotation threshold keeps a wide margin for them.
+        """
+        with self.lock:
+            return self._key_records.get(key_id, 0)
 
     def advance(self, index: int) -> None:
         """Record that a Raft entry that carries no proposals (no-op, membership) was applied."""
@@ -257,6 +275,7 @@ class StateMachine:
                 self._kv[key] = record
         if overlay.key_state is not None:
             self.active_key_id, self.retired_below = overlay.key_state
+            self._key_records = {k: n for k, n in self._key_records.items() if k >= self.retired_below}
         for event in overlay.events:
             if len(self._events) == self._events.maxlen:
                 self._first_event_version = self._events[0].version + 1
@@ -497,7 +516,11 @@ class StateMachine:
                 "tables": {t: list(self._tables[t].values()) for t in OBJECT_TABLES},
                 "kv": list(self._kv.values()),
                 "applied": [[pid, out] for pid, out in self._applied.items()],
-                "keys": {"active": self.active_key_id, "retired_below": self.retired_below},
+                "keys": {
+                    "active": self.active_key_id,
+                    "retired_below": self.retired_below,
+                    "records": sorted([k, n] for k, n in self._key_records.items()),
+                },
             }
 
     def load(self, data: dict[str, Any]) -> None:
@@ -516,6 +539,12 @@ class StateMachine:
             self.applied_index = int(data["applied_index"])
             self.active_key_id = int(data["keys"]["active"])
             self.retired_below = int(data["keys"]["retired_below"])
+            records = data["keys"].get("records")
+            if records is None:
+                # A snapshot from before the count: every entry so far may have
+                # been sealed under the active term, an upper bound to start from.
+                records = [[max(self.active_key_id, 1), self.applied_index]]
+            self._key_records = {int(k): int(n) for k, n in records}
             self._events.clear()
             self._first_event_version = self.applied_index + 1
 

@@ -15,6 +15,7 @@ from raftstore._frames import FrameBuffer, decode_payload
 from raftstore._node_state import split_host_port
 from raftstore._objects import validate_name
 from raftstore._segments import MAGIC, SegmentLog
+from segment_chain import CHAIN
 from raftstore._snapshot_file import decode_snapshot, encode_snapshot
 from raftstore._state_machine import StateMachine
 from raftstore.keyring import JoinToken, UnlockKey, create_root_ca, issue_certificate
@@ -91,7 +92,7 @@ def test_segment_files(tmp_path_factory, data: bytes) -> None:  # type: ignore[n
     directory: Path = tmp_path_factory.mktemp("seg")
     (directory / "0000000000000001-0000000000000001.seg").write_bytes(MAGIC + data)
     try:
-        log = SegmentLog.open(directory, log=lambda line: None)
+        log = SegmentLog.open(directory, chain=CHAIN, log=lambda line: None)
         log.close()
     except InvalidRecord:
         pass

@@ -117,6 +117,31 @@ def test_rotation_retires_older_terms_deterministically() -> None:
     assert out.ok
 
 
+def test_records_are_counted_per_dek_term_one_per_entry_and_survive_a_snapshot() -> None:
+    sm = StateMachine()
+    apply(sm, 2, [{"op": "put", "key": "a", "value": b"1"}], [{"op": "put", "key": "b", "value": b"2"}])
+    apply(sm, 3, [{"op": "put", "key": "a", "value": b"3"}])
+    assert sm.records_sealed(1) == 2  # a batch of proposals is one sealed record
+    apply(sm, 4, [{"op": "rotate_dek", "key_id": 2, "wrapped": b"sealed"}])
+    apply(sm, 5, [{"op": "put", "key": "a", "value": b"4"}], key_id=2)
+    assert sm.records_sealed(1) == 0 and sm.records_sealed(2) == 1  # a retired term is forgotten
+    copy = StateMachine()
+    copy.load(msgpack.unpackb(sm.encode(), raw=False))
+    assert copy.records_sealed(2) == 1 and copy.digest() == sm.digest()
+    apply(copy, 6, [{"op": "put", "key": "a", "value": b"5"}], key_id=2)
+    assert copy.records_sealed(2) == 2
+
+
+def test_a_snapshot_without_counts_starts_from_an_upper_bound() -> None:
+    sm = StateMachine()
+    apply(sm, 9, [{"op": "put", "key": "a", "value": b"1"}])
+    dump = msgpack.unpackb(sm.encode(), raw=False)
+    del dump["keys"]["records"]
+    copy = StateMachine()
+    copy.load(dump)
+    assert copy.records_sealed(1) == 9  # every entry up to the snapshot may have used term 1
+
+
 def test_dump_load_round_trip_and_digest() -> None:
     sm = StateMachine()
     apply(sm, 2, [{"op": "put", "key": "a", "value": b"1"}], [{"op": "create", "table": "secrets", "id": "s", "name": "s"}])

@@ -27,6 +27,7 @@ import pytest
 
 import raftstore._segments as segments_mod
 from raftstore._segments import SegmentLog
+from segment_chain import CHAIN
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="maps fds to paths via /proc")
 
@@ -143,7 +144,7 @@ class Recorder:
                 for name, data in state:
                     (d / name).write_bytes(data)
                 lines: list[str] = []
-                log = SegmentLog.open(d, log=lines.append)  # must not raise
+                log = SegmentLog.open(d, chain=CHAIN, log=lines.append)  # must not raise
                 entries = log.entries()
                 log.close()
                 assert accept(entries), (k, sorted(n for n, _ in state), [e[0] for e in entries])
@@ -154,7 +155,7 @@ class Recorder:
 
 
 def synced_log(d: Path, first: int, last: int, segment_bytes: int) -> tuple[SegmentLog, list]:
-    log = SegmentLog.open(d, segment_bytes=segment_bytes)
+    log = SegmentLog.open(d, chain=CHAIN, segment_bytes=segment_bytes)
     entries = [ent(i) for i in range(first, last + 1)]
     for e in entries:
         log.append(*e)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from raftstore._segments import SegmentLog
+from segment_chain import CHAIN
 
 
 class SegmentLogModel(RuleBasedStateMachine):
@@ -19,7 +20,7 @@ class SegmentLogModel(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp(prefix="segmodel-"))
         self.segment_bytes = 120
         self.lines: list[str] = []
-        self.log = SegmentLog.open(self.dir, segment_bytes=self.segment_bytes, log=self.lines.append)
+        self.log = SegmentLog.open(self.dir, chain=CHAIN, segment_bytes=self.segment_bytes, log=self.lines.append)
         self.model: list[tuple[int, int, bytes]] = []
         self.next_index = 1
 
@@ -83,7 +84,7 @@ class SegmentLogModel(RuleBasedStateMachine):
     def reopen(self):
         self.log.sync()
         self.log.close()
-        self.log = SegmentLog.open(self.dir, segment_bytes=self.segment_bytes, log=self.lines.append)
+        self.log = SegmentLog.open(self.dir, chain=CHAIN, segment_bytes=self.segment_bytes, log=self.lines.append)
         assert self.log.entries() == self.model
         assert self.lines == []
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import raftstore._segments as segments_mod
-from raftstore._segments import MAGIC, SegmentLog, _frame
+from raftstore._segments import SegmentLog, _frame, _segment_header
+from segment_chain import CHAIN
 from raftstore.keyring import InvalidRecord, StorageError
 
 
@@ -21,7 +22,7 @@ def seg_files(directory: Path) -> list[Path]:
 def open_log(directory: Path, lines: list[str] | None = None, **kw) -> SegmentLog:
     if lines is None:
         lines = []
-    return SegmentLog.open(directory, log=lines.append, **kw)
+    return SegmentLog.open(directory, chain=CHAIN, log=lines.append, **kw)
 
 
 def reopen_entries(directory: Path, **kw) -> tuple[list, int | None, int | None, list[str]]:
@@ -306,7 +307,7 @@ def test_truncate_after_with_empty_segments_behind(tmp_path):
 
 def test_truncate_after_makes_the_holding_segment_active(tmp_path):
     d = tmp_path / "log"
-    log = filled(d, 1, 30, segment_bytes=150)
+    log = filled(d, 1, 30, segment_bytes=300)
     infos = log.segments()
     assert len(infos) >= 4
     target = infos[1]
@@ -316,7 +317,7 @@ def test_truncate_after_makes_the_holding_segment_active(tmp_path):
     log.append(*ent(target.first_index + 1, term=3))  # goes into the cut segment
     assert log.segments()[-1].path == target.path
     log.close()
-    entries = reopen_entries(d, segment_bytes=150)[0]
+    entries = reopen_entries(d, segment_bytes=300)[0]
     assert entries == [ent(i) for i in range(1, target.first_index + 1)] + [ent(target.first_index + 1, term=3)]
 
 
@@ -370,7 +371,7 @@ def test_failed_truncate_poisons_the_log_and_leaves_a_log_that_opens(tmp_path, m
 
 def test_drop_before(tmp_path):
     d = tmp_path / "log"
-    log = filled(d, 1, 30, segment_bytes=120)
+    log = filled(d, 1, 30, segment_bytes=260)
     infos = log.segments()
     assert len(infos) > 3
     # dropping before the first index of the 3rd segment removes exactly the first two
@@ -383,7 +384,7 @@ def test_drop_before(tmp_path):
     assert log.drop_before(third_first + 1) == []
     log.sync()
     log.close()
-    entries, first, last, lines = reopen_entries(d, segment_bytes=120)
+    entries, first, last, lines = reopen_entries(d, segment_bytes=260)
     assert entries == [ent(i) for i in range(third_first, 31)]
     assert (first, last) == (third_first, 30) and lines == []
 
@@ -508,21 +509,36 @@ def test_roll(tmp_path):
     assert entries == [ent(i) for i in range(1, 6)] and (first, last) == (1, 5) and lines == []
 
 
+def chained_segment(anchor: bytes, entries) -> bytes:
+    """A whole segment file, built as SegmentLog writes one: header with ``anchor``, then chained frames."""
+    out, tag = _segment_header(anchor), anchor
+    for index, term, payload in entries:
+        key_id, tag = CHAIN.sign(index, term, tag, payload)
+        out += _frame(index, term, key_id, payload, tag)
+    return out
+
+
 def test_index_gap_between_segments_is_refused(tmp_path):
     d = tmp_path / "log"
     filled(d, 1, 3).close()
+    (first,) = seg_files(d)
+    anchor = first.read_bytes()[-20:-4]  # the tag of entry 3
     # a second segment that starts at 5 instead of 4
     second = d / f"{2:016x}-{5:016x}.seg"
-    second.write_bytes(MAGIC + _frame(5, 1, b"five") + _frame(6, 1, b"six"))
+    second.write_bytes(chained_segment(anchor, [(5, 1, b"five"), (6, 1, b"six")]))
     with pytest.raises(InvalidRecord) as info:
         open_log(d)
     assert str(second) in str(info.value) and "offset" in str(info.value)
     # and an overlap (4 follows 3, then 3 again) as well
-    second.write_bytes(MAGIC + _frame(3, 1, b"three"))
+    second.write_bytes(chained_segment(anchor, [(3, 1, b"three")]))
     with pytest.raises(InvalidRecord, match="offset"):
         open_log(d)
-    second.write_bytes(MAGIC + _frame(4, 1, b"four"))
+    second.write_bytes(chained_segment(anchor, [(4, 1, b"four")]))
     assert [e[0] for e in reopen_entries(d)[0]] == [1, 2, 3, 4]
+    # the same entry 4, chained to anything but entry 3, is refused
+    second.write_bytes(chained_segment(bytes(16), [(4, 1, b"four")]))
+    with pytest.raises(InvalidRecord, match=f"{second} at offset 0: the chain anchor"):
+        open_log(d)
 
 
 def test_index_gap_by_renaming_segments_is_refused(tmp_path):
@@ -540,7 +556,7 @@ def test_index_gap_inside_segment_is_refused(tmp_path):
     d = tmp_path / "log"
     d.mkdir()
     path = d / f"{1:016x}-{1:016x}.seg"
-    path.write_bytes(MAGIC + _frame(1, 1, b"a") + _frame(3, 1, b"c"))
+    path.write_bytes(chained_segment(bytes(16), [(1, 1, b"a"), (3, 1, b"c")]))
     with pytest.raises(InvalidRecord, match="offset"):
         open_log(d)
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from raftstore._segments import MAGIC, SegmentLog
+from raftstore._segments import FRAME_OVERHEAD, HEADER_SIZE, MAGIC, SEGMENT_HEADER_SIZE, SegmentLog
+from segment_chain import CHAIN
 from raftstore.keyring import InvalidRecord
 
 HYPO = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -23,7 +24,7 @@ def seg_files(directory: Path) -> list[Path]:
 def open_log(directory: Path, lines: list[str] | None = None, **kw) -> SegmentLog:
     if lines is None:
         lines = []
-    return SegmentLog.open(directory, log=lines.append, **kw)
+    return SegmentLog.open(directory, chain=CHAIN, log=lines.append, **kw)
 
 
 def write_entries(directory: Path, entries, **kw) -> None:
@@ -74,8 +75,8 @@ def test_round_trip_across_rolls_and_reopen(tmp_path, start, items, segment_byte
             assert log.first_index == entries[0][0]
             assert log.last_index == entries[-1][0]
             # several rolls happened when the entries do not fit one segment
-            total = sum(len(p) + 28 for _, _, p in entries)
-            if total > segment_bytes + 28 + 300:
+            total = sum(len(p) + FRAME_OVERHEAD for _, _, p in entries)
+            if total > segment_bytes + FRAME_OVERHEAD + 300:
                 assert len(seg_files(d)) > 1
         else:
             assert log.first_index is None and log.last_index is None
@@ -148,7 +149,7 @@ def test_every_single_byte_flip_is_refused(three_frames, mask):
         assert lines == [], (offset, lines)  # not taken for a torn write
         assert path.read_bytes() == bytes(damaged), offset  # nothing was cut
         assert seg_files(d) == [path]
-        if offset >= last_offset + 24:
+        if offset >= last_offset + HEADER_SIZE:
             assert f"offset {last_offset}: payload checksum mismatch" in message
         elif offset >= last_offset:
             assert f"offset {last_offset}: frame header checksum mismatch" in message
@@ -208,7 +209,7 @@ def test_last_frame_zeroed_is_a_torn_write(three_frames):
 def test_zeroed_payload_behind_a_valid_header_is_damage(three_frames):
     """A complete header with a payload that fails its checksum is damage, even in the last frame."""
     d, path, original, last_offset = three_frames
-    damaged = original[: last_offset + 24] + b"\0" * (len(original) - last_offset - 24)
+    damaged = original[: last_offset + HEADER_SIZE] + b"\0" * (len(original) - last_offset - HEADER_SIZE)
     path.write_bytes(damaged)
     with pytest.raises(InvalidRecord, match=f"offset {last_offset}: payload checksum mismatch"):
         open_log(d)
@@ -232,19 +233,22 @@ def test_zero_tail_is_repaired(three_frames, zeros):
     assert again == []
 
 
-def test_torn_magic_of_last_segment_is_repaired(tmp_path):
+def test_torn_header_of_last_segment_is_repaired(tmp_path):
     d = tmp_path / "log"
     write_entries(d, [(1, 1, b"a"), (2, 1, b"b")], segment_bytes=1)
     files = seg_files(d)
     assert len(files) >= 2
-    for n in range(len(MAGIC)):
-        files[-1].write_bytes(MAGIC[:n])
+    header = files[-1].read_bytes()[:SEGMENT_HEADER_SIZE]  # chained to entry 1
+    for n in range(SEGMENT_HEADER_SIZE):
+        files[-1].write_bytes(header[:n])
         lines: list[str] = []
         log = open_log(d, lines, segment_bytes=1)
         assert log.entries() == [(1, 1, b"a")]
         assert len(lines) == 1 and str(files[-1]) in lines[0]
-        assert files[-1].read_bytes() == MAGIC
+        assert files[-1].read_bytes() == header
+        log.append(2, 1, b"b")  # the repaired segment continues the chain
         log.close()
+        assert open_log(d, segment_bytes=1).entries() == [(1, 1, b"a"), (2, 1, b"b")]
 
 
 # --------------------------------------------------------------------------- 4. torn non-last segment
@@ -310,7 +314,7 @@ def test_repair_goes_to_the_logging_module_without_a_log_callable(three_frames, 
     d, path, original, last_offset = three_frames
     path.write_bytes(original[:-3])
     with caplog.at_level("WARNING", logger="raftstore.segments"):
-        log = SegmentLog.open(d)
+        log = SegmentLog.open(d, chain=CHAIN)
     assert log.entries() == THREE[:2]
     assert any(str(path) in r.getMessage() and "cut a torn write" in r.getMessage() for r in caplog.records)
     log.close()
@@ -318,12 +322,14 @@ def test_repair_goes_to_the_logging_module_without_a_log_callable(three_frames, 
 
 def test_segment_info(tmp_path):
     d = tmp_path / "log"
-    log = open_log(d, segment_bytes=8 + 2 * 58)  # room for two frames of 58 bytes
+    frame = FRAME_OVERHEAD + 30
+    log = open_log(d, segment_bytes=SEGMENT_HEADER_SIZE + 2 * frame)  # room for two frames
     for i in range(1, 8):
         log.append(i, 1, b"x" * 30)
     infos = log.segments()
     assert [(s.first_index, s.last_index) for s in infos] == [(1, 2), (3, 4), (5, 6), (7, 7)]
-    assert [s.size_bytes for s in infos] == [8 + 2 * 58, 8 + 2 * 58, 8 + 2 * 58, 8 + 58]
+    two, one = SEGMENT_HEADER_SIZE + 2 * frame, SEGMENT_HEADER_SIZE + frame
+    assert [s.size_bytes for s in infos] == [two, two, two, one]
     assert [s.path for s in infos] == seg_files(d)
     assert all(s.path.stat().st_size == s.size_bytes for s in infos)
     log.close()
