@@ -12,10 +12,16 @@ handlers and wires the pieces together. Its mode follows the data directory:
               says why
 
 SIGTERM and SIGINT shut it down cleanly (Raft stopped, log synced).
+
+Before it touches anything in the data directory the daemon takes an
+exclusive lock on it (``raftstore.lock``, held until the process ends), so a
+second daemon on the same directory stops instead of taking over the control
+socket.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -61,6 +67,27 @@ log = logging.getLogger("raftstore.daemon")
 INACTIVE, LOCKED, MANAGER_MODE, WORKER_MODE, FAILED = "inactive", "locked", "manager", "worker", "failed"
 
 
+def _lock_data_dir(paths: StatePaths) -> int:
+    """Take the data directory's exclusive lock for this process's life; the descriptor is never closed.
+
+    Raises:
+        Unavailable: another process (a second daemon) holds it.
+    """
+    fd = os.open(paths.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip()
+        os.close(fd)
+        raise Unavailable(
+            f"the data directory {paths.root} is in use by another raftstore daemon"
+            + (f" (pid {holder})" if holder.isdigit() else "")
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
 class Daemon:
     def __init__(
         self,
@@ -87,6 +114,7 @@ class Daemon:
         self.listener: ClusterListener | None = None
         self.failure: str | None = None
         self._server_context: ssl.SSLContext | None = None
+        self._lock_fd: int | None = None
         self._stopping = threading.Event()
         self.control = ControlServer(self._handle, self.log)
         # Managers remember when workers last reported (node ls STATUS).
@@ -133,6 +161,7 @@ class Daemon:
                       f"fsync {'OFF' if self.benchmark.no_fsync else 'on'}; never use this directory for real data")
         self.paths.create()
         os.chmod(self.paths.root, 0o700)
+        self._lock_fd = _lock_data_dir(self.paths)
         set_log_context(self.log_context)
         if self.metrics_addr is not None:  # first: a port in use stops the daemon before it serves anything
             self.metrics = MetricsServer(self)
