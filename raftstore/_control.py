@@ -142,8 +142,10 @@ class ControlServer:
         self, conn: socket.socket, context: ssl.SSLContext | None, info: dict[str, Any], slot: Slot | None = None
     ) -> None:
         # TCP connections (``slot``) are strangers until their first request: one deadline for it all.
+        # A peer is known once TLS verified its certificate; without TLS (the unix socket, or plain TCP
+        # that the operator asked for) it is the local admin. An unknown one stays a stranger.
         deadline = time.monotonic() + STRANGER_DEADLINE if slot is not None else None
-        limit = MAX_REQUEST_BYTES
+        known = True
         try:
             if context is not None:
                 conn = context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
@@ -152,12 +154,12 @@ class ControlServer:
                 conn.settimeout(STRANGER_DEADLINE)
                 conn.do_handshake()  # type: ignore[attr-defined]
                 conn.settimeout(None)
-                if peer_identity(conn) is None:  # type: ignore[arg-type]
-                    limit = STRANGER_FRAME_BYTES  # no verified certificate: a stranger for good
+                known = peer_identity(conn) is not None  # type: ignore[arg-type]
                 refusal = _remote_refusal(conn)  # type: ignore[arg-type]
                 if refusal is not None:
                     write_frame(conn, error_reply(PermissionDenied(refusal)))
                     return
+            limit = MAX_REQUEST_BYTES if known else STRANGER_FRAME_BYTES
             while not self._stopping.is_set():
                 try:
                     request = read_frame(conn, limit, deadline)
@@ -166,7 +168,7 @@ class ControlServer:
                 except ProtocolError as error:
                     write_frame(conn, error_reply(error))
                     return
-                if slot is not None and limit == MAX_REQUEST_BYTES and deadline is not None:
+                if slot is not None and known and not slot.identified:
                     if not slot.identify():
                         write_frame(conn, error_reply(Unavailable("too many control connections; try again later")))
                         return
