@@ -4,16 +4,19 @@ Every connection verifies that the server is a manager: with the cluster's
 roots it checks the chain and OU swarm-manager (and O, once the cluster id is
 known). The single exception is ``fetch_root_ca``, which runs before the
 client knows the cluster's roots; its caller must compare the result with the
-digest in the join token before trusting anything else.
+digest in the join token before trusting anything else. Until then the server
+is a stranger: its reply gets ``STRANGER_FRAME_BYTES`` (a root CA is a few
+KiB) and the whole exchange one deadline.
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
+import time
 from typing import Any
 
-from ._frames import raise_for_reply, read_frame, write_frame
+from ._frames import MAX_FRAME_BYTES, STRANGER_FRAME_BYTES, raise_for_reply, read_frame, write_frame
 from ._node_state import split_host_port
 from ._tls import TlsIdentity, client_context, peer_identity
 from .keyring import (
@@ -29,7 +32,7 @@ __all__ = ["ClusterClient", "fetch_root_ca"]
 API_CHANNEL = "api"
 
 
-def _connect(address: str, context: ssl.SSLContext, timeout: float) -> ssl.SSLSocket:
+def _connect(address: str, context: ssl.SSLContext, timeout: float, deadline: float | None = None) -> ssl.SSLSocket:
     host, port = split_host_port(address)
     try:
         raw = socket.create_connection((host, port), timeout=timeout)
@@ -39,7 +42,7 @@ def _connect(address: str, context: ssl.SSLContext, timeout: float) -> ssl.SSLSo
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock = context.wrap_socket(raw, server_side=False)
         write_frame(sock, {"channel": API_CHANNEL})
-        hello = read_frame(sock, 4096)
+        hello = read_frame(sock, 4096, deadline)
     except ssl.SSLError as error:
         raw.close()
         raise Unavailable(f"TLS handshake with {address} failed: {error.reason or error}") from None
@@ -52,20 +55,33 @@ def _connect(address: str, context: ssl.SSLContext, timeout: float) -> ssl.SSLSo
     return sock
 
 
-def _call(sock: ssl.SSLSocket, address: str, method: str, params: dict[str, Any]) -> Any:
+def _call(
+    sock: ssl.SSLSocket,
+    address: str,
+    method: str,
+    params: dict[str, Any],
+    max_bytes: int = MAX_FRAME_BYTES,
+    deadline: float | None = None,
+) -> Any:
     try:
         write_frame(sock, {"method": method, "params": params})
-        reply = read_frame(sock)
+        reply = read_frame(sock, max_bytes, deadline)
     except (OSError, ConnectionError) as error:
         raise Unavailable(f"connection to {address} failed: {error}") from None
     return raise_for_reply(reply, address).get("result")
 
 
 def fetch_root_ca(address: str, timeout: float = 10.0) -> bytes:
-    """The manager's root CA bundle, fetched WITHOUT verifying the server."""
-    sock = _connect(address, client_context(None, None), timeout)
+    """The manager's root CA bundle, fetched WITHOUT verifying the server (so: small reply, one deadline).
+
+    Raises:
+        Unavailable: unreachable, or no answer by ``timeout``.
+        ProtocolError: a reply over ``STRANGER_FRAME_BYTES``, or not a CA bundle.
+    """
+    deadline = time.monotonic() + timeout
+    sock = _connect(address, client_context(None, None), timeout, deadline)
     try:
-        result = _call(sock, address, "ca.get", {})
+        result = _call(sock, address, "ca.get", {}, STRANGER_FRAME_BYTES, deadline)
     finally:
         sock.close()
     if not isinstance(result, dict) or not isinstance(result.get("root_ca_pem"), bytes):

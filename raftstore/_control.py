@@ -14,6 +14,14 @@ Protocol: msgpack frames (``_frames``). A request is
 or ``{"ok": false, "error": {"code", "message"}}``. A streaming method
 (``events``) sends ``{"ok": true, "item": x}`` frames until the client closes
 the connection or the stream ends with a final ``{"ok": true, "end": true}``.
+
+The TCP listener is reachable by strangers, so it applies the limits before
+identity of ``_admission``: until a connection has passed its TLS handshake
+and sent its first request, it shares a small pool (capped per address and in
+total; the longest idle one is evicted for a newcomer) under one deadline, and
+a peer without a verified certificate never gets more than
+``STRANGER_FRAME_BYTES`` per frame. Identified connections have their own cap,
+so threads stay bounded however many connections are opened.
 """
 
 from __future__ import annotations
@@ -23,10 +31,13 @@ import os
 import socket
 import ssl
 import threading
+import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ._frames import error_reply, raise_for_reply, read_frame, write_frame
+from ._admission import STRANGER_DEADLINE, ConnectionPool, Slot
+from ._frames import STRANGER_FRAME_BYTES, error_reply, raise_for_reply, read_frame, write_frame
 from ._node_state import listen_tcp, split_host_port
 from ._tls import peer_certificate_pem, peer_identity
 from .keyring import (
@@ -46,6 +57,10 @@ __all__ = ["ControlServer", "ControlClient", "Stream", "parse_host", "is_loopbac
 
 #: Requests may carry a whole backup (snapshot restore); the socket is the daemon user's alone.
 MAX_REQUEST_BYTES = 64 * 2**20
+#: The TCP listener's pool: connections still showing who they are, and identified ones (streams included).
+MAX_TCP_STRANGERS = 32
+MAX_TCP_STRANGERS_PER_ADDRESS = 16
+MAX_TCP_CONNECTIONS = 64
 
 
 class Stream:
@@ -88,16 +103,23 @@ class ControlServer:
         os.chmod(path, 0o600)
         sock.listen(64)
         self._unix_path = path
-        self._start(sock, None, {"transport": "unix"})
+        self._start(sock, None, {"transport": "unix"}, None)
 
     def listen_tcp(self, address: str, context: ssl.SSLContext | None) -> None:
         sock = listen_tcp(address, backlog=64)
-        self._start(sock, context, {"transport": "tcp", "tls": context is not None})
+        pool = ConnectionPool(
+            strangers=MAX_TCP_STRANGERS,
+            strangers_per_address=MAX_TCP_STRANGERS_PER_ADDRESS,
+            identified=MAX_TCP_CONNECTIONS,
+        )
+        self._start(sock, context, {"transport": "tcp", "tls": context is not None}, pool)
 
-    def _start(self, sock: socket.socket, context: ssl.SSLContext | None, info: dict[str, Any]) -> None:
+    def _start(
+        self, sock: socket.socket, context: ssl.SSLContext | None, info: dict[str, Any], pool: ConnectionPool | None
+    ) -> None:
         self._sockets.append(sock)
         threading.Thread(
-            target=self._accept_loop, args=(sock, context, info), name="control-listener", daemon=True
+            target=self._accept_loop, args=(sock, context, info, pool), name="control-listener", daemon=True
         ).start()
 
     def stop(self) -> None:
@@ -114,36 +136,60 @@ class ControlServer:
             except FileNotFoundError:
                 pass
 
-    def _accept_loop(self, sock: socket.socket, context: ssl.SSLContext | None, info: dict[str, Any]) -> None:
+    def _accept_loop(
+        self, sock: socket.socket, context: ssl.SSLContext | None, info: dict[str, Any], pool: ConnectionPool | None
+    ) -> None:
         while not self._stopping.is_set():
             try:
-                conn, _ = sock.accept()
+                conn, peer = sock.accept()
             except OSError:
                 if self._stopping.is_set():
                     return
                 continue
+            slot = pool.admit(conn, str(peer[0])) if pool is not None else None
+            if pool is not None and slot is None:
+                conn.close()  # every slot busy serving: refuse rather than queue
+                continue
             threading.Thread(
-                target=self._serve, args=(conn, context, info), name="control-conn", daemon=True
+                target=self._serve, args=(conn, context, info, slot), name="control-conn", daemon=True
             ).start()
 
-    def _serve(self, conn: socket.socket, context: ssl.SSLContext | None, info: dict[str, Any]) -> None:
+    def _serve(
+        self, conn: socket.socket, context: ssl.SSLContext | None, info: dict[str, Any], slot: Slot | None = None
+    ) -> None:
+        # TCP connections (``slot``) are strangers until their first request: one deadline for it all.
+        # A peer is known once TLS verified its certificate; without TLS (the unix socket, or plain TCP
+        # that the operator asked for) it is the local admin. An unknown one stays a stranger.
+        deadline = time.monotonic() + STRANGER_DEADLINE if slot is not None else None
+        known = True
         try:
             if context is not None:
-                conn.settimeout(10)
-                conn = context.wrap_socket(conn, server_side=True)
+                conn = context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+                if slot is not None:
+                    slot.attach(conn)
+                conn.settimeout(STRANGER_DEADLINE)
+                conn.do_handshake()  # type: ignore[attr-defined]
                 conn.settimeout(None)
+                known = peer_identity(conn) is not None  # type: ignore[arg-type]
                 refusal = _remote_refusal(conn)  # type: ignore[arg-type]
                 if refusal is not None:
                     write_frame(conn, error_reply(PermissionDenied(refusal)))
                     return
+            limit = MAX_REQUEST_BYTES if known else STRANGER_FRAME_BYTES
             while not self._stopping.is_set():
                 try:
-                    request = read_frame(conn, MAX_REQUEST_BYTES)
-                except ConnectionError:
+                    request = read_frame(conn, limit, deadline)
+                except (ConnectionError, socket.timeout):
                     return
                 except ProtocolError as error:
                     write_frame(conn, error_reply(error))
                     return
+                if slot is not None and known and not slot.identified:
+                    if not slot.identify():
+                        write_frame(conn, error_reply(Unavailable("too many control connections; try again later")))
+                        return
+                    deadline = None
+                    conn.settimeout(None)
                 if not isinstance(request, dict) or not isinstance(request.get("method"), str):
                     write_frame(conn, error_reply(ProtocolError("a request is a map with a method")))
                     continue
@@ -151,12 +197,15 @@ class ControlServer:
                 if not isinstance(params, dict):
                     write_frame(conn, error_reply(ProtocolError("params must be a map")))
                     continue
-                if not self._answer(conn, request["method"], params, info):
-                    return
+                with slot.serving() if slot is not None else nullcontext():
+                    if not self._answer(conn, request["method"], params, info):
+                        return
         except (OSError, ssl.SSLError, ConnectionError):
             pass
         finally:
             conn.close()
+            if slot is not None:
+                slot.release()
 
     def _answer(self, conn: socket.socket, method: str, params: dict[str, Any], info: dict[str, Any]) -> bool:
         try:

@@ -12,12 +12,21 @@ handlers and wires the pieces together. Its mode follows the data directory:
               says why
 
 SIGTERM and SIGINT shut it down cleanly (Raft stopped, log synced).
+
+Before it touches anything in the data directory the daemon takes an
+exclusive lock on it (``raftstore.lock``, held until the process ends), so a
+second daemon on the same directory stops instead of taking over the control
+socket; and it turns core dumps off, because it will hold the DEK, the KEK,
+the CA key and the unlock key in memory.
 """
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -60,6 +69,48 @@ log = logging.getLogger("raftstore.daemon")
 
 INACTIVE, LOCKED, MANAGER_MODE, WORKER_MODE, FAILED = "inactive", "locked", "manager", "worker", "failed"
 
+_PR_SET_DUMPABLE = 4  # <linux/prctl.h>
+
+
+def _disable_core_dumps(warn: Callable[[str], None]) -> None:
+    """No core file may carry this process's keys: RLIMIT_CORE 0 (soft and hard) and, on Linux, not dumpable.
+
+    Not dumpable also makes /proc/PID's files owned by root and keeps other
+    processes of the same user from ptrace-attaching; the process itself still
+    reads its own /proc/self. Where a sandbox forbids either call (systemd's
+    SystemCallFilter), the unit's LimitCORE=0 does the same; a warning says so.
+    """
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (OSError, ValueError) as error:
+        if resource.getrlimit(resource.RLIMIT_CORE)[0] != 0:
+            warn(f"cannot turn core dumps off (RLIMIT_CORE): {error}")
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+            warn(f"cannot mark the process not dumpable: {os.strerror(ctypes.get_errno())}")
+
+
+def _lock_data_dir(paths: StatePaths) -> int:
+    """Take the data directory's exclusive lock for this process's life; the descriptor is never closed.
+
+    Raises:
+        Unavailable: another process (a second daemon) holds it.
+    """
+    fd = os.open(paths.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip()
+        os.close(fd)
+        raise Unavailable(
+            f"the data directory {paths.root} is in use by another raftstore daemon"
+            + (f" (pid {holder})" if holder.isdigit() else "")
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
 
 class Daemon:
     def __init__(
@@ -87,6 +138,7 @@ class Daemon:
         self.listener: ClusterListener | None = None
         self.failure: str | None = None
         self._server_context: ssl.SSLContext | None = None
+        self._lock_fd: int | None = None
         self._stopping = threading.Event()
         self.control = ControlServer(self._handle, self.log)
         # Managers remember when workers last reported (node ls STATUS).
@@ -131,8 +183,10 @@ class Daemon:
         if self.benchmark.any:
             self.warn(f"BENCHMARK CONTROL: sealing {'OFF' if self.benchmark.no_sealing else 'on'}, "
                       f"fsync {'OFF' if self.benchmark.no_fsync else 'on'}; never use this directory for real data")
+        _disable_core_dumps(self.warn)
         self.paths.create()
         os.chmod(self.paths.root, 0o700)
+        self._lock_fd = _lock_data_dir(self.paths)
         set_log_context(self.log_context)
         if self.metrics_addr is not None:  # first: a port in use stops the daemon before it serves anything
             self.metrics = MetricsServer(self)

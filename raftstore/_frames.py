@@ -6,14 +6,19 @@ API and Raft traffic between managers) is a sequence of frames::
     length (4 bytes, big-endian) | msgpack document
 
 A frame larger than the reader's limit is a protocol error, so that a peer
-cannot make us allocate without bound. msgpack, not pickle: a frame can only
-ever decode to plain data.
+cannot make us allocate without bound; the same limit bounds every msgpack
+length inside it (``max_bin_len`` and friends), and a reader may give a
+deadline for the whole frame, so that a peer trickling bytes cannot hold a
+reader past it. A peer whose identity is not known yet gets
+``STRANGER_FRAME_BYTES``. msgpack, not pickle: a frame can only ever decode to
+plain data.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+import time
 from typing import Any
 
 import msgpack
@@ -22,6 +27,7 @@ from .keyring import ProtocolError, RaftstoreError, error_class
 
 __all__ = [
     "MAX_FRAME_BYTES",
+    "STRANGER_FRAME_BYTES",
     "encode_frame",
     "decode_payload",
     "read_frame",
@@ -36,22 +42,43 @@ _LENGTH = struct.Struct(">I")
 #: Large enough for the biggest Raft append (see the adapter's batch limit).
 MAX_FRAME_BYTES = 64 * 2**20
 
+#: Before a peer is identified: the largest request a stranger needs is a
+#: ``node.renew_expired`` (chain, CSR and proof: 1.9 KB with the cluster's
+#: P-256 keys, measured), a ``join`` is 0.8 KB and a ``ca.get`` reply 0.6 KB.
+#: The margin leaves room for longer chains during a root rotation.
+STRANGER_FRAME_BYTES = 16 * 2**10
+
 
 def encode_frame(obj: Any) -> bytes:
     payload = msgpack.packb(obj, use_bin_type=True)
     return _LENGTH.pack(len(payload)) + payload
 
 
-def decode_payload(payload: bytes) -> Any:
+def decode_payload(payload: bytes, max_bytes: int = MAX_FRAME_BYTES) -> Any:
+    """Decode one frame's document; no string, bin, ext, array or map may claim more than ``max_bytes``."""
     try:
-        return msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        return msgpack.unpackb(
+            payload,
+            raw=False,
+            strict_map_key=False,
+            max_bin_len=max_bytes,
+            max_str_len=max_bytes,
+            max_ext_len=max_bytes,
+            max_array_len=max_bytes,
+            max_map_len=max_bytes,
+        )
     except Exception as error:  # msgpack raises several unrelated types
         raise ProtocolError(f"malformed frame: {type(error).__name__}") from None
 
 
-def _read_exactly(sock: socket.socket, n: int) -> bytes:
+def _read_exactly(sock: socket.socket, n: int, deadline: float | None) -> bytes:
     chunks = []
     while n:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("the peer's time is up")
+            sock.settimeout(remaining)
         chunk = sock.recv(min(n, 1 << 20))
         if not chunk:
             raise ConnectionError("connection closed by peer")
@@ -60,15 +87,19 @@ def _read_exactly(sock: socket.socket, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_frame(sock: socket.socket, max_bytes: int = MAX_FRAME_BYTES) -> Any:
-    """Read one frame from a blocking socket.
+def read_frame(sock: socket.socket, max_bytes: int = MAX_FRAME_BYTES, deadline: float | None = None) -> Any:
+    """Read one frame from a blocking socket, by ``deadline`` (``time.monotonic()``) if given.
 
-    Raises ConnectionError on EOF and ProtocolError on a malformed frame.
+    A frame over ``max_bytes`` is refused from its length prefix, before a
+    byte of it is read.
+
+    Raises ConnectionError on EOF, ProtocolError on a malformed or oversized
+    frame, and socket.timeout when the deadline passes.
     """
-    (length,) = _LENGTH.unpack(_read_exactly(sock, 4))
+    (length,) = _LENGTH.unpack(_read_exactly(sock, 4, deadline))
     if length > max_bytes:
         raise ProtocolError(f"frame of {length} bytes exceeds the limit of {max_bytes}")
-    return decode_payload(_read_exactly(sock, length))
+    return decode_payload(_read_exactly(sock, length, deadline), max_bytes)
 
 
 def write_frame(sock: socket.socket, obj: Any) -> None:
@@ -96,7 +127,7 @@ class FrameBuffer:
                 raise ProtocolError(f"frame of {length} bytes exceeds the limit of {self._max}")
             if len(buf) - pos - 4 < length:
                 break
-            out.append(decode_payload(bytes(buf[pos + 4 : pos + 4 + length])))
+            out.append(decode_payload(bytes(buf[pos + 4 : pos + 4 + length]), self._max))
             pos += 4 + length
         if pos:
             del buf[:pos]

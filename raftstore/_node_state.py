@@ -59,6 +59,11 @@ class StatePaths:
     def node_key(self) -> Path:
         return self.certificates / "swarm-node.key"
 
+    @property
+    def lock_file(self) -> Path:
+        """Held (flock) by the daemon serving this directory, for its whole life."""
+        return self.root / "raftstore.lock"
+
     def create(self) -> None:
         for directory in (self.root, self.raft, self.keys, self.certificates):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -27,6 +27,13 @@ loudly instead of silently falling back to pysyncobj's defaults:
     Snapshots: our serializer seals the state machine's dump; pysyncobj
     renames the file and streams it to lagging followers byte for byte.
 
+``SyncObj._SyncObj__serializer.setTransmissionData``
+    Receiving a leader's snapshot. pysyncobj writes it with the umask's mode
+    and renames it over ours before anything checks it, without fsync.
+    ``_SnapshotReceiver`` wraps pysyncobj's serializer and replaces that one
+    method: 0600 temporary file, fsync, open with the keyring, rename, fsync
+    the directory. A snapshot that does not open is refused and ours stays.
+
 ``Transport`` (public)
     ``_TransportAdapter`` forwards to ``RaftTransportCore`` (mutual TLS).
 
@@ -54,7 +61,7 @@ from pysyncobj.journal import Journal
 from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
-from ._fsutil import atomic_write, fsync_directory, fsync_file
+from ._fsutil import atomic_write, fsync_directory
 from ._metrics import FSYNC_SECONDS, SNAPSHOT_BYTES, SNAPSHOT_SECONDS, timed
 from ._raft_transport import RaftTransportCore
 from ._segments import SegmentLog
@@ -429,6 +436,79 @@ def install_single_member(
     journal._destroy()
 
 
+# --------------------------------------------------------------------- receiving snapshots
+
+_REFUSAL_REPORT_SECONDS = 60.0
+
+
+class _SnapshotReceiver:
+    """pysyncobj's ``Serializer`` for everything but receiving a leader's snapshot (see the module docstring).
+
+    pysyncobj calls ``setTransmissionData((chunk, is_first, is_last))`` per
+    chunk on the tick thread, and loads the snapshot file when it returns True.
+    """
+
+    def __init__(self, inner: Any, path: Path, verify: Callable[[str], None], log_line: Callable[[str], None]) -> None:
+        self._inner = inner
+        self._path = path
+        self._tmp = path.with_name(path.name + ".recv.tmp")
+        self._verify = verify
+        self._log = log_line
+        self._fd: int | None = None
+        self._refused = 0
+        self._reported_at = -_REFUSAL_REPORT_SECONDS
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def setTransmissionData(self, data: Any) -> bool:  # noqa: N802 (pysyncobj's name)
+        if data is None:
+            return False
+        chunk, is_first, is_last = data
+        try:
+            if is_first:
+                self._discard()
+                self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            if self._fd is None:
+                return False  # a transmission whose start we missed
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            if not is_last:
+                return False
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            self._verify(str(self._tmp))
+        except Exception as error:  # disk or snapshot: either way ours stays, the leader will resend
+            self._discard()
+            self._report_refusal(error)
+            return False
+        os.replace(self._tmp, self._path)
+        fsync_directory(self._path.parent)
+        return True
+
+    def _report_refusal(self, error: Exception) -> None:
+        """Once a minute at most: a leader with a damaged snapshot resends it every heartbeat."""
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._reported_at < _REFUSAL_REPORT_SECONDS:
+            return
+        self._reported_at = now
+        message = str(error) if isinstance(error, InvalidRecord) else f"{type(error).__name__}: {error}"
+        self._log(f"refused the snapshot received from the leader ({self._refused} so far): {message}; "
+                  "keeping the one on disk")
+
+    def _discard(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        try:
+            os.unlink(self._tmp)
+        except FileNotFoundError:
+            pass
+
+
 # --------------------------------------------------------------------- core
 
 
@@ -635,6 +715,9 @@ class RaftNode:
             finally:
                 _pending_journal.clear()
         self._transport: _TransportAdapter = self._core._SyncObj__transport  # type: ignore[attr-defined]
+        self._core._SyncObj__serializer = _SnapshotReceiver(  # type: ignore[attr-defined]
+            self._core._SyncObj__serializer, self._snapshot_path, self._open_snapshot, log  # type: ignore[attr-defined]
+        )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -799,28 +882,32 @@ class RaftNode:
             self._serialize_status = SERIALIZER_STATE.NOT_SERIALIZING
         return status
 
+    def _open_snapshot(self, path: str) -> tuple[bytes, Any, Any, list[RaftMember]]:
+        """A snapshot file's state, last and previous entries and members; raises if it does not open."""
+        index, term, sealed = read_snapshot(Path(path))
+        key_id = record_key_id(sealed)
+        if key_id not in self.keys.keyring.key_ids:
+            # Sealed under a DEK term this manager never saw (it was down
+            # while the term was added and the log compacted): ask a peer.
+            self._missing_key(key_id)
+        plaintext = open_record(
+            self.keys.keyring,
+            RecordKind.SNAPSHOT,
+            self.keys.cluster_id,
+            snapshot_context(index, term),
+            sealed,
+        )
+        body = msgpack.unpackb(plaintext, raw=False)
+        last = (self._codec.from_disk(body["last"][0], path), body["last"][1], body["last"][2])
+        prev = (self._codec.from_disk(body["prev"][0], path), body["prev"][1], body["prev"][2])
+        members = [RaftMember(i, a) for i, a in body["members"]]
+        return body["state"], last, prev, members
+
     def _deserialize(self, path: str) -> tuple[Any, Any, Any]:
+        # Our own snapshots and received ones alike were fsynced and renamed by us (the receiver above).
         try:
-            fsync_file(path)
-            fsync_directory(self.raft_dir)
-            index, term, sealed = read_snapshot(Path(path))
-            key_id = record_key_id(sealed)
-            if key_id not in self.keys.keyring.key_ids:
-                # Sealed under a DEK term this manager never saw (it was down
-                # while the term was added and the log compacted): ask a peer.
-                self._missing_key(key_id)
-            plaintext = open_record(
-                self.keys.keyring,
-                RecordKind.SNAPSHOT,
-                self.keys.cluster_id,
-                snapshot_context(index, term),
-                sealed,
-            )
-            body = msgpack.unpackb(plaintext, raw=False)
-            self._load_state(body["state"])
-            last = (self._codec.from_disk(body["last"][0], path), body["last"][1], body["last"][2])
-            prev = (self._codec.from_disk(body["prev"][0], path), body["prev"][1], body["prev"][2])
-            members = [RaftMember(i, a) for i, a in body["members"]]
+            state, last, prev, members = self._open_snapshot(path)
+            self._load_state(state)
             return last, prev, members
         except Exception as error:
             message = str(error) if isinstance(error, InvalidRecord) else f"{type(error).__name__}: {error}"

@@ -72,3 +72,11 @@ def test_membership_codec_round_trip() -> None:
     member = adapter.RaftMember("n1", "127.0.0.1:1")
     decoded = adapter._MsgpackCodec.loads(adapter._MsgpackCodec.dumps(["add", "n1", member]))
     assert decoded[0] == "add" and decoded[2] == member and decoded[2].address == "127.0.0.1:1"
+
+
+def test_snapshot_receive_seam() -> None:
+    # _SnapshotReceiver replaces the serializer instance that receives a leader's snapshot.
+    source = inspect.getsource(SyncObj)
+    assert "self.__serializer = Serializer(" in source
+    assert "if self.__serializer.setTransmissionData(serialized):\n                    self.__loadDumpFile(clearJournal=True)" in source
+    assert hasattr(pysyncobj.serializer.Serializer, "setTransmissionData")
