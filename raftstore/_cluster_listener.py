@@ -37,7 +37,7 @@ RAFT_CHANNEL = "raft"
 
 RaftCheck = Callable[[CertificateIdentity], str | None]
 RaftAdopt = Callable[[ssl.SSLSocket, CertificateIdentity], None]
-ApiHandler = Callable[[CertificateIdentity | None, str, dict[str, Any]], Any]
+ApiHandler = Callable[[CertificateIdentity | None, str, dict[str, Any], str | None], Any]
 
 
 class ClusterListener:
@@ -141,6 +141,7 @@ class ClusterListener:
 
     def _serve_api(self, sock: ssl.SSLSocket, identity: CertificateIdentity | None) -> None:
         sock.settimeout(self._idle_timeout)
+        address = sock.getpeername()[0]  # the handler rate-limits unauthenticated joins per source address
         while not self._stopping.is_set():
             try:
                 request = read_frame(sock)
@@ -153,7 +154,7 @@ class ClusterListener:
             try:
                 if not isinstance(params, dict):
                     raise ProtocolError("params must be a map")
-                result = self._on_api(identity, request["method"], params)
+                result = self._on_api(identity, request["method"], params, address)
                 reply = {"ok": True, "result": result}
             except RaftstoreError as error:
                 reply = error_reply(error)

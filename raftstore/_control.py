@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 from ._frames import error_reply, raise_for_reply, read_frame, write_frame
 from ._node_state import listen_tcp, split_host_port
 from ._tls import peer_identity
-from .keyring import WORKER_ROLE, InvalidArgument, PermissionDenied, ProtocolError, RaftstoreError, Unavailable
+from .keyring import InvalidArgument, ProtocolError, RaftstoreError, Unavailable
 
 # sun_path holds 108 bytes on Linux, the last one for the terminating NUL.
 _MAX_UNIX_PATH = 107
@@ -116,10 +116,7 @@ class ControlServer:
                 conn.settimeout(10)
                 conn = context.wrap_socket(conn, server_side=True)
                 conn.settimeout(None)
-                refusal = _remote_refusal(conn)  # type: ignore[arg-type]
-                if refusal is not None:
-                    write_frame(conn, error_reply(PermissionDenied(refusal)))
-                    return
+            info = _caller_info(conn, info)
             while not self._stopping.is_set():
                 try:
                     request = read_frame(conn, MAX_REQUEST_BYTES)
@@ -186,13 +183,18 @@ class ControlServer:
         return False
 
 
-def _remote_refusal(conn: ssl.SSLSocket) -> str | None:
-    """Any certificate that chains to --tlscacert may connect (as with dockerd), except a worker's:
-    a worker's key lives on a machine that must not control the cluster."""
-    identity = peer_identity(conn)
-    if identity is not None and identity.role == WORKER_ROLE:
-        return "permission denied: a worker's certificate cannot use the control API"
-    return None
+def _caller_info(conn: socket.socket, info: dict[str, Any]) -> dict[str, Any]:
+    """What the handler's authorization needs about this connection: the verified peer and its address.
+
+    The certificate only says who the peer claims to be; whether that makes it
+    an admin is decided per method by the daemon (see _authz).
+    """
+    peer = peer_identity(conn) if isinstance(conn, ssl.SSLSocket) else None
+    try:
+        address = conn.getpeername()
+    except OSError:
+        address = None
+    return {**info, "peer": peer, "address": address[0] if isinstance(address, tuple) else None}
 
 
 def parse_host(host: str) -> tuple[str, str]:
