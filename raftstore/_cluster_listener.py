@@ -12,7 +12,8 @@ handshake (as Swarm serves Raft and its dispatcher on 2377):
     Request/response frames ``{"method", "params"}`` → ``{"ok", "result"}``
     or ``{"ok": false, "error": {"code", "message"}}``. A client without a
     certificate may only fetch the root CA and join; everything else needs a
-    certificate of this cluster, and each handler checks the role it allows.
+    certificate of this cluster, as the node API's table declares (see
+    ``_authz``). Handlers learn the peer's address (joins are rate-limited by it).
 
 Handshakes and requests run on a thread per connection (bounded), never on the
 Raft tick thread, so a slow or hostile client cannot stall replication.

@@ -347,7 +347,7 @@ class ClusterService:
         ref = params.get("secret")
         if not isinstance(ref, str):
             raise InvalidArgument("secret.read needs a secret name or id")
-        state = self.daemon.require_manager().read_barrier()
+        state = self.daemon.require_manager().state  # authorize (node-in-role) read it after a barrier
         return {"data": read_granted_secret(state, self._caller(caller).node_id, ref)}
 
     # ------------------------------------------------------------- periodic
