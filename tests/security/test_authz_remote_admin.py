@@ -14,7 +14,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from authz_wire import control_call, files_identity, node_identity, serial_of
+from authz_wire import call, cluster_api, control_call, files_identity, node_identity, raft_channel, serial_of
 
 from raftstore._local_cluster import Cluster, free_port
 
@@ -55,6 +55,14 @@ def test_removed_manager_worker_and_revoked_client_are_refused(cluster: Cluster,
             reply = control_call(port, identity, method, params)
             assert _refused(reply), (name, method, reply)
     assert m1.run("kv", "ls", "--format", "json").stdout == before
+    # On the cluster port too, the removed manager's certificate is nobody's.
+    m3_id = m3.info()["node_id"]
+    with cluster_api(m1, removed_manager) as sock:
+        for method, params in (("raft.remove", {"node_id": m3_id}), ("raft.step_down", {}), ("raft.join", {}),
+                               ("keyring.fetch", {}), ("secret.read", {"secret": "x"}), ("node.renew", {})):
+            reply = call(sock, method, params)
+            assert not reply["ok"] and reply["error"]["code"] == "NodeRemoved", (method, reply)
+    assert raft_channel(m1, removed_manager) == {"ok": False, "error": f"node {m2_id} was removed from the cluster"}
 
     good = files_identity(operator)
     assert control_call(port, good, "kv.put", {"key": "k", "value": b"v"})["ok"]
