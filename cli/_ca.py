@@ -79,21 +79,40 @@ def ca(ctx: click.Context, rotate: bool, ca_cert: str | None, ca_key: str | None
 
 
 @ca.command("issue-client")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write ca.pem, cert.pem and key.pem into (created if missing).")
 @click.option("--name", help="Name for the certificate's CN (default: a generated one).")
+@click.option("--revoke", "revoke_serial", metavar="SERIAL",
+              help="Instead of issuing: revoke the client certificate with this serial (hex, as printed at issue).")
 @connection_options
 @handle_errors
-def issue_client(out_dir: Path, name: str | None) -> None:
-    """Write a client certificate set for the remote control API (-H tcp://... --tlsverify).
+def issue_client(out_dir: Path | None, name: str | None, revoke_serial: str | None) -> None:
+    """Write a client certificate set for the remote control API (-H tcp://... --tlsverify), or revoke one.
 
     The key is made here and never leaves this machine; the manager signs a CSR.
     Point RAFTSTORE_CERT_PATH at the directory, or pass --tlscacert/--tlscert/--tlskey.
+    The daemon's remote control API accepts only these certificates (never a
+    node's), and refuses a revoked one from the next request on, on every manager.
+
+    \b
+    Examples:
+      raftstore ca issue-client --out ~/.raftstore --name alice
+      raftstore ca issue-client --revoke 3f9a0c...   (the serial printed when it was issued)
     """
+    if revoke_serial is not None:
+        if out_dir is not None or name is not None:
+            raise click.UsageError("--revoke takes no --out or --name")
+        result = call("ca.revoke_client", {"serial": revoke_serial})
+        already = " (it already was)" if result["already_revoked"] else ""
+        click.echo(f"Revoked client certificate {result['serial']}{already}")
+        return
+    if out_dir is None:
+        raise click.UsageError("give --out DIR to issue a certificate, or --revoke SERIAL")
     key = generate_private_key()
     result = call("ca.issue_client", {"csr_pem": make_csr(key), "name": name})
     _write_set(out_dir, result, key)
-    click.echo(f"Wrote ca.pem, cert.pem and key.pem for {result['name']!r} to {out_dir}")
+    click.echo(f"Wrote ca.pem, cert.pem and key.pem for {result['name']!r} to {out_dir} (serial {result['serial']}; "
+               f"revoke with: raftstore ca issue-client --revoke {result['serial']})")
 
 
 @ca.command("issue-server")

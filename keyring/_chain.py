@@ -18,13 +18,19 @@ __all__ = ["CertificateIdentity", "certificate_identity", "verify_certificate_ch
 
 @dataclass(frozen=True)
 class CertificateIdentity:
-    """Who a node certificate names, and when it is valid (UTC)."""
+    """Who a node certificate names, when it is valid (UTC), and its serial (lower-case hex, no 0x).
+
+    The serial is what the store records per node (``cert_serials``) and per
+    revoked admin client, so that authority needs the store's confirmation,
+    not only a certificate's fields.
+    """
 
     node_id: str
     cluster_id: str
     role: str
     not_before: datetime
     not_after: datetime
+    serial: str = ""
 
 
 def _name_value(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
@@ -45,7 +51,8 @@ def certificate_identity(cert_pem: bytes) -> CertificateIdentity:
     role = _name_value(subject, NameOID.ORGANIZATIONAL_UNIT_NAME)
     if not (node_id and cluster_id and role):
         raise InvalidCertificate("the certificate does not name a node (O, OU and CN are required)")
-    return CertificateIdentity(node_id, cluster_id, role, cert.not_valid_before_utc, cert.not_valid_after_utc)
+    return CertificateIdentity(node_id, cluster_id, role, cert.not_valid_before_utc, cert.not_valid_after_utc,
+                               format(cert.serial_number, "x"))
 
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:

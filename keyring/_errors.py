@@ -23,6 +23,7 @@ each carries the exact one-line message an operator sees::
      +-- NodeRemoved              this node was removed from the cluster
      +-- NotLeader / NoQuorum / Unavailable / Timeout   the cluster could not answer
      +-- StorageError             the disk refused (full, read-only, ...)
+     +-- RateLimited              too many attempts (joins) from one address or in all
      +-- ProtocolError            a peer or client sent bytes we do not understand
 
 Every class keeps a stable ``code`` (its name) so that errors crossing the
@@ -54,6 +55,7 @@ __all__ = [
     "Timeout",
     "StorageError",
     "ProtocolError",
+    "RateLimited",
     "error_class",
 ]
 
@@ -172,6 +174,10 @@ class Timeout(RaftstoreError):
 
 class StorageError(RaftstoreError):
     default_message = "storage error"
+
+
+class RateLimited(RaftstoreError):
+    default_message = "too many requests; try again later"
 
 
 class ProtocolError(RaftstoreError):

@@ -29,6 +29,7 @@ from .keyring import (
     ProtocolError,
     RootCA,
     UnlockKey,
+    certificate_identity,
     create_root_ca,
     generate_private_key,
     issue_certificate,
@@ -61,6 +62,7 @@ class InitResult:
     manager_token: JoinToken
     cert_expiry: timedelta
     autolock: bool
+    node_cert_pem: bytes
 
 
 def initialize_cluster(
@@ -115,6 +117,7 @@ def initialize_cluster(
         manager_token=JoinToken.generate(root.cert_pem),
         cert_expiry=cert_expiry,
         autolock=autolock,
+        node_cert_pem=chain,
     )
 
 
@@ -138,11 +141,15 @@ def bootstrap_actions(result: InitResult) -> list[dict[str, Any]]:
                 "root_rotation": None,
             },
         },
-        node_record_action(node.node_id, MANAGER, node.advertise_addr),
+        node_record_action(node.node_id, MANAGER, node.advertise_addr,
+                           cert_serial=certificate_identity(result.node_cert_pem).serial),
     ]
 
 
-def node_record_action(node_id: str, role: str, addr: str, hostname: str | None = None) -> dict[str, Any]:
+def node_record_action(
+    node_id: str, role: str, addr: str, hostname: str | None = None, *, cert_serial: str | None = None
+) -> dict[str, Any]:
+    """A new node's record; ``cert_serial`` is the certificate it was issued (see _authz: cert_serials)."""
     return {
         "op": "create",
         "table": "nodes",
@@ -154,6 +161,7 @@ def node_record_action(node_id: str, role: str, addr: str, hostname: str | None 
             "desired_role": role,
             "addr": addr,
             "availability": "active",
+            **({"cert_serials": [cert_serial]} if cert_serial else {}),
         },
     }
 

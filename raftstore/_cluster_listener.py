@@ -12,7 +12,8 @@ handshake (as Swarm serves Raft and its dispatcher on 2377):
     Request/response frames ``{"method", "params"}`` → ``{"ok", "result"}``
     or ``{"ok": false, "error": {"code", "message"}}``. A client without a
     certificate may only fetch the root CA and join; everything else needs a
-    certificate of this cluster, and each handler checks the role it allows.
+    certificate of this cluster, as the node API's table declares (see
+    ``_authz``). Handlers learn the peer's address (joins are rate-limited by it).
 
 Handshakes and requests run on a thread per connection (bounded), never on the
 Raft tick thread, so a slow or hostile client cannot stall replication.
@@ -48,7 +49,7 @@ RAFT_CHANNEL = "raft"
 
 RaftCheck = Callable[[CertificateIdentity], str | None]
 RaftAdopt = Callable[[ssl.SSLSocket, CertificateIdentity], None]
-ApiHandler = Callable[[CertificateIdentity | None, str, dict[str, Any]], Any]
+ApiHandler = Callable[[CertificateIdentity | None, str, dict[str, Any], str | None], Any]
 
 _HELLO_BYTES = 4096
 #: A stranger whose request took the rest of its deadline still gets the reply (a join is done by then).
@@ -174,6 +175,7 @@ class ClusterListener:
         self, sock: socket.socket, identity: CertificateIdentity | None, slot: Slot, limit: int, deadline: float | None
     ) -> None:
         """Requests until the peer leaves; a stranger (``deadline`` set) until its time is up."""
+        address = sock.getpeername()[0]  # the handler rate-limits unauthenticated joins per source address
         while not self._stopping.is_set():
             if deadline is None:
                 sock.settimeout(self._idle_timeout)
@@ -182,19 +184,19 @@ class ClusterListener:
             except (ConnectionError, socket.timeout):
                 return
             with slot.serving():
-                reply = self._answer(identity, request)
+                reply = self._answer(identity, request, address)
                 if deadline is not None:
                     sock.settimeout(max(deadline - time.monotonic(), _REPLY_GRACE))
                 write_frame(sock, reply)
 
-    def _answer(self, identity: CertificateIdentity | None, request: Any) -> dict[str, Any]:
+    def _answer(self, identity: CertificateIdentity | None, request: Any, address: str) -> dict[str, Any]:
         if not isinstance(request, dict) or not isinstance(request.get("method"), str):
             return error_reply(ProtocolError("a request is a map with a method"))
         params = request.get("params") or {}
         try:
             if not isinstance(params, dict):
                 raise ProtocolError("params must be a map")
-            return {"ok": True, "result": self._on_api(identity, request["method"], params)}
+            return {"ok": True, "result": self._on_api(identity, request["method"], params, address)}
         except RaftstoreError as error:
             return error_reply(error)
         except Exception as error:  # a bug: answer, log, keep serving

@@ -1,21 +1,30 @@
 """The node-to-manager API, served on the cluster port of every manager.
 
-Who may call what (checked per request, from the verified certificate):
+Who may call what is declared in ``NODE_API`` (kinds from ``_authz``, which
+also says what each kind means) and checked by ``_authz.authorize`` before a
+handler runs:
 
-===================  =========================================================
-``ca.get``           anyone (the caller checks the digest in its join token)
-``join``             anyone holding a valid join token
-``raft.join``        a manager of this cluster whose node record says manager
-``keyring.fetch``    the same: DEKs and the unlock key go to managers only
-``node.heartbeat``   any node of this cluster
-``node.renew``       any node of this cluster: a new certificate for the key in
-                     its CSR, with the role its node record names
-``node.renew_expired``  anyone holding the key of an (expired) certificate of
-                     this cluster, proved by a signature over the CSR
-``raft.remove``      a manager: take a manager out of the Raft configuration
-``raft.step_down``   a manager: hand leadership to a caught-up follower
-``secret.read``      any node of this cluster: a secret granted to that node
-===================  =========================================================
+===================  =================  ======================================
+``ca.get``           anyone             the caller checks the digest in its
+                                        join token
+``join``             anyone             with a valid join token, checked
+                                        against committed local state before
+                                        anything is proposed; rate-limited
+                                        per source address and in all
+``raft.join``        manager            DEKs, the unlock key and Raft go to
+``keyring.fetch``                       managers only
+``raft.remove``      manager            take a manager out of Raft
+``raft.step_down``   manager            hand leadership to a caught-up
+                                        follower
+``node.heartbeat``   node               any node of this cluster
+``node.renew``       node               a new certificate for the key in its
+                                        CSR, with the role its record names
+``node.renew_expired``  anyone          the holder of the key of a recorded
+                                        certificate that expired less than
+                                        the grace period ago (proved by a
+                                        signature over the CSR)
+``secret.read``      node-in-role       a secret granted to that node
+===================  =================  ======================================
 
 A node that was removed is refused with ``node <id> was removed from the
 cluster``, whatever its certificate says.
@@ -25,10 +34,13 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
+from ._authz import ANYONE, MANAGER, NODE, NODE_IN_ROLE, Allowed, Caller, allow, authorize, recorded_serials
 from ._bootstrap import node_record_action
 from ._ca_rotation import finish_if_converged, signing_key_fingerprint, signing_root, trust_bundle
+from ._durations import format_duration
+from ._rate_limit import JoinLimiter
 from .keyring import (
     MANAGER_ROLE,
     WORKER_ROLE,
@@ -52,32 +64,49 @@ from .keyring import (
 if TYPE_CHECKING:
     from ._daemon import Daemon
 
-__all__ = ["ClusterService"]
+__all__ = ["ClusterService", "NODE_API", "renewal_grace"]
 
 HEARTBEAT_INTERVAL = 5.0
+#: How long a wrong join token keeps its connection waiting for the answer.
+WRONG_TOKEN_DELAY = 0.25
+#: The longest renewal grace period, whatever the certificate expiry (as Swarm: then the node rejoins).
+MAX_RENEWAL_GRACE = timedelta(days=7)
+
+#: Every node-API method: (handler attribute, who may call it).
+NODE_API: dict[str, tuple[str, Allowed]] = {
+    "ca.get": ("ca_get", allow(ANYONE)),
+    "join": ("join", allow(ANYONE)),
+    "raft.join": ("raft_join", allow(MANAGER)),
+    "keyring.fetch": ("keyring_fetch", allow(MANAGER)),
+    "raft.remove": ("raft_remove", allow(MANAGER)),
+    "raft.step_down": ("raft_step_down", allow(MANAGER)),
+    "node.heartbeat": ("heartbeat", allow(NODE)),
+    "node.renew": ("renew", allow(NODE)),
+    "node.renew_expired": ("renew_expired", allow(ANYONE)),
+    "secret.read": ("secret_read", allow(NODE_IN_ROLE)),
+}
+
+
+def renewal_grace(spec: dict[str, Any]) -> timedelta:
+    """How long after expiry a certificate may still be renewed: the cluster's certificate expiry, at most 7 days."""
+    return min(timedelta(seconds=int(spec["cert_expiry_seconds"])), MAX_RENEWAL_GRACE)
 
 
 class ClusterService:
     def __init__(self, daemon: "Daemon") -> None:
         self.daemon = daemon
-        self._methods: dict[str, Callable[[CertificateIdentity | None, dict[str, Any]], Any]] = {
-            "ca.get": self.ca_get,
-            "join": self.join,
-            "raft.join": self.raft_join,
-            "keyring.fetch": self.keyring_fetch,
-            "node.heartbeat": self.heartbeat,
-            "node.renew": self.renew,
-            "node.renew_expired": self.renew_expired,
-            "raft.remove": self.raft_remove,
-            "raft.step_down": self.raft_step_down,
-            "secret.read": self.secret_read,
-        }
+        self.join_limiter = JoinLimiter()
 
-    def handle(self, identity: CertificateIdentity | None, method: str, params: dict[str, Any]) -> Any:
-        handler = self._methods.get(method)
-        if handler is None:
+    def handle(
+        self, identity: CertificateIdentity | None, method: str, params: dict[str, Any], address: str | None = None
+    ) -> Any:
+        entry = NODE_API.get(method)
+        if entry is None:
             raise InvalidArgument(f"unknown method {method!r}")
-        return handler(identity, params)
+        attribute, allowed = entry
+        caller = Caller("cluster", True, identity, address)
+        authorize(allowed, caller, self.daemon.store_view())
+        return getattr(self, attribute)(caller, params)
 
     # ------------------------------------------------------------- helpers
 
@@ -93,48 +122,47 @@ class ClusterService:
         cluster = manager.state.cluster() if manager is not None else None
         return set(cluster["spec"].get("removed_nodes", [])) if cluster else set()
 
-    def _member(self, identity: CertificateIdentity | None, *roles: str) -> CertificateIdentity:
-        """The caller, if it is a node of this cluster with one of ``roles`` and not removed."""
-        node = self.daemon.node
-        if identity is None or node is None or identity.cluster_id != node.cluster_id:
-            raise PermissionDenied("a certificate of this cluster is required")
-        if identity.node_id in self.removed_nodes():
-            raise NodeRemoved(f"node {identity.node_id} was removed from the cluster")
-        if identity.role not in roles:
-            raise PermissionDenied(f"permission denied: {identity.role} nodes may not do this")
-        return identity
-
-    def _manager_record(self, identity: CertificateIdentity) -> dict[str, Any]:
-        state = self.daemon.require_manager().read_barrier()
-        record = state.find("nodes", identity.node_id)
-        if record is None or record["spec"].get("role") != "manager":
-            raise PermissionDenied("permission denied: this node is not a manager in the store")
-        return record
+    @staticmethod
+    def _caller(caller: Caller) -> CertificateIdentity:
+        assert caller.identity is not None  # authorize admitted a node kind
+        return caller.identity
 
     # ------------------------------------------------------------- methods
 
-    def ca_get(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
+    def ca_get(self, caller: Caller, params: dict[str, Any]) -> Any:
         # The current root alone (not the rotation bundle): join tokens carry its digest.
         return {"root_ca_pem": self._cluster("local")["spec"]["root_ca"]["cert_pem"]}
 
-    def join(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
+    @staticmethod
+    def _token_role(token: str, spec: dict[str, Any]) -> str | None:
+        """Which join token this is (both compared, in constant time), or None."""
+        is_manager = tokens_equal(token, spec["join_tokens"]["manager"])
+        is_worker = tokens_equal(token, spec["join_tokens"]["worker"])
+        return MANAGER_ROLE if is_manager else WORKER_ROLE if is_worker else None
+
+    def join(self, caller: Caller, params: dict[str, Any]) -> Any:
+        """Admit a new node: rate limit, then the token against committed local state, and only then Raft."""
         manager = self.daemon.require_manager()
+        self.join_limiter.admit(caller.address, time.monotonic())
         token = params.get("token")
         csr = params.get("csr_pem")
         addr = params.get("addr")
         if not isinstance(token, str) or not isinstance(csr, bytes) or not isinstance(addr, str):
             raise InvalidArgument("join needs a token, a CSR and an address")
-        spec = self._cluster()["spec"]
-        is_manager = tokens_equal(token, spec["join_tokens"]["manager"])
-        is_worker = tokens_equal(token, spec["join_tokens"]["worker"])
-        if not (is_manager or is_worker):
+        role = self._token_role(token, self._cluster("local")["spec"])
+        if role is None:
+            self.join_limiter.penalize(caller.address, time.monotonic())
+            time.sleep(WRONG_TOKEN_DELAY)
             raise InvalidJoinToken()
-        role = MANAGER_ROLE if is_manager else WORKER_ROLE
+        spec = self._cluster()["spec"]  # the barrier: the tokens may have been rotated since
+        if self._token_role(token, spec) != role:
+            raise InvalidJoinToken()
+        is_manager = role == MANAGER_ROLE
         node_id = new_id()
         chain = self._sign(spec, csr, node_id, role)
         hostname = str(params.get("hostname") or "")[:255]
         record = node_record_action(node_id, "manager" if is_manager else "worker", addr, hostname)
-        record["spec"].update(self._cert_fields(spec, chain))
+        record["spec"].update(self._cert_fields(spec, chain, None))
         manager.propose([record])
         self.daemon.log(f"node {node_id} joined as {'manager' if is_manager else 'worker'} from {addr}")
         status = manager.status()
@@ -162,12 +190,26 @@ class ClusterService:
         )
 
     @staticmethod
-    def _cert_fields(spec: dict[str, Any], chain: bytes) -> dict[str, Any]:
-        identity = certificate_identity(chain)
-        return {"cert_issuer_key": signing_key_fingerprint(spec), "cert_not_after": identity.not_after.isoformat()}
+    def _cert_fields(spec: dict[str, Any], chain: bytes, previous: CertificateIdentity | None) -> dict[str, Any]:
+        """What the node record says about the certificate just issued (see _authz for cert_serials).
 
-    def issue_for(self, node_id: str, csr: bytes) -> dict[str, Any]:
-        """A certificate for ``node_id``'s new key, with the role its record names; recorded in the store."""
+        After a plain renewal the certificate it replaces stays accepted too
+        (the node may crash before installing the new one); a new role keeps
+        only the new certificate.
+        """
+        identity = certificate_identity(chain)
+        kept = [previous.serial] if previous is not None and previous.role == identity.role and previous.serial else []
+        return {
+            "cert_issuer_key": signing_key_fingerprint(spec),
+            "cert_not_after": identity.not_after.isoformat(),
+            "cert_serials": [identity.serial, *(s for s in kept if s != identity.serial)],
+        }
+
+    def issue_for(self, node_id: str, csr: bytes, previous: CertificateIdentity | None) -> dict[str, Any]:
+        """A certificate for ``node_id``'s new key, with the role its record names; recorded in the store.
+
+        ``previous`` is the certificate it replaces (None: none to keep).
+        """
         manager = self.daemon.require_manager()
         for attempt in range(5):
             state = manager.read_barrier()
@@ -177,7 +219,7 @@ class ClusterService:
             spec = self._cluster("local")["spec"]
             role = MANAGER_ROLE if record["spec"].get("role") == "manager" else WORKER_ROLE
             chain = self._sign(spec, csr, node_id, role)
-            node_spec = dict(record["spec"], **self._cert_fields(spec, chain))
+            node_spec = dict(record["spec"], **self._cert_fields(spec, chain, previous))
             try:
                 manager.propose(
                     [{"op": "update", "table": "nodes", "id": node_id, "version": record["version"], "spec": node_spec}]
@@ -198,18 +240,16 @@ class ClusterService:
         manager = self.daemon.require_manager()
         return [address for _, address in manager.status().get("members", [])]
 
-    def raft_join(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
-        caller = self._member(identity, MANAGER_ROLE)
-        record = self._manager_record(caller)
+    def raft_join(self, caller: Caller, params: dict[str, Any]) -> Any:
+        node_id = self._caller(caller).node_id
         manager = self.daemon.require_manager()
-        if not manager.raft.is_member(caller.node_id) and caller.node_id != manager.node.node_id:
-            manager.change_membership(True, caller.node_id, record["spec"]["addr"])
-            self.daemon.log(f"manager {caller.node_id} added to the Raft configuration")
+        record = manager.state.get("nodes", node_id)  # authorize read it after a barrier
+        if not manager.raft.is_member(node_id) and node_id != manager.node.node_id:
+            manager.change_membership(True, node_id, record["spec"]["addr"])
+            self.daemon.log(f"manager {node_id} added to the Raft configuration")
         return {"members": [list(m) for m in manager.status().get("members", [])]}
 
-    def keyring_fetch(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
-        caller = self._member(identity, MANAGER_ROLE)
-        self._manager_record(caller)
+    def keyring_fetch(self, caller: Caller, params: dict[str, Any]) -> Any:
         manager = self.daemon.require_manager()
         spec = self._cluster()["spec"]
         return {
@@ -219,11 +259,11 @@ class ClusterService:
             "kek_version": int(spec.get("kek_version", 1)),
         }
 
-    def heartbeat(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
-        caller = self._member(identity, MANAGER_ROLE, WORKER_ROLE)
-        self.daemon.heartbeats[caller.node_id] = time.monotonic()
+    def heartbeat(self, caller: Caller, params: dict[str, Any]) -> Any:
+        node_id = self._caller(caller).node_id
+        self.daemon.heartbeats[node_id] = time.monotonic()
         manager = self.daemon.require_manager()
-        record = manager.state.find("nodes", caller.node_id)
+        record = manager.state.find("nodes", node_id)
         cluster = manager.state.cluster()
         spec = cluster["spec"] if cluster else None
         renew_now = bool(
@@ -240,33 +280,53 @@ class ClusterService:
             "renew_now": renew_now,
         }
 
-    def renew(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
-        caller = self._member(identity, MANAGER_ROLE, WORKER_ROLE)
+    def renew(self, caller: Caller, params: dict[str, Any]) -> Any:
         csr = params.get("csr_pem")
         if not isinstance(csr, bytes):
             raise InvalidArgument("renew needs a CSR")
-        return self.issue_for(caller.node_id, csr)
+        identity = self._caller(caller)
+        return self.issue_for(identity.node_id, csr, identity)
 
-    def renew_expired(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
-        """Renewal without a valid client certificate: the node proves it holds the old key."""
+    def renew_expired(self, caller: Caller, params: dict[str, Any]) -> Any:
+        """Renewal without a valid client certificate: the node proves it holds the key of its recorded certificate.
+
+        Only within the grace period after expiry (``renewal_grace``), only for
+        a certificate the node's record still lists, never for a removed
+        node. Beyond that the node must rejoin, as in Swarm.
+        """
         chain, csr, proof = params.get("cert_chain_pem"), params.get("csr_pem"), params.get("proof")
         if not all(isinstance(v, bytes) for v in (chain, csr, proof)):
             raise InvalidArgument("renew_expired needs the old certificate, a CSR and a proof")
         manager = self.daemon.require_manager()
         spec = self._cluster("local")["spec"]
+        now = self.daemon.clock.now()
         try:
-            old = verify_certificate_chain(chain, trust_bundle(spec), self.daemon.clock.now(), allow_expired_leaf=True)
+            old = verify_certificate_chain(chain, trust_bundle(spec), now, allow_expired_leaf=True)
         except InvalidCertificate:
             raise PermissionDenied("permission denied: the certificate is not one of this cluster's") from None
         if old.cluster_id != manager.node.cluster_id or old.role not in (MANAGER_ROLE, WORKER_ROLE):
             raise PermissionDenied("permission denied: the certificate is not one of this cluster's")
         if not verify_possession(chain, csr, proof):
             raise PermissionDenied("permission denied: no proof of the certificate's key")
+        grace = renewal_grace(spec)
+        if now - old.not_after > grace:
+            raise PermissionDenied(
+                f"permission denied: the certificate of node {old.node_id} expired more than "
+                f"{format_duration(grace)} ago (the renewal grace period); the node must rejoin the cluster"
+            )
+        if old.node_id in self.removed_nodes():
+            raise NodeRemoved(f"node {old.node_id} was removed from the cluster")
+        record = manager.read_barrier().find("nodes", old.node_id)
+        serials = recorded_serials(record) if record is not None else []
+        if serials is not None and old.serial not in serials:
+            raise PermissionDenied(
+                f"permission denied: this is not the certificate on record for node {old.node_id}; "
+                "the node must rejoin the cluster"
+            )
         self.daemon.log(f"renewing the expired certificate of node {old.node_id}")
-        return self.issue_for(old.node_id, csr)
+        return self.issue_for(old.node_id, csr, old)
 
-    def raft_remove(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
-        self._member(identity, MANAGER_ROLE)
+    def raft_remove(self, caller: Caller, params: dict[str, Any]) -> Any:
         node_id = params.get("node_id")
         if not isinstance(node_id, str):
             raise InvalidArgument("raft.remove needs a node_id")
@@ -275,22 +335,20 @@ class ClusterService:
         remove_manager(self.daemon, node_id)
         return {"removed": node_id}
 
-    def raft_step_down(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
-        self._member(identity, MANAGER_ROLE)
+    def raft_step_down(self, caller: Caller, params: dict[str, Any]) -> Any:
         manager = self.daemon.require_manager()
         if manager.status().get("is_leader"):
             manager.raft.transfer_leadership()
         return {}
 
-    def secret_read(self, identity: CertificateIdentity | None, params: dict[str, Any]) -> Any:
+    def secret_read(self, caller: Caller, params: dict[str, Any]) -> Any:
         from ._object_methods import read_granted_secret
 
-        caller = self._member(identity, MANAGER_ROLE, WORKER_ROLE)
         ref = params.get("secret")
         if not isinstance(ref, str):
             raise InvalidArgument("secret.read needs a secret name or id")
-        state = self.daemon.require_manager().read_barrier()
-        return {"data": read_granted_secret(state, caller.node_id, ref)}
+        state = self.daemon.require_manager().state  # authorize (node-in-role) read it after a barrier
+        return {"data": read_granted_secret(state, self._caller(caller).node_id, ref)}
 
     # ------------------------------------------------------------- periodic
 

@@ -41,7 +41,7 @@ from ._frames import STRANGER_FRAME_BYTES, error_reply, raise_for_reply, read_fr
 from ._node_state import listen_tcp, split_host_port
 from ._tls import peer_certificate_pem, peer_identity
 from .keyring import (
-    WORKER_ROLE,
+    CLIENT_ROLE,
     InvalidArgument,
     PermissionDenied,
     ProtocolError,
@@ -158,8 +158,8 @@ class ControlServer:
         self, conn: socket.socket, context: ssl.SSLContext | None, info: dict[str, Any], slot: Slot | None = None
     ) -> None:
         # TCP connections (``slot``) are strangers until their first request: one deadline for it all.
-        # A peer is known once TLS verified its certificate; without TLS (the unix socket, or plain TCP
-        # that the operator asked for) it is the local admin. An unknown one stays a stranger.
+        # A peer is known once TLS verified an admin client certificate; without TLS (the unix socket, or
+        # plain TCP that the operator asked for) it is the local admin. Any other stays a stranger.
         deadline = time.monotonic() + STRANGER_DEADLINE if slot is not None else None
         known = True
         try:
@@ -170,11 +170,8 @@ class ControlServer:
                 conn.settimeout(STRANGER_DEADLINE)
                 conn.do_handshake()  # type: ignore[attr-defined]
                 conn.settimeout(None)
-                known = peer_identity(conn) is not None  # type: ignore[arg-type]
-                refusal = _remote_refusal(conn)  # type: ignore[arg-type]
-                if refusal is not None:
-                    write_frame(conn, error_reply(PermissionDenied(refusal)))
-                    return
+                known = _may_be_admin(conn)  # type: ignore[arg-type]
+            info = _caller_info(conn, info)
             limit = MAX_REQUEST_BYTES if known else STRANGER_FRAME_BYTES
             while not self._stopping.is_set():
                 try:
@@ -251,16 +248,26 @@ class ControlServer:
         return False
 
 
-def _remote_refusal(conn: ssl.SSLSocket) -> str | None:
-    """Any certificate that chains to --tlscacert may connect (as with dockerd), except a worker's:
-    a worker's key lives on a machine that must not control the cluster. Without a certificate
-    (``--tls`` makes one optional) a caller is nobody's admin."""
+def _caller_info(conn: socket.socket, info: dict[str, Any]) -> dict[str, Any]:
+    """What the handler's authorization needs about this connection: the verified peer and its address.
+
+    The certificate only says who the peer claims to be; whether that makes it
+    an admin is decided per method by the daemon (see _authz).
+    """
+    peer = peer_identity(conn) if isinstance(conn, ssl.SSLSocket) else None
+    try:
+        address = conn.getpeername()
+    except OSError:
+        address = None
+    return {**info, "peer": peer, "address": address[0] if isinstance(address, tuple) else None}
+
+
+def _may_be_admin(conn: ssl.SSLSocket) -> bool:
+    """Whether a TLS peer could be a remote admin at all (an admin client certificate): only such a
+    peer leaves the stranger's frame limit. Whether it *is* one (this cluster, not revoked) is the
+    daemon's decision, per method (see _authz)."""
     identity = peer_identity(conn)
-    if identity is None:
-        return "permission denied: the control API over TCP needs a client certificate (raftstore ca issue-client)"
-    if identity.role == WORKER_ROLE:
-        return "permission denied: a worker's certificate cannot use the control API"
-    return None
+    return identity is not None and identity.role == CLIENT_ROLE
 
 
 def is_loopback_host(host: str) -> bool:

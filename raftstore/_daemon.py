@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ._authz import RAFT_CHANNEL, Caller, StoreView, authorize
 from ._benchmark_switches import BenchmarkSwitches
 from ._bootstrap import clear_partial
 from ._fsutil import atomic_write
@@ -148,9 +149,10 @@ class Daemon:
         from ._renewal import CertificateRenewer
 
         self.renewer = CertificateRenewer(self)
-        from ._methods import METHODS  # late import: methods use the daemon's API
+        from ._methods import ALLOWED, METHODS  # late import: methods use the daemon's API
 
         self._methods = METHODS
+        self._allowed = ALLOWED
         from ._cluster_service import ClusterService
 
         self.cluster_service = ClusterService(self)
@@ -382,18 +384,29 @@ class Daemon:
             self.log("trusted root CA bundle updated")
 
     def _check_raft_peer(self, identity: CertificateIdentity) -> str | None:
+        """Raft channel admission: the declaration in _authz (a manager on record), then a current member."""
         manager = self.manager
         if manager is None or self.node is None:
             return "this node is not an active manager"
-        if identity.cluster_id != self.node.cluster_id:
-            return "certificate of another cluster"
-        if identity.node_id in self.cluster_service.removed_nodes():
-            return f"node {identity.node_id} was removed from the cluster"
-        if identity.role != "swarm-manager":
-            return "only managers take part in Raft"
+        try:
+            authorize(RAFT_CHANNEL, Caller("raft", True, identity), self.store_view(barrier=False))
+        except RaftstoreError as error:
+            return str(error)
         if not manager.raft.is_member(identity.node_id):
             return f"node {identity.node_id} is not in the Raft configuration"
         return None
+
+    def store_view(self, *, barrier: bool = True) -> StoreView:
+        """What authorization checks read: this node's store, if it is a running manager (see _authz)."""
+
+        def state(fresh: bool) -> Any:
+            manager = self.manager
+            if manager is None or self.mode != MANAGER_MODE:
+                return None
+            return manager.read_barrier() if fresh and barrier else manager.state
+
+        node = self.node
+        return StoreView(node.cluster_id if node is not None else None, state)
 
     def _maintain(self) -> None:
         manager = self.manager
@@ -449,6 +462,7 @@ class Daemon:
         entry = self._methods.get(method)
         if entry is None:
             raise InvalidArgument(f"unknown method {method!r}")
+        authorize(self._allowed.get(method, frozenset()), Caller.from_control(info), self.store_view())
         return entry(self, params)
 
     def require_manager(self) -> Manager:

@@ -1,5 +1,10 @@
 """Control-API methods: what each ``raftstore`` command asks its daemon to do.
 
+Each method is registered with the callers it admits (``@method(name,
+allow=...)``, kinds from ``_authz``); the daemon runs ``_authz.authorize``
+with that declaration before the method, on the unix socket and the remote
+control API alike. A method registered without one is refused to everyone.
+
 Each method takes the daemon and a params map and returns plain data (the CLI
 formats it). Methods that change the store read what they change through the
 log (a linearizable read) and name the version they read, so concurrent
@@ -13,6 +18,7 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
+from ._authz import ADMIN, Allowed
 from ._bootstrap import bootstrap_actions, initialize_cluster, join_cluster
 from ._cluster_client import ClusterClient
 from ._control import Stream
@@ -36,17 +42,23 @@ if TYPE_CHECKING:
     from ._daemon import Daemon
     from ._manager import Manager
 
-__all__ = ["METHODS"]
+__all__ = ["METHODS", "ALLOWED", "method"]
 
 Method = Callable[["Daemon", dict[str, Any]], Any]
 METHODS: dict[str, Method] = {}
+#: Who may call each method (see _authz); a method missing here is refused.
+ALLOWED: dict[str, Allowed] = {}
 
 LEADER_WAIT = 15.0
 
 
-def method(name: str) -> Callable[[Method], Method]:
+def method(name: str, *, allow: Allowed | None = None) -> Callable[[Method], Method]:
+    """Register a control-API method and the callers it admits."""
+
     def register(fn: Method) -> Method:
         METHODS[name] = fn
+        if allow is not None:
+            ALLOWED[name] = allow
         return fn
 
     return register
@@ -67,7 +79,7 @@ def _read(daemon: "Daemon", params: dict[str, Any]) -> StateMachine:
 # ------------------------------------------------------------------ info
 
 
-@method("info")
+@method("info", allow=ADMIN)
 def info(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     from ._daemon import FAILED, INACTIVE, LOCKED
 
@@ -103,7 +115,7 @@ def info(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     if daemon.worker is not None:
         out["manager_addrs"] = list(daemon.worker.node.manager_addrs)
         out["removed"] = daemon.worker.removed
-        out["error"] = daemon.worker.last_error
+        out["error"] = daemon.renewer.rejoin_error or daemon.worker.last_error
         return out
     manager = daemon.manager
     if manager is None:
@@ -165,7 +177,7 @@ def _addresses(daemon: "Daemon", params: dict[str, Any]) -> tuple[str, str]:
     return listen, advertise
 
 
-@method("init")
+@method("init", allow=ADMIN)
 def init(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     from ._daemon import INACTIVE
 
@@ -206,7 +218,7 @@ def init(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
         }
 
 
-@method("join")
+@method("join", allow=ADMIN)
 def join(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     from ._daemon import INACTIVE
 
@@ -248,13 +260,13 @@ def join(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
         return {"node_id": node.node_id, "cluster_id": node.cluster_id, "role": node.role}
 
 
-@method("unlock")
+@method("unlock", allow=ADMIN)
 def unlock(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     daemon.unlock(str(params.get("key") or ""))
     return {"unlocked": True}
 
 
-@method("leave")
+@method("leave", allow=ADMIN)
 def leave(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     from ._daemon import FAILED, INACTIVE, LOCKED, MANAGER_MODE
 
@@ -319,7 +331,7 @@ def _copy(value: Any) -> Any:
     return value
 
 
-@method("join_token")
+@method("join_token", allow=ADMIN)
 def join_token(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     role = params.get("role")
     if role not in ("worker", "manager"):
@@ -346,7 +358,7 @@ def join_token(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@method("unlock_key")
+@method("unlock_key", allow=ADMIN)
 def unlock_key(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     manager = daemon.require_manager()
     cluster = manager.read_barrier().cluster()
@@ -369,7 +381,7 @@ def unlock_key(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return {"unlock_key": cluster["spec"]["unlock_key"], "rotated": False}
 
 
-@method("update")
+@method("update", allow=ADMIN)
 def update(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     autolock = params.get("autolock")
     expiry = _cert_expiry(params)
@@ -445,14 +457,14 @@ def node_row(daemon: "Daemon", manager: "Manager", record: dict[str, Any]) -> di
     }
 
 
-@method("node.ls")
+@method("node.ls", allow=ADMIN)
 def node_ls(daemon: "Daemon", params: dict[str, Any]) -> list[dict[str, Any]]:
     state = _read(daemon, params)
     manager = daemon.require_manager()
     return [node_row(daemon, manager, r) for r in state.list("nodes")]
 
 
-@method("node.inspect")
+@method("node.inspect", allow=ADMIN)
 def node_inspect(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     state = _read(daemon, params)
     manager = daemon.require_manager()
@@ -468,14 +480,14 @@ def _set_role(daemon: "Daemon", ref: str, role: str) -> dict[str, Any]:
     return record
 
 
-@method("node.promote")
+@method("node.promote", allow=ADMIN)
 def node_promote(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     record = _set_role(daemon, _str(params, "node"), "manager")
     daemon.log(f"node {record['id']} promoted to manager")
     return {"id": record["id"], "role": "manager"}
 
 
-@method("node.demote")
+@method("node.demote", allow=ADMIN)
 def node_demote(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     manager = daemon.require_manager()
     record = manager.read_barrier().get("nodes", _str(params, "node"))
@@ -490,7 +502,7 @@ def node_demote(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return {"id": node_id, "role": "worker"}
 
 
-@method("node.rm")
+@method("node.rm", allow=ADMIN)
 def node_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     manager = daemon.require_manager()
     state = manager.read_barrier()
@@ -538,7 +550,7 @@ def _value(params: dict[str, Any]) -> bytes:
     return value
 
 
-@method("kv.put")
+@method("kv.put", allow=ADMIN)
 def kv_put(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     results = daemon.require_manager().propose(
         [{"op": "put", "key": _str(params, "key"), "value": _value(params)}],
@@ -547,7 +559,7 @@ def kv_put(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return results[0]
 
 
-@method("kv.cas")
+@method("kv.cas", allow=ADMIN)
 def kv_cas(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     version = params.get("version")
     if not isinstance(version, int) or version < 0:
@@ -559,7 +571,7 @@ def kv_cas(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return results[0]
 
 
-@method("kv.rm")
+@method("kv.rm", allow=ADMIN)
 def kv_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     action: dict[str, Any] = {"op": "kv_delete", "key": _str(params, "key")}
     if params.get("version") is not None:
@@ -567,12 +579,12 @@ def kv_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return daemon.require_manager().propose([action], proposal_id=_proposal_id(params))[0]
 
 
-@method("kv.get")
+@method("kv.get", allow=ADMIN)
 def kv_get(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return dict(_read(daemon, params).kv_get(_str(params, "key")))
 
 
-@method("kv.ls")
+@method("kv.ls", allow=ADMIN)
 def kv_ls(daemon: "Daemon", params: dict[str, Any]) -> list[dict[str, Any]]:
     prefix = params.get("prefix") or ""
     if not isinstance(prefix, str):
@@ -589,7 +601,7 @@ def _proposal_id(params: dict[str, Any]) -> bytes | None:
     return value
 
 
-@method("events")
+@method("events", allow=ADMIN)
 def events(daemon: "Daemon", params: dict[str, Any]) -> Stream:
     manager = daemon.require_manager()
     since = params.get("since")
@@ -618,7 +630,7 @@ def events(daemon: "Daemon", params: dict[str, Any]) -> Stream:
     return Stream(items)
 
 
-@method("debug.digest")
+@method("debug.digest", allow=ADMIN)
 def debug_digest(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     """A hash of this manager's replicated state and the index it reflects (for convergence checks)."""
     state = daemon.require_manager().state
@@ -626,7 +638,7 @@ def debug_digest(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
         return {"applied_index": state.applied_index, "digest": state.digest()}
 
 
-@method("snapshot.save")
+@method("snapshot.save", allow=ADMIN)
 def snapshot_save(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     from ._backup import create_backup, read_backup
 
@@ -636,7 +648,7 @@ def snapshot_save(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return {"data": data, "index": backup.index, "cluster_id": backup.cluster_id, "autolock": backup.autolock}
 
 
-@method("snapshot.restore")
+@method("snapshot.restore", allow=ADMIN)
 def snapshot_restore(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     from ._backup import stage_restore
     from ._daemon import LOCKED
@@ -652,7 +664,7 @@ def snapshot_restore(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]
         return {"node_id": node.node_id, "cluster_id": node.cluster_id, "locked": daemon.mode == LOCKED}
 
 
-@method("ping")
+@method("ping", allow=ADMIN)
 def ping(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return {"mode": daemon.mode}
 
@@ -667,7 +679,7 @@ __all__ += ["update_cluster", "NodeState"]
 # ------------------------------------------------------------------ CA
 
 
-@method("ca")
+@method("ca", allow=ADMIN)
 def ca(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     from ._ca_rotation import rotation_status, start_rotation
 
@@ -678,11 +690,11 @@ def ca(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return rotation_status(daemon, str(params.get("consistency") or "linearizable"))
 
 
-@method("ca.issue_client")
+@method("ca.issue_client", allow=ADMIN)
 def ca_issue_client(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     """A client certificate for the remote control API (OU swarm-client), for the key in a CSR."""
     from ._ca_rotation import signing_root, trust_bundle
-    from .keyring import CLIENT_ROLE, issue_certificate, new_id
+    from .keyring import CLIENT_ROLE, certificate_identity, issue_certificate, new_id
 
     csr = params.get("csr_pem")
     if not isinstance(csr, bytes):
@@ -706,11 +718,12 @@ def ca_issue_client(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
         validity=timedelta(seconds=int(spec["cert_expiry_seconds"])),
         intermediates_pem=intermediates,
     )
-    daemon.log(f"issued client certificate {name!r} for the remote control API")
-    return {"cert_chain_pem": chain, "ca_pem": trust_bundle(spec), "name": name}
+    serial = certificate_identity(chain).serial
+    daemon.log(f"issued client certificate {name!r} (serial {serial}) for the remote control API")
+    return {"cert_chain_pem": chain, "ca_pem": trust_bundle(spec), "name": name, "serial": serial}
 
 
-@method("ca.issue_server")
+@method("ca.issue_server", allow=ADMIN)
 def ca_issue_server(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     """A daemon's server certificate for the remote control API (serverAuth only), naming the hosts
     clients dial, for the key in a CSR (``ca issue-server``)."""
@@ -742,7 +755,28 @@ def ca_issue_server(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return {"cert_chain_pem": chain, "ca_pem": trust_bundle(spec)}
 
 
-@method("doctor")
+@method("ca.revoke_client", allow=ADMIN)
+def ca_revoke_client(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    """Refuse an admin client certificate from now on, on every manager (the list is in the cluster object)."""
+    serial = params.get("serial")
+    text = serial.strip().lower().removeprefix("0x") if isinstance(serial, str) else ""
+    if not (0 < len(text) <= 40 and all(c in "0123456789abcdef" for c in text)):
+        raise InvalidArgument(f"{serial!r} is not a certificate serial: give it in hex, as issue-client printed it")
+    text = text.lstrip("0") or "0"
+    outcome = {"already": False}
+
+    def revoke(spec: dict[str, Any], _: "Manager") -> list[dict[str, Any]]:
+        revoked = list(spec.get("revoked_client_serials", []))
+        outcome["already"] = text in revoked
+        spec["revoked_client_serials"] = sorted(set(revoked) | {text})
+        return []
+
+    update_cluster(daemon, revoke)
+    daemon.log(f"client certificate {text} revoked")
+    return {"serial": text, "revoked": True, "already_revoked": outcome["already"]}
+
+
+@method("doctor", allow=ADMIN)
 def doctor(daemon: "Daemon", params: dict[str, Any]) -> list[dict[str, str]]:
     from ._doctor import audit
 

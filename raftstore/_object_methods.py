@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._authz import ADMIN
 from ._methods import method
 from ._objects import parse_labels, public_view, validate_data, validate_name
 from .keyring import InvalidArgument, NotFound, PermissionDenied, UpdateOutOfSequence, new_id
@@ -106,7 +107,7 @@ def _remove(daemon: "Daemon", table: str, params: dict[str, Any], **delete_flags
 # ------------------------------------------------------------------ secrets
 
 
-@method("secret.create")
+@method("secret.create", allow=ADMIN)
 def secret_create(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     grants = params.get("grants") or []
     state = daemon.require_manager().read_barrier() if grants else None
@@ -114,32 +115,32 @@ def secret_create(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return _create(daemon, "secrets", params, {"grants": node_ids})
 
 
-@method("secret.ls")
+@method("secret.ls", allow=ADMIN)
 def secret_ls(daemon: "Daemon", params: dict[str, Any]) -> list[dict[str, Any]]:
     return [public_view("secrets", s) for s in _state(daemon, params).list("secrets")]
 
 
-@method("secret.inspect")
+@method("secret.inspect", allow=ADMIN)
 def secret_inspect(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return public_view("secrets", _state(daemon, params).get("secrets", _ref(params, "secret")))
 
 
-@method("secret.rm")
+@method("secret.rm", allow=ADMIN)
 def secret_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return _remove(daemon, "secrets", params, force=bool(params.get("force")))
 
 
-@method("secret.grant")
+@method("secret.grant", allow=ADMIN)
 def secret_grant(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return _change_grants(daemon, params, grant=True)
 
 
-@method("secret.revoke")
+@method("secret.revoke", allow=ADMIN)
 def secret_revoke(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return _change_grants(daemon, params, grant=False)
 
 
-@method("secret.read")
+@method("secret.read", allow=ADMIN)
 def secret_read(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     """Read a secret granted to THIS node: a worker asks a manager over its own mTLS identity."""
     from ._daemon import MANAGER_MODE, WORKER_MODE
@@ -155,22 +156,22 @@ def secret_read(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------ configs
 
 
-@method("config.create")
+@method("config.create", allow=ADMIN)
 def config_create(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return _create(daemon, "configs", params, {})
 
 
-@method("config.ls")
+@method("config.ls", allow=ADMIN)
 def config_ls(daemon: "Daemon", params: dict[str, Any]) -> list[dict[str, Any]]:
     return [public_view("configs", c) for c in _state(daemon, params).list("configs")]
 
 
-@method("config.inspect")
+@method("config.inspect", allow=ADMIN)
 def config_inspect(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return public_view("configs", _state(daemon, params).get("configs", _ref(params, "config")))
 
 
-@method("config.rm")
+@method("config.rm", allow=ADMIN)
 def config_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return _remove(daemon, "configs", params)
 

@@ -11,7 +11,11 @@ A manager renews itself locally with the CA key from its own store (an
 expired manager certificate could not complete a TLS handshake, not even
 with itself). A worker asks a manager over mutual TLS, or, when its
 certificate has expired, proves possession of the old key by signing the
-request (TLS refuses expired client certificates).
+request (TLS refuses expired client certificates). The managers renew an
+expired certificate only within a grace period (the cluster's certificate
+expiry, at most 7 days) and only the one on record; a refusal says so, and
+this node then reports that it must rejoin (``info`` and the log) instead of
+retrying in silence.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ._keystore import KeyStore
 from .keyring import (
     CERT_BACKDATE,
     CertificateIdentity,
+    PermissionDenied,
     RaftstoreError,
     certificate_identity,
     generate_private_key,
@@ -69,6 +74,8 @@ class CertificateRenewer:
         self._failures = 0
         self._retry_at: datetime | None = None
         self.last_error: str | None = None
+        #: Set when the managers refused to renew an expired certificate: only a rejoin helps.
+        self.rejoin_error: str | None = None
 
     def request(self) -> None:
         """Renew at the next opportunity (a CA rotation needs new certificates)."""
@@ -96,6 +103,13 @@ class CertificateRenewer:
         expired = now >= identity.not_after
         try:
             self.renew(expired)
+        except PermissionDenied as error:
+            if expired:
+                self._refused(error)
+            self._failures += 1
+            self._retry_at = now + timedelta(seconds=MAX_BACKOFF)
+            self.last_error = str(error)
+            return
         except RaftstoreError as error:
             self._failures += 1
             delay = min(MAX_BACKOFF, 2.0 ** (self._failures - 1)) * self._rng.uniform(0.8, 1.2)
@@ -108,6 +122,15 @@ class CertificateRenewer:
         self._retry_at = None
         self._forced = False
         self.last_error = None
+        self.rejoin_error = None
+
+    def _refused(self, error: PermissionDenied) -> None:
+        """The managers will not renew this expired certificate: say once, clearly, what the operator must do."""
+        message = (f"certificate expired and the managers refuse to renew it ({error}); this node must rejoin: "
+                   "run \"raftstore leave --force\", then \"raftstore join\" with a join token")
+        if self.rejoin_error != message:
+            self.daemon.warn(message)
+        self.rejoin_error = message
 
     def renew(self, expired: bool) -> None:
         daemon = self.daemon
@@ -117,7 +140,7 @@ class CertificateRenewer:
         key = generate_private_key()
         csr = make_csr(key)
         if daemon.manager is not None:
-            reply = daemon.cluster_service.issue_for(node.node_id, csr)
+            reply = daemon.cluster_service.issue_for(node.node_id, csr, daemon.certificate_identity())
             identity = daemon.manager.tls_identity()
         else:
             assert daemon.worker is not None

@@ -79,7 +79,7 @@ def test_worker_certificate_is_refused_on_the_raft_channel(formed: tuple[Cluster
     before = snapshot_of(m1)
     with _tls(m1, _node_identity(w1)) as sock:
         reply = _channel(sock, "raft")
-    assert reply == {"ok": False, "error": "only managers take part in Raft"}
+    assert reply == {"ok": False, "error": "permission denied: only managers may do this, not a swarm-worker"}
     assert snapshot_of(m1) == before
 
 

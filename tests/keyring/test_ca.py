@@ -166,7 +166,7 @@ def test_node_certificate_fields(role: str) -> None:
     assert cert.not_valid_after_utc == NOW + DEFAULT_CERT_VALIDITY == NOW + timedelta(hours=2160)
     assert private_key_matches_certificate(key, chain)
     assert certificate_identity(chain) == CertificateIdentity(
-        node_id, CLUSTER, role, NOW - timedelta(hours=1), NOW + DEFAULT_CERT_VALIDITY
+        node_id, CLUSTER, role, NOW - timedelta(hours=1), NOW + DEFAULT_CERT_VALIDITY, format(cert.serial_number, "x")
     )
 
 

@@ -1,0 +1,96 @@
+"""Authorization declared once: every method on every listener names who may call it.
+
+The listeners: the control socket and remote control API (``_methods``), the
+cluster port's node API (``_cluster_service.NODE_API``) and its Raft channel
+(``_authz.RAFT_CHANNEL``). A method without a declaration fails here, and is
+refused at run time by the one check, ``_authz.authorize``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from raftstore._authz import (
+    ADMIN,
+    ANYONE,
+    KINDS,
+    LOCAL_ADMIN,
+    MANAGER,
+    RAFT_CHANNEL,
+    REMOTE_ADMIN,
+    Caller,
+    StoreView,
+    authorize,
+)
+from raftstore._cluster_service import NODE_API, ClusterService
+from raftstore._methods import ALLOWED, METHODS, method
+from raftstore.keyring import CLIENT_ROLE, MANAGER_ROLE, CertificateIdentity, PermissionDenied
+
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def test_every_control_method_is_declared() -> None:
+    assert sorted(set(METHODS) - set(ALLOWED)) == []
+    for name, kinds in ALLOWED.items():
+        assert kinds and kinds <= set(KINDS), name
+    # Node kinds are for the cluster port: on the control API no certificate of a node is an admin.
+    assert all(kinds <= ADMIN | {ANYONE} for kinds in ALLOWED.values())
+
+
+def test_every_node_api_method_is_declared() -> None:
+    for name, (attribute, kinds) in NODE_API.items():
+        assert callable(getattr(ClusterService, attribute, None)), name
+        assert kinds and kinds <= set(KINDS), name
+    handlers = {a for a, _ in NODE_API.values()}
+    # Public methods of the service that look like handlers (caller, params) are all in the table.
+    undeclared = [n for n, f in vars(ClusterService).items()
+                  if callable(f) and not n.startswith("_") and f.__code__.co_varnames[1:3] == ("caller", "params")
+                  and n not in handlers]
+    assert undeclared == []
+    assert NODE_API["raft.remove"][1] == {MANAGER} and NODE_API["raft.step_down"][1] == {MANAGER}
+
+
+def test_the_raft_channel_is_declared() -> None:
+    assert RAFT_CHANNEL == {MANAGER}
+
+
+def test_an_undeclared_control_method_is_refused_on_every_transport(tmp_path: Path) -> None:
+    from raftstore._daemon import Daemon
+
+    daemon = Daemon(tmp_path / "d")
+
+    @method("test.undeclared")
+    def undeclared(daemon, params):  # pragma: no cover - must never run
+        raise AssertionError("an undeclared method ran")
+
+    try:
+        for info in ({"transport": "unix"}, {"transport": "tcp", "tls": False}):
+            with pytest.raises(PermissionDenied):
+                daemon._handle("test.undeclared", {}, info)
+    finally:
+        del METHODS["test.undeclared"]
+
+
+def _identity(role: str, cluster: str = "c1", serial: str = "ab") -> CertificateIdentity:
+    return CertificateIdentity("n1", cluster, role, NOW, NOW, serial)
+
+
+def test_the_one_check() -> None:
+    no_store = StoreView("c1", lambda fresh: None)
+    assert authorize(ADMIN, Caller("unix", False, None), no_store) is None
+    assert authorize(ADMIN, Caller("tcp", False, None), no_store) is None  # --insecure on loopback only
+    for caller in (Caller("tcp", True, None), Caller("tcp", True, _identity(MANAGER_ROLE)),
+                   Caller("tcp", True, _identity(CLIENT_ROLE))):  # no store: no revocation list to check
+        with pytest.raises(PermissionDenied) as refused:
+            authorize(ADMIN, caller, no_store)
+        assert str(refused.value).startswith("permission denied: ")
+    with pytest.raises(PermissionDenied):
+        authorize(frozenset(), Caller("unix", False, None), no_store)
+    assert authorize(frozenset({ANYONE}), Caller("cluster", True, None), no_store) is None
+    with pytest.raises(PermissionDenied):
+        authorize(frozenset({LOCAL_ADMIN}), Caller("cluster", True, None), no_store)
+    with pytest.raises(PermissionDenied):
+        authorize(frozenset({REMOTE_ADMIN}), Caller("unix", False, None), no_store)
