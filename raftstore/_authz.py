@@ -25,6 +25,13 @@ Kinds of caller, and what makes one (never a certificate field alone):
     swarm-client, O the cluster id; ``raftstore ca issue-client``) whose
     serial the store does not list as revoked. Only an unlocked manager can
     read that list; any other node refuses remote admins.
+``LOCKED_REMOTE_ADMIN``
+    TLS with an admin client certificate of this cluster, presented to a
+    locked manager. A locked manager holds no store, so it cannot read the
+    revocation list: such a caller is admitted only where it gains nothing
+    without the unlock key itself (``unlock``) or nothing secret (``info``,
+    ``ping``), so that an operator can unlock a manager remotely, as with
+    ``docker swarm unlock -H``.
 ``MANAGER``
     a verified certificate of this cluster with OU swarm-manager, of a node
     that was not removed, whose node record says manager and lists the
@@ -63,17 +70,18 @@ if TYPE_CHECKING:
     from ._state_machine import StateMachine
 
 __all__ = [
-    "LOCAL_ADMIN", "REMOTE_ADMIN", "MANAGER", "NODE", "NODE_IN_ROLE", "ANYONE", "KINDS", "ADMIN", "RAFT_CHANNEL",
+    "LOCAL_ADMIN", "REMOTE_ADMIN", "LOCKED_REMOTE_ADMIN", "MANAGER", "NODE", "NODE_IN_ROLE", "ANYONE", "KINDS", "ADMIN", "ADMIN_WHILE_LOCKED", "RAFT_CHANNEL",
     "Allowed", "allow", "Caller", "StoreView", "authorize", "recorded_serials",
 ]
 
 LOCAL_ADMIN = "local-admin"
 REMOTE_ADMIN = "remote-admin"
+LOCKED_REMOTE_ADMIN = "locked-remote-admin"
 MANAGER = "manager"
 NODE = "node"
 NODE_IN_ROLE = "node-in-role"
 ANYONE = "anyone"
-KINDS = (LOCAL_ADMIN, REMOTE_ADMIN, MANAGER, NODE, NODE_IN_ROLE, ANYONE)
+KINDS = (LOCAL_ADMIN, REMOTE_ADMIN, LOCKED_REMOTE_ADMIN, MANAGER, NODE, NODE_IN_ROLE, ANYONE)
 
 Allowed = frozenset[str]
 
@@ -87,6 +95,8 @@ def allow(*kinds: str) -> Allowed:
 
 #: Every control-API method: the operator, at the socket or with an admin client certificate.
 ADMIN = allow(LOCAL_ADMIN, REMOTE_ADMIN)
+#: What a locked manager may serve to an admin client certificate it cannot check for revocation.
+ADMIN_WHILE_LOCKED = allow(LOCAL_ADMIN, REMOTE_ADMIN, LOCKED_REMOTE_ADMIN)
 #: The cluster port's Raft channel (the listener then also requires a current Raft member).
 RAFT_CHANNEL = allow(MANAGER)
 
@@ -120,6 +130,7 @@ class StoreView:
 
     cluster_id: str | None
     state: Callable[[bool], "StateMachine | None"]
+    locked: bool = False
 
 
 def authorize(allowed: Allowed, caller: Caller, view: StoreView) -> CertificateIdentity | None:
@@ -154,7 +165,8 @@ def _local_admin(caller: Caller, view: StoreView) -> str | None:
     return "only the local control socket may do this"
 
 
-def _remote_admin(caller: Caller, view: StoreView) -> str | None:
+def _client_certificate(caller: Caller, view: StoreView) -> str | None:
+    """Whether the caller presents an admin client certificate of this cluster (revocation aside)."""
     identity = caller.identity
     if caller.transport != "tcp" or not caller.tls:
         return "an admin client certificate is required"
@@ -165,6 +177,22 @@ def _remote_admin(caller: Caller, view: StoreView) -> str | None:
                 f"not a {identity.role} certificate")
     if identity.cluster_id != view.cluster_id:
         return "the client certificate is not one of this cluster's"
+    return None
+
+
+def _locked_remote_admin(caller: Caller, view: StoreView) -> str | None:
+    reason = _client_certificate(caller, view)
+    if reason is None and not view.locked:
+        reason = "only a locked manager admits a client certificate it cannot check for revocation"
+    return reason
+
+
+def _remote_admin(caller: Caller, view: StoreView) -> str | None:
+    reason = _client_certificate(caller, view)
+    if reason is not None:
+        return reason
+    identity = caller.identity
+    assert identity is not None
     state = view.state(False)
     if state is not None and state.cluster() is None:
         state = view.state(True)  # just started: catch up with the log before judging
@@ -249,6 +277,7 @@ def _role_of(identity: CertificateIdentity) -> str:
 _CHECKS: dict[str, Callable[[Caller, StoreView], str | None]] = {
     LOCAL_ADMIN: _local_admin,
     REMOTE_ADMIN: _remote_admin,
+    LOCKED_REMOTE_ADMIN: _locked_remote_admin,
     MANAGER: _manager,
     NODE: _node,
     NODE_IN_ROLE: _node_in_role,

@@ -406,7 +406,7 @@ class Daemon:
             return manager.read_barrier() if fresh and barrier else manager.state
 
         node = self.node
-        return StoreView(node.cluster_id if node is not None else None, state)
+        return StoreView(node.cluster_id if node is not None else None, state, locked=self.mode == LOCKED)
 
     def _maintain(self) -> None:
         manager = self.manager

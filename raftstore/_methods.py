@@ -18,7 +18,7 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
-from ._authz import ADMIN, Allowed
+from ._authz import ADMIN, ADMIN_WHILE_LOCKED, Allowed
 from ._bootstrap import bootstrap_actions, initialize_cluster, join_cluster
 from ._cluster_client import ClusterClient
 from ._control import Stream
@@ -79,7 +79,7 @@ def _read(daemon: "Daemon", params: dict[str, Any]) -> StateMachine:
 # ------------------------------------------------------------------ info
 
 
-@method("info", allow=ADMIN)
+@method("info", allow=ADMIN_WHILE_LOCKED)
 def info(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     from ._daemon import FAILED, INACTIVE, LOCKED
 
@@ -260,7 +260,7 @@ def join(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
         return {"node_id": node.node_id, "cluster_id": node.cluster_id, "role": node.role}
 
 
-@method("unlock", allow=ADMIN)
+@method("unlock", allow=ADMIN_WHILE_LOCKED)
 def unlock(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     daemon.unlock(str(params.get("key") or ""))
     return {"unlocked": True}
@@ -664,7 +664,7 @@ def snapshot_restore(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]
         return {"node_id": node.node_id, "cluster_id": node.cluster_id, "locked": daemon.mode == LOCKED}
 
 
-@method("ping", allow=ADMIN)
+@method("ping", allow=ADMIN_WHILE_LOCKED)
 def ping(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return {"mode": daemon.mode}
 

@@ -15,6 +15,7 @@ import pytest
 
 from raftstore._authz import (
     ADMIN,
+    ADMIN_WHILE_LOCKED,
     ANYONE,
     KINDS,
     LOCAL_ADMIN,
@@ -37,7 +38,9 @@ def test_every_control_method_is_declared() -> None:
     for name, kinds in ALLOWED.items():
         assert kinds and kinds <= set(KINDS), name
     # Node kinds are for the cluster port: on the control API no certificate of a node is an admin.
-    assert all(kinds <= ADMIN | {ANYONE} for kinds in ALLOWED.values())
+    assert all(kinds <= ADMIN_WHILE_LOCKED | {ANYONE} for kinds in ALLOWED.values())
+    # A locked manager cannot check revocation: only what needs the unlock key or shows nothing secret.
+    assert sorted(name for name, kinds in ALLOWED.items() if kinds == ADMIN_WHILE_LOCKED) == ["info", "ping", "unlock"]
 
 
 def test_every_node_api_method_is_declared() -> None:
@@ -94,3 +97,17 @@ def test_the_one_check() -> None:
         authorize(frozenset({LOCAL_ADMIN}), Caller("cluster", True, None), no_store)
     with pytest.raises(PermissionDenied):
         authorize(frozenset({REMOTE_ADMIN}), Caller("unix", False, None), no_store)
+
+
+def test_a_locked_manager_admits_a_client_certificate_only_to_unlock_and_info() -> None:
+    locked = StoreView("c1", lambda fresh: None, locked=True)
+    client = Caller("tcp", True, _identity(CLIENT_ROLE))
+    assert authorize(ADMIN_WHILE_LOCKED, client, locked) is not None
+    with pytest.raises(PermissionDenied):
+        authorize(ADMIN, client, locked)  # everything else needs the revocation list
+    for caller in (Caller("tcp", True, _identity(MANAGER_ROLE)), Caller("tcp", True, _identity(CLIENT_ROLE, "c2")),
+                   Caller("tcp", True, None)):
+        with pytest.raises(PermissionDenied):
+            authorize(ADMIN_WHILE_LOCKED, caller, locked)
+    with pytest.raises(PermissionDenied):  # an inactive or worker node has no such exception
+        authorize(ADMIN_WHILE_LOCKED, client, StoreView("c1", lambda fresh: None))
