@@ -98,6 +98,7 @@ def info(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
         "raft": None,
         "cert_expiry_seconds": None,
         "ca_rotation_in_progress": None,
+        "ca_config": None,
         "listen_addr": node.listen_addr if node else None,
         "advertise_addr": node.advertise_addr if node else None,
         "data_dir": str(daemon.paths.root),
@@ -139,12 +140,29 @@ def info(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
         out["autolock"] = bool(spec.get("autolock"))
         out["ca_rotation_in_progress"] = spec.get("root_rotation") is not None
         out["cluster_cert_expiry_seconds"] = spec.get("cert_expiry_seconds")
+        out["ca_config"] = ca_config(spec)
     out["kek_version"] = manager.kek.version
     keyring = manager.keys.keyring
     out["dek_terms"] = list(keyring.key_ids)
     out["dek_active"] = keyring.active_id
     out["dek_records"] = manager.state.records_sealed(keyring.active_id)
     return out
+
+
+def ca_config(spec: dict[str, Any]) -> dict[str, Any]:
+    """The cluster's CA settings as ``docker system info`` shows them ("CA Configuration")."""
+    from ._durations import format_duration
+
+    seconds = int(spec["cert_expiry_seconds"])
+    external = [{"protocol": str(e.get("protocol", "cfssl")), "url": str(e.get("url", ""))}
+                for e in spec.get("external_cas") or [] if isinstance(e, dict)]
+    return {
+        "expiry_seconds": seconds,
+        "expiry": format_duration(timedelta(seconds=seconds)),
+        "external_cas": external,
+        "root_rotation_in_progress": spec.get("root_rotation") is not None,
+        "force_rotate": int(spec.get("force_rotate", 0)),
+    }
 
 
 # ------------------------------------------------------------------ init / join / unlock / leave
