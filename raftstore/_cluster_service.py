@@ -24,6 +24,7 @@ handler runs:
                                         the grace period ago (proved by a
                                         signature over the CSR)
 ``secret.read``      node-in-role       a secret granted to that node
+``config.read``      node-in-role       a config granted to that node
 ===================  =================  ======================================
 
 A node that was removed is refused with ``node <id> was removed from the
@@ -84,6 +85,7 @@ NODE_API: dict[str, tuple[str, Allowed]] = {
     "node.renew": ("renew", allow(NODE)),
     "node.renew_expired": ("renew_expired", allow(ANYONE)),
     "secret.read": ("secret_read", allow(NODE_IN_ROLE)),
+    "config.read": ("config_read", allow(NODE_IN_ROLE)),
 }
 
 
@@ -342,13 +344,20 @@ class ClusterService:
         return {}
 
     def secret_read(self, caller: Caller, params: dict[str, Any]) -> Any:
-        from ._object_methods import read_granted_secret
+        return self._read_granted(caller, "secrets", params)
 
-        ref = params.get("secret")
+    def config_read(self, caller: Caller, params: dict[str, Any]) -> Any:
+        return self._read_granted(caller, "configs", params)
+
+    def _read_granted(self, caller: Caller, table: str, params: dict[str, Any]) -> Any:
+        from ._object_methods import read_granted
+
+        kind = table[:-1]
+        ref = params.get(kind)
         if not isinstance(ref, str):
-            raise InvalidArgument("secret.read needs a secret name or id")
+            raise InvalidArgument(f"{kind}.read needs a {kind} name or id")
         state = self.daemon.require_manager().state  # authorize (node-in-role) read it after a barrier
-        return {"data": read_granted_secret(state, self._caller(caller).node_id, ref)}
+        return {"data": read_granted(state, table, self._caller(caller).node_id, ref)}
 
     # ------------------------------------------------------------- periodic
 
