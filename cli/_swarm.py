@@ -291,6 +291,7 @@ def _print_info(info: dict[str, Any]) -> None:
         lines.append(f"Listen address: {info['listen_addr']}")
         lines.append(f"Advertise address: {info['advertise_addr']}")
     lines.append(f"Data directory: {info['data_dir']}")
+    lines.append(f"Secrets directory: {info.get('secrets_dir') or '(off: secrets are not delivered to files)'}")
     if info.get("metrics_addr"):
         lines.append(f"Metrics: http://{info['metrics_addr']}/metrics")
     click.echo("\n".join(lines))

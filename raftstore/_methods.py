@@ -102,6 +102,7 @@ def info(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
         "listen_addr": node.listen_addr if node else None,
         "advertise_addr": node.advertise_addr if node else None,
         "data_dir": str(daemon.paths.root),
+        "secrets_dir": str(daemon.secrets_dir.path) if daemon.delivery is not None and daemon.secrets_dir else None,
         "metrics_addr": daemon.metrics.address if daemon.metrics is not None else None,
         "error": daemon.failure if daemon.mode == FAILED else None,
     }

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ._daemon import Daemon
     from ._state_machine import StateMachine
 
-__all__ = ["read_granted"]
+__all__ = ["read_granted", "granted_objects"]
 
 
 def _ref(params: dict[str, Any], key: str) -> str:
@@ -95,6 +95,13 @@ def read_granted(state: "StateMachine", table: str, node_id: str, ref: str) -> b
     if obj is None or node_id not in obj["spec"].get("grants", []):
         raise PermissionDenied("permission denied")
     return bytes(obj["spec"]["data"])
+
+
+def granted_objects(state: "StateMachine", node_id: str) -> dict[str, list[dict[str, Any]]]:
+    """What is granted to ``node_id``: per table, each object's id, name and version (never its data)."""
+    return {table: [{"id": o["id"], "name": o["name"], "version": o["version"]}
+                    for o in state.list(table) if node_id in o["spec"].get("grants", [])]
+            for table in ("secrets", "configs")}
 
 
 def _read_own(daemon: "Daemon", table: str, params: dict[str, Any]) -> dict[str, Any]:
