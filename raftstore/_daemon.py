@@ -137,6 +137,7 @@ class Daemon:
         self.secrets_dir = secrets_dir
         self._secrets_dir_required = secrets_dir_required
         self.delivery: Delivery | None = None
+        self.secrets_dir_problem: str | None = None  # why the default directory is not used (doctor says it)
         self.lock = threading.RLock()
         self.mode = INACTIVE
         self.node: NodeState | None = None
@@ -234,6 +235,7 @@ class Daemon:
         except RaftstoreError as error:
             if self._secrets_dir_required:
                 raise
+            self.secrets_dir_problem = str(error)
             self.warn(f"secrets and configs are not delivered to files on this node: {error}")
             return
         self.delivery = Delivery(self, directory)

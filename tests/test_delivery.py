@@ -122,3 +122,16 @@ def test_a_directory_swapped_after_the_check_cannot_redirect_a_secret(tmp_path: 
     assert (tmp_path / "moved" / "db").read_bytes() == b"one"
     assert (tmp_path / "moved" / "configs" / "app.conf").read_bytes() == b"conf"
     assert os.listdir(tmp_path / "elsewhere") == []
+
+
+def test_the_default_directory_unusable_turns_delivery_off_a_named_one_stops_the_daemon(tmp_path: Path) -> None:
+    from raftstore._daemon import Daemon
+
+    if filesystem_type(tmp_path) in MEMORY_FILESYSTEMS:
+        pytest.skip("the temporary directory is itself on tmpfs here")
+    default = Daemon(tmp_path / "d1", secrets_dir=SecretsDir(tmp_path / "s1"))
+    default._open_secrets_dir()
+    assert default.delivery is None and "is not on tmpfs" in (default.secrets_dir_problem or "")
+    named = Daemon(tmp_path / "d2", secrets_dir=SecretsDir(tmp_path / "s2"), secrets_dir_required=True)
+    with pytest.raises(InvalidArgument, match="is not on tmpfs"):
+        named._open_secrets_dir()

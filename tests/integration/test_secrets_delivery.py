@@ -130,6 +130,9 @@ def test_delivery_on_a_plain_directory_needs_the_explicit_override(cluster: Clus
     cluster.join(w1, m1, "worker")
     m1.run("secret", "create", "s1", "-", "--grant", w1.info()["node_id"], input="v1")
     wait_until(lambda: _appears(plain / "s1", b"v1", 0o400), timeout=DELIVERY, what="s1 delivered")
+    [finding] = [f for f in w1.run("doctor", "--format", "json").json if f["check"] == "secrets-dir"]
+    assert finding["severity"] == "warning" and "not on tmpfs" in finding["message"]
+    assert not [f for f in m1.run("doctor", "--format", "json").json if f["check"] == "secrets-dir"]  # delivery off
     m1.run("secret", "rm", "--force", "s1")
     wait_until(lambda: not (plain / "s1").exists(), timeout=DELIVERY, what="s1 removed")
 
