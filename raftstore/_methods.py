@@ -155,8 +155,11 @@ def ca_config(spec: dict[str, Any]) -> dict[str, Any]:
     from ._durations import format_duration
 
     seconds = int(spec["cert_expiry_seconds"])
-    external = [{"protocol": str(e.get("protocol", "cfssl")), "url": str(e.get("url", ""))}
-                for e in spec.get("external_cas") or [] if isinstance(e, dict)]
+    external = []
+    for entry in spec.get("external_cas") or []:  # a map, or the --external-ca text protocol=cfssl,url=...
+        fields = entry if isinstance(entry, dict) else dict(
+            part.partition("=")[::2] for part in str(entry).split(",") if "=" in part)
+        external.append({"protocol": str(fields.get("protocol", "cfssl")), "url": str(fields.get("url", ""))})
     return {
         "expiry_seconds": seconds,
         "expiry": format_duration(timedelta(seconds=seconds)),

@@ -57,3 +57,19 @@ def test_ca_flags_and_the_ca_configuration_block(cluster: Cluster) -> None:
     assert m1.run("ca").stdout == pending
     assert "  Root Rotation In Progress: false\n" in m1.run("info").stdout
     assert m1.info()["ca_config"]["force_rotate"] == 1
+
+
+def test_external_cas_are_listed_in_the_block() -> None:
+    """The other half of issue 14 stores external CAs in the cluster spec's ``external_cas``; info lists them."""
+    from raftstore._methods import ca_config
+    from raftstore.cli._swarm import _ca_config_lines
+
+    spec = {"cert_expiry_seconds": 90 * 24 * 3600, "force_rotate": 2, "root_rotation": None,
+            "external_cas": [{"protocol": "cfssl", "url": "https://ca1:8888", "cacert_pem": b"PEM"},
+                             "protocol=cfssl,url=https://ca2:8888,cacert=/etc/ca.pem"]}
+    config = ca_config(spec)
+    assert config["external_cas"] == [{"protocol": "cfssl", "url": "https://ca1:8888"},
+                                      {"protocol": "cfssl", "url": "https://ca2:8888"}]
+    assert _ca_config_lines(config) == [
+        "CA Configuration:", "  Expiry Duration: 2160h0m0s", "  Force Rotate: 2", "  External CAs:",
+        "    cfssl: https://ca1:8888", "    cfssl: https://ca2:8888", "  Root Rotation In Progress: false"]
