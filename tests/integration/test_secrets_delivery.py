@@ -67,7 +67,7 @@ def _plain_copies(value: bytes, *nodes: Node) -> list[Path]:
 def test_a_granted_secret_is_a_0400_file_on_tmpfs_for_as_long_as_the_grant(cluster: Cluster, tmpfs: Path) -> None:
     m1 = cluster.add("m1", extra=_secrets_flags(tmpfs / "m1"))
     w1 = cluster.add("w1", extra=_secrets_flags(tmpfs / "w1"))
-    cluster.init(m1)
+    cluster.init(m1, "--autolock")
     cluster.join(w1, m1, "worker")
     w1_id, m1_id = w1.info()["node_id"], m1.info()["node_id"]
     assert w1.info()["secrets_dir"] == str(tmpfs / "w1")
@@ -112,6 +112,17 @@ def test_a_granted_secret_is_a_0400_file_on_tmpfs_for_as_long_as_the_grant(clust
     m1.run("secret", "revoke", "api-token", w1_id)
     w1.start(_secrets_flags(tmpfs / "w1"))
     assert not token.exists()  # removed at start, before the worker asked anything
+
+    # A manager that restarts locked (autolock) holds no secret file until it is unlocked.
+    key = m1.run("unlock-key", "-q").stdout.strip()
+    m1.run("secret", "create", "m-secret", "-", "--grant", m1_id, input="mv")
+    mine = tmpfs / "m1" / "m-secret"
+    wait_until(lambda: _appears(mine, b"mv", 0o400), timeout=DELIVERY, what="the manager's own secret")
+    m1.kill(signal.SIGKILL)
+    m1.start(_secrets_flags(tmpfs / "m1"))
+    assert m1.info()["locked"] is True and not mine.exists()
+    m1.run("unlock", input=key + "\n")
+    wait_until(lambda: _appears(mine, b"mv", 0o400), timeout=DELIVERY, what="the secret back after unlock")
 
 
 def test_delivery_on_a_plain_directory_needs_the_explicit_override(cluster: Cluster, tmp_path: Path) -> None:
