@@ -297,7 +297,8 @@ class _WorkerSource:
 
     def poll(self, since: str | None, wait: float) -> dict[str, Any]:
         reply = self._call("node.assignments", {"since": since, "wait": wait}, wait + 10.0)
-        if not isinstance(reply, dict) or not isinstance(reply.get("tag"), str):
+        if not (isinstance(reply, dict) and isinstance(reply.get("tag"), str)
+                and all(isinstance(reply.get(t), list) and all(isinstance(o, dict) for o in reply[t]) for t in _TABLES)):
             raise RaftstoreError("a manager answered node.assignments with something else")
         return reply
 
@@ -340,10 +341,12 @@ class Delivery:
             try:
                 delivered = self._round()
                 self._last_error = None
-            except RaftstoreError as error:
-                if str(error) != self._last_error:
-                    self.daemon.log(f"secrets delivery: {error}")
-                self._last_error = str(error)
+            except (RaftstoreError, OSError) as error:  # no manager answers; the tmpfs is full
+                message = str(error) if isinstance(error, RaftstoreError) else \
+                    f"cannot write to {self.directory.path}: {error.strerror}"
+                if message != self._last_error:
+                    self.daemon.warn(f"secrets delivery: {message}")
+                self._last_error = message
                 delivered = False
             except Exception:
                 log.exception("secrets delivery failed")

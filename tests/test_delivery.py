@@ -135,3 +135,20 @@ def test_the_default_directory_unusable_turns_delivery_off_a_named_one_stops_the
     named = Daemon(tmp_path / "d2", secrets_dir=SecretsDir(tmp_path / "s2"), secrets_dir_required=True)
     with pytest.raises(InvalidArgument, match="is not on tmpfs"):
         named._open_secrets_dir()
+
+
+def test_a_full_tmpfs_leaves_no_partial_file(directory: SecretsDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    directory.reconcile(_listing({"api": "s2"}), _fetch, print)
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError):
+        directory.reconcile(_listing({"api": "s2", "db": "s1"}), _fetch, print)
+    monkeypatch.undo()
+    assert sorted(os.listdir(directory.path)) == sorted([MARKER, "configs", "api"])
+    directory.reconcile(_listing({"api": "s2", "db": "s1"}), _fetch, print)  # the next round, with room again
+    assert (directory.path / "db").read_bytes() == b"one"
