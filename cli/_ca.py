@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
-from raftstore import generate_private_key, make_csr
+from raftstore import generate_private_key, make_csr, parse_duration
 
-from ._common import call, connection_options, emit_json, format_option, handle_errors, read_optional_file
+from ._common import call, connection_options, emit_json, fail, format_option, handle_errors, read_optional_file
 
 __all__ = ["register"]
 
@@ -28,14 +28,18 @@ def _waiting_line(status: dict[str, Any]) -> str:
 @click.option("--rotate", is_flag=True, help="Start a root CA rotation and follow it until every node has converged.")
 @click.option("--ca-cert", metavar="FILE", help="With --rotate: use this root certificate (PEM) instead of a new one.")
 @click.option("--ca-key", metavar="FILE", help="With --rotate: the private key of --ca-cert (PEM).")
-@click.option("--detach", is_flag=True, help="With --rotate: return at once instead of waiting.")
+@click.option("--cert-expiry", metavar="DURATION",
+              help="Validity of node certificates issued from now on, e.g. 2160h0m0s (as \"update --cert-expiry\").")
+@click.option("-d", "--detach", is_flag=True, help="With --rotate: return at once instead of waiting.")
+@click.option("--pending", is_flag=True,
+              help="Print the new root CA certificate (PEM) of the rotation in progress, instead of the current one.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines; print only the certificate.")
 @format_option
 @connection_options
 @click.pass_context
 @handle_errors
-def ca(ctx: click.Context, rotate: bool, ca_cert: str | None, ca_key: str | None, detach: bool, quiet: bool,
-       output_format: str) -> None:
+def ca(ctx: click.Context, rotate: bool, ca_cert: str | None, ca_key: str | None, cert_expiry: str | None,
+       detach: bool, pending: bool, quiet: bool, output_format: str) -> None:
     """Print the cluster's root CA certificate (PEM), or rotate it.
 
     During a rotation every node renews its certificate under the new root
@@ -48,6 +52,8 @@ def ca(ctx: click.Context, rotate: bool, ca_cert: str | None, ca_key: str | None
       raftstore ca > root.pem
       raftstore ca --rotate
       raftstore ca --rotate --ca-cert new-root.pem --ca-key new-root.key --detach
+      raftstore ca --pending > new-root.pem    # during a rotation
+      raftstore ca --cert-expiry 720h
       raftstore ca issue-client --out ~/.raftstore
       raftstore ca issue-server --san api.example.com --san 10.0.0.5 --out /etc/raftstore/api
     """
@@ -55,6 +61,13 @@ def ca(ctx: click.Context, rotate: bool, ca_cert: str | None, ca_key: str | None
         return
     if (ca_cert or ca_key or detach) and not rotate:
         raise click.UsageError("--ca-cert, --ca-key and --detach go with --rotate")
+    if pending and rotate:
+        raise click.UsageError("--pending shows a rotation in progress; it does not go with --rotate")
+    if cert_expiry is not None:
+        call("update", {"cert_expiry_seconds": parse_duration(cert_expiry).total_seconds()})
+    if pending:
+        _print_pending(call("ca"), output_format)
+        return
     status = call("ca", {"rotate": rotate, "ca_cert_pem": read_optional_file(ca_cert, "CA certificate"),
                          "ca_key_pem": read_optional_file(ca_key, "CA key")})
     if rotate and not detach:
@@ -76,6 +89,16 @@ def ca(ctx: click.Context, rotate: bool, ca_cert: str | None, ca_key: str | None
     if status["in_progress"] and not quiet:
         click.echo(_waiting_line(status), err=True)
     click.echo(status["root_ca_pem"].decode().rstrip("\n"))
+
+
+def _print_pending(status: dict[str, Any], output_format: str) -> None:
+    """The new root of the rotation in progress (what nodes will trust once it completes)."""
+    if not status["in_progress"]:
+        fail("no root CA rotation is in progress; \"raftstore ca\" prints the current root")
+    if output_format == "json":
+        emit_json({"root_ca_pem": status["new_root_ca_pem"], "started_at": status["started_at"]})
+        return
+    click.echo(status["new_root_ca_pem"].decode().rstrip("\n"))
 
 
 @ca.command("issue-client")

@@ -9,9 +9,11 @@ import click
 
 import raftstore
 from raftstore import (
+    DEFAULT_SECRETS_DIR,
     LOG_FORMATS,
     LOG_LEVELS,
     RaftstoreError,
+    SecretsDir,
     configure_logging,
     default_data_dir,
     is_loopback_host,
@@ -63,6 +65,16 @@ def _remote_api(host: str | None, tlsverify: bool, tls: bool, insecure: bool, ca
     return address, context
 
 
+def _secrets_dir(path: Path | None, not_tmpfs: bool, off: bool) -> SecretsDir | None:
+    if off:
+        if path is not None or not_tmpfs:
+            fail("--no-secrets-dir does not go with --secrets-dir or --secrets-dir-not-tmpfs")
+        return None
+    if not_tmpfs and path is None:
+        fail("--secrets-dir-not-tmpfs needs an explicit --secrets-dir")
+    return SecretsDir(path or DEFAULT_SECRETS_DIR, allow_disk=not_tmpfs)
+
+
 @click.command("daemon")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where this node keeps its state (default: $RAFTSTORE_DATA_DIR, /var/lib/raftstore as root, "
@@ -83,6 +95,16 @@ def _remote_api(host: str | None, tlsverify: bool, tls: bool, insecure: bool, ca
 @click.option("--metrics-addr", metavar="HOST:PORT",
               help="Serve Prometheus metrics on http://HOST:PORT/metrics (Raft, proposals, latencies, keys; "
                    "nothing secret). Off by default.")
+@click.option("--secrets-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help=f"Keep the secrets granted to this node here, one file each (mode 0400), and its configs under "
+                   f"configs/ (mode 0444). Must be on tmpfs, owned by the daemon's user and its own directory. "
+                   f"Default {DEFAULT_SECRETS_DIR}: used if it can be, else delivery is off (one warning line); "
+                   f"a directory given here that cannot be used stops the daemon.")
+@click.option("--secrets-dir-not-tmpfs", is_flag=True,
+              help="UNSAFE: accept a --secrets-dir that is not on tmpfs, so secret values are written to a disk "
+                   "(tests, or a host without tmpfs).")
+@click.option("--no-secrets-dir", is_flag=True,
+              help="Deliver no secrets or configs to files on this node (\"secret read\" still works).")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True,
               help="Least severe events to log.")
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
@@ -90,7 +112,8 @@ def _remote_api(host: str | None, tlsverify: bool, tls: bool, insecure: bool, ca
                    "(time, level, logger, node_id, term, msg).")
 def daemon_cmd(data_dir: Path | None, listen_addr: str | None, hosts: str | None, tlsverify: bool, tls: bool,
                insecure: bool, tlscacert: str | None, tlscert: str | None, tlskey: str | None, metrics_addr: str | None,
-               log_level: str, log_format: str) -> None:
+               secrets_dir: Path | None, secrets_dir_not_tmpfs: bool, no_secrets_dir: bool, log_level: str,
+               log_format: str) -> None:
     """Run the raftstore daemon for one node (in the foreground; SIGTERM stops it).
 
     The daemon serves the control socket DATA_DIR/raftstore.sock (mode 0600)
@@ -103,16 +126,23 @@ def daemon_cmd(data_dir: Path | None, listen_addr: str | None, hosts: str | None
     comes from "raftstore ca issue-server --san HOST" and must name the host
     clients dial.
 
+    Secrets and configs granted to this node are kept as files in
+    --secrets-dir, on tmpfs, as Swarm mounts them under /run/secrets: a grant
+    makes the file appear within seconds; a revoke, rm, leave or the daemon's
+    stop removes it.
+
     \b
     Examples:
       raftstore daemon --data-dir /var/lib/raftstore --listen-addr 10.0.0.5:2377
+      raftstore daemon --secrets-dir /run/raftstore/secrets   # a tmpfs
       raftstore daemon -H tcp://0.0.0.0:2376 --tlsverify --tlscacert ca.pem --tlscert cert.pem --tlskey key.pem
     """
     configure_logging(log_level, log_format)
     try:
         remote = _remote_api(hosts, tlsverify, tls, insecure, tlscacert, tlscert, tlskey)
         metrics = split_host_port(metrics_addr) if metrics_addr else None
+        secrets = _secrets_dir(secrets_dir, secrets_dir_not_tmpfs, no_secrets_dir)
         raftstore.Daemon(data_dir or default_data_dir(), listen_addr=listen_addr, remote_api=remote,
-                         metrics_addr=metrics).run()
+                         metrics_addr=metrics, secrets_dir=secrets, secrets_dir_required=secrets_dir is not None).run()
     except RaftstoreError as error:
         fail(str(error))

@@ -151,12 +151,14 @@ def secret_read(name: str) -> None:
 
 @click.group("config")
 def config() -> None:
-    """Manage configs: write-once, readable data (up to 1000 KiB).
+    """Manage configs: write-once, readable data (up to 1000 KiB), granted to nodes like secrets.
 
     \b
     Examples:
-      raftstore config create nginx.conf ./nginx.conf --label app=web
+      raftstore config create nginx.conf ./nginx.conf --label app=web --grant NODE
       raftstore config inspect nginx.conf --format json
+      raftstore config grant nginx.conf NODE
+      raftstore config read nginx.conf             # on NODE, worker or manager
     """
 
 
@@ -164,12 +166,13 @@ def config() -> None:
 @click.argument("name")
 @click.argument("source", metavar="FILE|-")
 @label_option
+@click.option("--grant", "grants", multiple=True, metavar="NODE", help="Grant the config to a node (repeatable).")
 @connection_options
 @handle_errors
-def config_create(name: str, source: str, labels: tuple[str, ...]) -> None:
+def config_create(name: str, source: str, labels: tuple[str, ...], grants: tuple[str, ...]) -> None:
     """Create config NAME from FILE, or from standard input with -. Prints its id."""
     data = _read_source(source)
-    click.echo(call("config.create", {"name": name, "data": data, "labels": list(labels),
+    click.echo(call("config.create", {"name": name, "data": data, "labels": list(labels), "grants": list(grants),
                                       "request_id": os.urandom(16)})["id"])
 
 
@@ -183,7 +186,7 @@ def config_ls(quiet: bool, output_format: str) -> None:
     rows = call("config.ls")
     for row in rows:
         row.pop("data", None)
-    _echo_rows(rows, quiet, output_format)
+    _echo_rows(rows, quiet, output_format, ("GRANTS", lambda r: len(r.get("grants", []))))
 
 
 @config.command("inspect")
@@ -192,18 +195,49 @@ def config_ls(quiet: bool, output_format: str) -> None:
 @connection_options
 @handle_errors
 def config_inspect(name: str, output_format: str) -> None:
-    """Show a config, data included."""
+    """Show a config, data and grants included (on a manager)."""
     _echo_object(call("config.inspect", {"config": name}), output_format)
 
 
 @config.command("rm")
 @click.argument("names", metavar="NAME...", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Remove even if the config is granted to nodes.")
 @connection_options
 @handle_errors
-def config_rm(names: tuple[str, ...]) -> None:
-    """Remove configs."""
+def config_rm(names: tuple[str, ...], force: bool) -> None:
+    """Remove configs; a granted config needs --force."""
     for name in names:
-        click.echo(call("config.rm", {"config": name})["id"])
+        click.echo(call("config.rm", {"config": name, "force": force})["id"])
+
+
+@config.command("grant")
+@click.argument("name")
+@click.argument("node")
+@connection_options
+@handle_errors
+def config_grant(name: str, node: str) -> None:
+    """Let NODE read config NAME (and receive it under its --secrets-dir's configs/)."""
+    call("config.grant", {"config": name, "node": node})
+
+
+@config.command("revoke")
+@click.argument("name")
+@click.argument("node")
+@connection_options
+@handle_errors
+def config_revoke(name: str, node: str) -> None:
+    """Stop NODE from reading config NAME."""
+    call("config.revoke", {"config": name, "node": node})
+
+
+@config.command("read")
+@click.argument("name")
+@connection_options
+@handle_errors
+def config_read(name: str) -> None:
+    """Print the data of a config granted to this node (the data alone, as stored)."""
+    sys.stdout.buffer.write(call("config.read", {"config": name})["data"])
+    sys.stdout.buffer.flush()
 
 
 def register(group: click.Group) -> None:

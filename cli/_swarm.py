@@ -285,15 +285,28 @@ def _print_info(info: dict[str, Any]) -> None:
         lines.append(f"Certificate expires in: {format_duration(timedelta(seconds=max(0, seconds)))}")
     if info.get("ca_rotation_in_progress") is not None:
         lines.append(f"CA rotation in progress: {str(info['ca_rotation_in_progress']).lower()}")
+    if info.get("ca_config"):
+        lines += _ca_config_lines(info["ca_config"])
     if info.get("listen_addr"):
         lines.append(f"Listen address: {info['listen_addr']}")
         lines.append(f"Advertise address: {info['advertise_addr']}")
     lines.append(f"Data directory: {info['data_dir']}")
+    lines.append(f"Secrets directory: {info.get('secrets_dir') or '(off: secrets are not delivered to files)'}")
     if info.get("metrics_addr"):
         lines.append(f"Metrics: http://{info['metrics_addr']}/metrics")
     click.echo("\n".join(lines))
 
 
+
+
+def _ca_config_lines(ca: dict[str, Any]) -> list[str]:
+    """The "CA Configuration" block of ``docker system info``."""
+    lines = ["CA Configuration:", f"  Expiry Duration: {ca['expiry']}", f"  Force Rotate: {ca['force_rotate']}"]
+    if ca["external_cas"]:
+        lines.append("  External CAs:")
+        lines += [f"    {e['protocol']}: {e['url']}" for e in ca["external_cas"]]
+    lines.append(f"  Root Rotation In Progress: {str(ca['root_rotation_in_progress']).lower()}")
+    return lines
 
 
 @click.command("demo")

@@ -19,6 +19,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "ControlClient": "._control",
     "Daemon": "._daemon",
+    "SecretsDir": "._delivery",
+    "DEFAULT_SECRETS_DIR": "._delivery",
     "SystemClock": "._clock",
     "default_data_dir": "._paths",
     "run_demo": "._demo",

@@ -87,6 +87,7 @@ def start_rotation(
             "cross_signed_pem": cross_sign(old, new.cert_pem, now),
             "started_at": now.isoformat(),
         }
+        spec["force_rotate"] = int(spec.get("force_rotate", 0)) + 1  # Swarm's CAConfig.ForceRotate, for info
         return []
 
     update_cluster(daemon, begin)

@@ -24,6 +24,10 @@ handler runs:
                                         the grace period ago (proved by a
                                         signature over the CSR)
 ``secret.read``      node-in-role       a secret granted to that node
+``config.read``      node-in-role       a config granted to that node
+``node.assignments`` node-in-role       the ids and names (never the data) of
+                                        what is granted to that node; waits
+                                        up to 10 s for a change (long poll)
 ===================  =================  ======================================
 
 A node that was removed is refused with ``node <id> was removed from the
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from math import isfinite
 from typing import TYPE_CHECKING, Any
 
 from ._authz import ANYONE, MANAGER, NODE, NODE_IN_ROLE, Allowed, Caller, allow, authorize, recorded_serials
@@ -84,6 +89,8 @@ NODE_API: dict[str, tuple[str, Allowed]] = {
     "node.renew": ("renew", allow(NODE)),
     "node.renew_expired": ("renew_expired", allow(ANYONE)),
     "secret.read": ("secret_read", allow(NODE_IN_ROLE)),
+    "config.read": ("config_read", allow(NODE_IN_ROLE)),
+    "node.assignments": ("assignments", allow(NODE_IN_ROLE)),
 }
 
 
@@ -342,13 +349,29 @@ class ClusterService:
         return {}
 
     def secret_read(self, caller: Caller, params: dict[str, Any]) -> Any:
-        from ._object_methods import read_granted_secret
+        return self._read_granted(caller, "secrets", params)
 
-        ref = params.get("secret")
+    def config_read(self, caller: Caller, params: dict[str, Any]) -> Any:
+        return self._read_granted(caller, "configs", params)
+
+    def _read_granted(self, caller: Caller, table: str, params: dict[str, Any]) -> Any:
+        from ._object_methods import read_granted
+
+        kind = table[:-1]
+        ref = params.get(kind)
         if not isinstance(ref, str):
-            raise InvalidArgument("secret.read needs a secret name or id")
+            raise InvalidArgument(f"{kind}.read needs a {kind} name or id")
         state = self.daemon.require_manager().state  # authorize (node-in-role) read it after a barrier
-        return {"data": read_granted_secret(state, self._caller(caller).node_id, ref)}
+        return {"data": read_granted(state, table, self._caller(caller).node_id, ref)}
+
+    def assignments(self, caller: Caller, params: dict[str, Any]) -> Any:
+        """What is granted to the calling node, once it differs from ``since`` (see ``_delivery``)."""
+        from ._delivery import MAX_POLL_WAIT, wait_for_assignments
+
+        since, wait = params.get("since"), params.get("wait", 0)
+        if not (since is None or isinstance(since, str)) or not isinstance(wait, (int, float)) or not isfinite(wait):
+            raise InvalidArgument("node.assignments takes since (a tag) and wait (seconds)")
+        return wait_for_assignments(self.daemon, self._caller(caller).node_id, since, min(max(wait, 0), MAX_POLL_WAIT))
 
     # ------------------------------------------------------------- periodic
 

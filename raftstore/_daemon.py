@@ -43,6 +43,7 @@ from ._fsutil import atomic_write
 from ._clock import SystemClock
 from ._cluster_listener import ClusterListener
 from ._control import ControlServer
+from ._delivery import Delivery, SecretsDir
 from ._keystore import KeyStore
 from ._logging import set_log_context
 from ._manager import Manager
@@ -123,6 +124,8 @@ class Daemon:
         raft_config: RaftConfig = RaftConfig(),
         remote_api: tuple[str, ssl.SSLContext | None] | None = None,
         metrics_addr: tuple[str, int] | None = None,
+        secrets_dir: SecretsDir | None = None,
+        secrets_dir_required: bool = False,
     ) -> None:
         self.paths = StatePaths(Path(data_dir).absolute())
         self.default_listen_addr = listen_addr
@@ -131,6 +134,10 @@ class Daemon:
         self.remote_api = remote_api
         self.metrics_addr = metrics_addr
         self.metrics: MetricsServer | None = None
+        self.secrets_dir = secrets_dir
+        self._secrets_dir_required = secrets_dir_required
+        self.delivery: Delivery | None = None
+        self.secrets_dir_problem: str | None = None  # why the default directory is not used (doctor says it)
         self.lock = threading.RLock()
         self.mode = INACTIVE
         self.node: NodeState | None = None
@@ -190,6 +197,7 @@ class Daemon:
         os.chmod(self.paths.root, 0o700)
         self._lock_fd = _lock_data_dir(self.paths)
         set_log_context(self.log_context)
+        self._open_secrets_dir()
         if self.metrics_addr is not None:  # first: a port in use stops the daemon before it serves anything
             self.metrics = MetricsServer(self)
             self.log(f"metrics on http://{self.metrics.start(*self.metrics_addr)}/metrics")
@@ -212,11 +220,35 @@ class Daemon:
             self._maintain()
         self.shutdown()
 
+    def _open_secrets_dir(self) -> None:
+        """Deliver granted secrets and configs to files (see _delivery) if the directory can be used.
+
+        A directory the operator named must work (else the daemon stops); the
+        default one is skipped with one warning, so that a host without a
+        writable tmpfs at /run/raftstore still runs the daemon.
+        """
+        directory = self.secrets_dir
+        if directory is None:
+            return
+        try:
+            directory.open()
+        except RaftstoreError as error:
+            if self._secrets_dir_required:
+                raise
+            self.secrets_dir_problem = str(error)
+            self.warn(f"secrets and configs are not delivered to files on this node: {error}")
+            return
+        self.delivery = Delivery(self, directory)
+        self.delivery.start()
+        self.log(f"secrets and configs granted to this node are delivered to {directory.path}")
+
     def stop(self) -> None:
         self._stopping.set()
 
     def shutdown(self) -> None:
         self.log("shutting down")
+        if self.delivery is not None:
+            self.delivery.stop()
         self.control.stop()
         if self.metrics is not None:
             self.metrics.stop()
@@ -497,6 +529,8 @@ class Daemon:
     def become_inactive(self) -> None:
         with self.lock:
             self._stop_roles()
+            if self.delivery is not None:
+                self.delivery.reset()
             try:
                 self.paths.state_file.unlink()
             except FileNotFoundError:

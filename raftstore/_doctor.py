@@ -45,6 +45,7 @@ def audit(daemon: "Daemon") -> list[Finding]:
     findings += _file_modes(daemon)
     findings += _certificate(daemon)
     findings += _remote_api(daemon)
+    findings += _secrets_dir(daemon)
     if daemon.mode == LOCKED:
         findings.append(Finding("info", "locked", "this manager is locked and serves nothing until unlocked",
                                 'run "raftstore unlock" with the cluster\'s unlock key'))
@@ -52,6 +53,23 @@ def audit(daemon: "Daemon") -> list[Finding]:
         findings += _manager(daemon)
     order = {"critical": 0, "warning": 1, "info": 2}
     return sorted(findings, key=lambda f: (order[f.severity], f.check))
+
+
+def _secrets_dir(daemon: "Daemon") -> list[Finding]:
+    """Where granted secrets are delivered (see _delivery): a disk is a weakness, no delivery worth knowing."""
+    directory = daemon.secrets_dir
+    if daemon.delivery is not None and directory is not None and directory.allow_disk:
+        from ._delivery import MEMORY_FILESYSTEMS, filesystem_type
+
+        if filesystem_type(directory.path) not in MEMORY_FILESYSTEMS:
+            return [Finding("warning", "secrets-dir",
+                            f"granted secrets are written to {directory.path}, which is not on tmpfs: they reach a disk",
+                            "mount a tmpfs there and restart the daemon without --secrets-dir-not-tmpfs")]
+    if daemon.secrets_dir_problem is not None:
+        return [Finding("info", "secrets-dir",
+                        f"secrets and configs are not delivered to files: {daemon.secrets_dir_problem}",
+                        "give the daemon --secrets-dir DIR on a tmpfs (or --no-secrets-dir to say you mean it)")]
+    return []
 
 
 def _file_modes(daemon: "Daemon") -> list[Finding]:

@@ -44,6 +44,11 @@ def wait_until(condition: Callable[[], Any], timeout: float = 20.0, interval: fl
     raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}: last result {last!r}")
 
 
+def _delivery_flags(extra: list[str]) -> list[str]:
+    """Test and demo daemons deliver secrets to files only where asked: never into the host's /run."""
+    return extra if "--secrets-dir" in extra else extra + ["--no-secrets-dir"]
+
+
 @dataclass
 class Result:
     returncode: int
@@ -76,7 +81,8 @@ class Node:
         assert self.process is None or self.process.poll() is not None
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            RAFTSTORE + ["daemon", "--data-dir", str(self.data_dir), "--listen-addr", self.addr] + (extra or []),
+            RAFTSTORE + ["daemon", "--data-dir", str(self.data_dir), "--listen-addr", self.addr]
+            + _delivery_flags(extra or []),
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},

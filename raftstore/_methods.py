@@ -98,9 +98,11 @@ def info(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
         "raft": None,
         "cert_expiry_seconds": None,
         "ca_rotation_in_progress": None,
+        "ca_config": None,
         "listen_addr": node.listen_addr if node else None,
         "advertise_addr": node.advertise_addr if node else None,
         "data_dir": str(daemon.paths.root),
+        "secrets_dir": str(daemon.secrets_dir.path) if daemon.delivery is not None and daemon.secrets_dir else None,
         "metrics_addr": daemon.metrics.address if daemon.metrics is not None else None,
         "error": daemon.failure if daemon.mode == FAILED else None,
     }
@@ -139,12 +141,32 @@ def info(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
         out["autolock"] = bool(spec.get("autolock"))
         out["ca_rotation_in_progress"] = spec.get("root_rotation") is not None
         out["cluster_cert_expiry_seconds"] = spec.get("cert_expiry_seconds")
+        out["ca_config"] = ca_config(spec)
     out["kek_version"] = manager.kek.version
     keyring = manager.keys.keyring
     out["dek_terms"] = list(keyring.key_ids)
     out["dek_active"] = keyring.active_id
     out["dek_records"] = manager.state.records_sealed(keyring.active_id)
     return out
+
+
+def ca_config(spec: dict[str, Any]) -> dict[str, Any]:
+    """The cluster's CA settings as ``docker system info`` shows them ("CA Configuration")."""
+    from ._durations import format_duration
+
+    seconds = int(spec["cert_expiry_seconds"])
+    external = []
+    for entry in spec.get("external_cas") or []:  # a map, or the --external-ca text protocol=cfssl,url=...
+        fields = entry if isinstance(entry, dict) else dict(
+            part.partition("=")[::2] for part in str(entry).split(",") if "=" in part)
+        external.append({"protocol": str(fields.get("protocol", "cfssl")), "url": str(fields.get("url", ""))})
+    return {
+        "expiry_seconds": seconds,
+        "expiry": format_duration(timedelta(seconds=seconds)),
+        "external_cas": external,
+        "root_rotation_in_progress": spec.get("root_rotation") is not None,
+        "force_rotate": int(spec.get("force_rotate", 0)),
+    }
 
 
 # ------------------------------------------------------------------ init / join / unlock / leave

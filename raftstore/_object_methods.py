@@ -1,11 +1,13 @@
 """Control-API methods for secrets and configs.
 
-Secrets are granted to nodes. ``ls`` and ``inspect`` never return a secret's
-data, in any format; only ``secret.read`` does, and only to a node that holds
-a grant, checked by a manager against the store at the moment of the read
-(a linearizable read: a revocation applies to the very next read). A node
-without a grant gets ``permission denied`` whether or not the secret exists,
-so it learns nothing about it.
+Secrets and configs are granted to nodes. ``ls`` and ``inspect`` never return
+a secret's data, in any format; only ``secret.read`` does, and only to a node
+that holds a grant, checked by a manager against the store at the moment of
+the read (a linearizable read: a revocation applies to the very next read). A
+node without a grant gets ``permission denied`` whether or not the secret
+exists, so it learns nothing about it. ``config.read`` follows the same rule,
+so that a worker (which has no store to ``inspect``) reads the configs granted
+to it; an operator at a manager still sees any config with ``config inspect``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from ._daemon import Daemon
     from ._state_machine import StateMachine
 
-__all__ = ["read_granted_secret"]
+__all__ = ["read_granted", "granted_objects"]
 
 
 def _ref(params: dict[str, Any], key: str) -> str:
@@ -64,34 +66,62 @@ def _node_ids(state: "StateMachine", refs: Any) -> list[str]:
     return sorted({state.get("nodes", str(ref))["id"] for ref in refs})
 
 
-def _change_grants(daemon: "Daemon", params: dict[str, Any], grant: bool) -> dict[str, Any]:
+def _change_grants(daemon: "Daemon", table: str, params: dict[str, Any], grant: bool) -> dict[str, Any]:
+    kind = table[:-1]
     manager = daemon.require_manager()
     for _ in range(5):
         state = manager.read_barrier()
-        secret = state.get("secrets", _ref(params, "secret"))
+        obj = state.get(table, _ref(params, kind))
         node_id = state.get("nodes", _ref(params, "node"))["id"]
-        grants = set(secret["spec"].get("grants", []))
+        grants = set(obj["spec"].get("grants", []))
         if (node_id in grants) == grant:
-            return {"id": secret["id"], "node": node_id, "changed": False}
+            return {"id": obj["id"], "node": node_id, "changed": False}
         grants = grants | {node_id} if grant else grants - {node_id}
-        spec = dict(secret["spec"], grants=sorted(grants))
+        spec = dict(obj["spec"], grants=sorted(grants))
         try:
             manager.propose(
-                [{"op": "update", "table": "secrets", "id": secret["id"], "version": secret["version"], "spec": spec}]
+                [{"op": "update", "table": table, "id": obj["id"], "version": obj["version"], "spec": spec}]
             )
         except UpdateOutOfSequence:
             continue
-        daemon.log(f"secret {secret['id']} {'granted to' if grant else 'revoked from'} node {node_id}")
-        return {"id": secret["id"], "node": node_id, "changed": True}
+        daemon.log(f"{kind} {obj['id']} {'granted to' if grant else 'revoked from'} node {node_id}")
+        return {"id": obj["id"], "node": node_id, "changed": True}
     raise UpdateOutOfSequence()
 
 
-def read_granted_secret(state: "StateMachine", node_id: str, ref: str) -> bytes:
-    """The data of secret ``ref`` if ``node_id`` holds a grant; otherwise nothing about it."""
-    secret = state.find_exact("secrets", ref)
-    if secret is None or node_id not in secret["spec"].get("grants", []):
+def read_granted(state: "StateMachine", table: str, node_id: str, ref: str) -> bytes:
+    """The data of secret or config ``ref`` if ``node_id`` holds a grant; otherwise nothing about it."""
+    obj = state.find_exact(table, ref)
+    if obj is None or node_id not in obj["spec"].get("grants", []):
         raise PermissionDenied("permission denied")
-    return bytes(secret["spec"]["data"])
+    return bytes(obj["spec"]["data"])
+
+
+def granted_objects(state: "StateMachine", node_id: str) -> dict[str, list[dict[str, Any]]]:
+    """What is granted to ``node_id``: per table, each object's id, name and version (never its data)."""
+    return {table: [{"id": o["id"], "name": o["name"], "version": o["version"]}
+                    for o in state.list(table) if node_id in o["spec"].get("grants", [])]
+            for table in ("secrets", "configs")}
+
+
+def _read_own(daemon: "Daemon", table: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Read a secret or config granted to THIS node: a worker asks a manager over its own mTLS identity."""
+    from ._daemon import MANAGER_MODE, WORKER_MODE
+
+    kind = table[:-1]
+    ref = _ref(params, kind)
+    if daemon.mode == WORKER_MODE and daemon.worker is not None:
+        return {"data": bytes(daemon.worker.call(f"{kind}.read", {kind: ref})["data"])}
+    manager = daemon.require_manager()
+    assert daemon.mode == MANAGER_MODE
+    return {"data": read_granted(manager.read_barrier(), table, manager.node.node_id, ref)}
+
+
+def _create_granted(daemon: "Daemon", table: str, params: dict[str, Any]) -> dict[str, Any]:
+    grants = params.get("grants") or []
+    state = daemon.require_manager().read_barrier() if grants else None
+    node_ids = _node_ids(state, grants) if state is not None else []
+    return _create(daemon, table, params, {"grants": node_ids})
 
 
 def _remove(daemon: "Daemon", table: str, params: dict[str, Any], **delete_flags: Any) -> dict[str, Any]:
@@ -109,10 +139,7 @@ def _remove(daemon: "Daemon", table: str, params: dict[str, Any], **delete_flags
 
 @method("secret.create", allow=ADMIN)
 def secret_create(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    grants = params.get("grants") or []
-    state = daemon.require_manager().read_barrier() if grants else None
-    node_ids = _node_ids(state, grants) if state is not None else []
-    return _create(daemon, "secrets", params, {"grants": node_ids})
+    return _create_granted(daemon, "secrets", params)
 
 
 @method("secret.ls", allow=ADMIN)
@@ -132,25 +159,17 @@ def secret_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
 
 @method("secret.grant", allow=ADMIN)
 def secret_grant(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    return _change_grants(daemon, params, grant=True)
+    return _change_grants(daemon, "secrets", params, grant=True)
 
 
 @method("secret.revoke", allow=ADMIN)
 def secret_revoke(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    return _change_grants(daemon, params, grant=False)
+    return _change_grants(daemon, "secrets", params, grant=False)
 
 
 @method("secret.read", allow=ADMIN)
 def secret_read(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    """Read a secret granted to THIS node: a worker asks a manager over its own mTLS identity."""
-    from ._daemon import MANAGER_MODE, WORKER_MODE
-
-    ref = _ref(params, "secret")
-    if daemon.mode == WORKER_MODE and daemon.worker is not None:
-        return {"data": bytes(daemon.worker.call("secret.read", {"secret": ref})["data"])}
-    manager = daemon.require_manager()
-    assert daemon.mode == MANAGER_MODE
-    return {"data": read_granted_secret(manager.read_barrier(), manager.node.node_id, ref)}
+    return _read_own(daemon, "secrets", params)
 
 
 # ------------------------------------------------------------------ configs
@@ -158,7 +177,7 @@ def secret_read(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
 
 @method("config.create", allow=ADMIN)
 def config_create(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    return _create(daemon, "configs", params, {})
+    return _create_granted(daemon, "configs", params)
 
 
 @method("config.ls", allow=ADMIN)
@@ -173,7 +192,22 @@ def config_inspect(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
 
 @method("config.rm", allow=ADMIN)
 def config_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    return _remove(daemon, "configs", params)
+    return _remove(daemon, "configs", params, force=bool(params.get("force")))
+
+
+@method("config.grant", allow=ADMIN)
+def config_grant(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    return _change_grants(daemon, "configs", params, grant=True)
+
+
+@method("config.revoke", allow=ADMIN)
+def config_revoke(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    return _change_grants(daemon, "configs", params, grant=False)
+
+
+@method("config.read", allow=ADMIN)
+def config_read(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    return _read_own(daemon, "configs", params)
 
 
 __all__ += ["NotFound"]

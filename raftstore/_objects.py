@@ -63,8 +63,7 @@ def public_view(table: str, obj: dict[str, Any]) -> dict[str, Any]:
     """An object as ``ls``/``inspect`` show it: a secret never carries its data, or even its size."""
     spec = dict(obj["spec"])
     view = {k: obj[k] for k in ("id", "name", "version", "created_at", "updated_at", "labels")}
-    if table == "secrets":
-        view["grants"] = list(spec.get("grants", []))
-    else:
+    view["grants"] = list(spec.get("grants", []))
+    if table != "secrets":
         view["data"] = spec.get("data", b"")
     return view

@@ -335,7 +335,7 @@ class StateMachine:
             for frozen in _IMMUTABLE_SPEC_FIELDS.get(table, ()):
                 if spec.get(frozen) != old["spec"].get(frozen):
                     raise InvalidArgument("only updates to labels are allowed")
-            if table == "secrets":
+            if table in ("secrets", "configs"):
                 _grants(spec.get("grants", []))
             new["spec"] = spec
         new["version"] = index
@@ -354,9 +354,9 @@ class StateMachine:
             raise NotFound(f"{_singular(table)} {object_id} not found")
         if a.get("version") is not None and int(a["version"]) != old["version"]:
             raise UpdateOutOfSequence()
-        if table == "secrets" and old["spec"].get("grants") and not a.get("force"):
+        if table in ("secrets", "configs") and old["spec"].get("grants") and not a.get("force"):
             raise InvalidArgument(
-                f"secret {old['name']} is granted to {len(old['spec']['grants'])} node(s); "
+                f"{_singular(table)} {old['name']} is granted to {len(old['spec']['grants'])} node(s); "
                 "revoke the grants or use --force to remove it anyway"
             )
         if table == "cluster":

@@ -44,7 +44,7 @@ class WorkerAgent:
     def set_key(self, key_pem: bytes) -> None:
         self._node_key_pem = key_pem
 
-    def call(self, method: str, params: dict[str, Any]) -> Any:
+    def call(self, method: str, params: dict[str, Any], timeout: float = 15.0) -> Any:
         """Call the first reachable manager over this node's mutual-TLS identity."""
         return call_any_manager(
             list(self.node.manager_addrs),
@@ -53,6 +53,7 @@ class WorkerAgent:
             trusted_roots_pem=self.daemon.paths.root_ca.read_bytes(),
             identity=self.identity(),
             cluster_id=self.node.cluster_id,
+            timeout=timeout,
         )
 
     def start(self) -> None:

@@ -102,3 +102,26 @@ def test_configs(five: tuple[Node, Node, Node, Node, Node]) -> None:
     m1.run("config", "create", "almost", "-", input="x" * 1023999)
     m2.run("config", "rm", "nginx.conf")
     assert "nginx.conf" not in m1.run("config", "ls").stdout
+
+
+def test_configs_granted_to_nodes(five: tuple[Node, Node, Node, Node, Node]) -> None:
+    """Issue 14: a worker has no store to inspect; it reads the configs granted to it, as secrets are read."""
+    m1, m2, m3, w1, w2 = five
+    w1_id, m2_id = w1.info()["node_id"], m2.info()["node_id"]
+    config_id = m1.run("config", "create", "app.yaml", "-", "--grant", w1_id, input="port: 80\n").stdout.strip()
+    assert json.loads(m2.run("config", "inspect", "--format", "json", "app.yaml").stdout)["grants"] == [w1_id]
+    assert w1.run("config", "read", "app.yaml").stdout == "port: 80\n"
+    for node, ref in ((w2, "app.yaml"), (m2, "app.yaml"), (w1, "no-such-config")):
+        refused = node.run("config", "read", ref, check=False)
+        assert (refused.returncode, refused.stderr.strip(), refused.stdout) == (1, "Error: permission denied", "")
+    assert w1.run("config", "inspect", "app.yaml", check=False).returncode == 1  # a worker holds no store
+
+    m3.run("config", "grant", "app.yaml", m2_id)
+    assert m2.run("config", "read", config_id).stdout == "port: 80\n"
+    m1.run("config", "revoke", "app.yaml", w1_id)
+    assert w1.run("config", "read", "app.yaml", check=False).stderr.strip() == "Error: permission denied"
+
+    refused = m1.run("config", "rm", "app.yaml", check=False)
+    assert refused.returncode == 1 and "granted to 1 node" in refused.stderr and "--force" in refused.stderr
+    assert m1.run("config", "rm", "--force", "app.yaml").stdout.strip() == config_id
+    assert m2.run("config", "read", "app.yaml", check=False).stderr.strip() == "Error: permission denied"
