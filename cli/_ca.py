@@ -13,6 +13,7 @@ import click
 from raftstore import generate_private_key, make_csr
 
 from ._common import call, connection_options, emit_json, format_option, handle_errors, read_optional_file
+from ._external_ca import external_ca_option
 
 __all__ = ["register"]
 
@@ -28,14 +29,16 @@ def _waiting_line(status: dict[str, Any]) -> str:
 @click.option("--rotate", is_flag=True, help="Start a root CA rotation and follow it until every node has converged.")
 @click.option("--ca-cert", metavar="FILE", help="With --rotate: use this root certificate (PEM) instead of a new one.")
 @click.option("--ca-key", metavar="FILE", help="With --rotate: the private key of --ca-cert (PEM).")
+@external_ca_option("With --rotate and --ca-cert (no --ca-key): the CFSSL signing service that holds the new "
+                    "root's key, protocol=cfssl,url=https://HOST:PORT[,cacert=FILE]. Repeatable.")
 @click.option("--detach", is_flag=True, help="With --rotate: return at once instead of waiting.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines; print only the certificate.")
 @format_option
 @connection_options
 @click.pass_context
 @handle_errors
-def ca(ctx: click.Context, rotate: bool, ca_cert: str | None, ca_key: str | None, detach: bool, quiet: bool,
-       output_format: str) -> None:
+def ca(ctx: click.Context, rotate: bool, ca_cert: str | None, ca_key: str | None,
+       external_cas: list[dict[str, Any]], detach: bool, quiet: bool, output_format: str) -> None:
     """Print the cluster's root CA certificate (PEM), or rotate it.
 
     During a rotation every node renews its certificate under the new root
@@ -48,15 +51,16 @@ def ca(ctx: click.Context, rotate: bool, ca_cert: str | None, ca_key: str | None
       raftstore ca > root.pem
       raftstore ca --rotate
       raftstore ca --rotate --ca-cert new-root.pem --ca-key new-root.key --detach
+      raftstore ca --rotate --ca-cert new-root.pem --external-ca protocol=cfssl,url=https://ca.example.com:8888
       raftstore ca issue-client --out ~/.raftstore
       raftstore ca issue-server --san api.example.com --san 10.0.0.5 --out /etc/raftstore/api
     """
     if ctx.invoked_subcommand is not None:
         return
-    if (ca_cert or ca_key or detach) and not rotate:
-        raise click.UsageError("--ca-cert, --ca-key and --detach go with --rotate")
+    if (ca_cert or ca_key or detach or external_cas) and not rotate:
+        raise click.UsageError("--ca-cert, --ca-key, --external-ca and --detach go with --rotate")
     status = call("ca", {"rotate": rotate, "ca_cert_pem": read_optional_file(ca_cert, "CA certificate"),
-                         "ca_key_pem": read_optional_file(ca_key, "CA key")})
+                         "ca_key_pem": read_optional_file(ca_key, "CA key"), "external_cas": external_cas})
     if rotate and not detach:
         shown = ""
         while status["in_progress"]:

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -68,6 +68,8 @@ __all__ = [
     "is_daemon_certificate",
     "check_issued_certificate",
     "certificate_profile",
+    "root_csr",
+    "check_cross_signed",
     "cross_sign",
     "ca_digest",
 ]
@@ -495,6 +497,44 @@ def cross_sign(old: RootCA, new_root_cert_pem: bytes, now: datetime) -> bytes:
         .sign(old_key, _signature_hash(old_key))
     )
     return _pem(cert)
+
+
+def root_csr(new: RootCA) -> bytes:
+    """A CSR for the new root's own subject and key, signed by that key: what an external CA that holds
+    the old root's key is asked to cross-sign (Swarm sends the same), because the cluster cannot.
+
+    Raises:
+        InvalidCertificate: the new root's key is not here.
+    """
+    if new.key_pem is None:
+        raise InvalidCertificate("a cross-signing request needs the new root's key")
+    cert = _load_cert(new.cert_pem)
+    key = _load_ca_key(new.key_pem)
+    csr = x509.CertificateSigningRequestBuilder().subject_name(cert.subject).sign(key, _signature_hash(key))
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def check_cross_signed(cert_pem: bytes, old_root_pem: bytes, new_root_pem: bytes, now: datetime) -> bytes:
+    """Whether an external CA's answer is the bridge asked for: the new root's subject and key, CA:true,
+    allowed to sign certificates, signed by the old root, valid now. Returns the certificate's PEM.
+
+    Raises:
+        InvalidCertificate: naming the first check that failed.
+    """
+    certs = split_pem_chain(cert_pem)
+    if not certs:
+        raise InvalidCertificate("the external CA returned no certificate")
+    bridge, old, new = _load_cert(certs[0]), _load_cert(old_root_pem), _load_chain(new_root_pem)[0]
+    if bridge.subject != new.subject or bridge.public_key() != new.public_key():
+        raise InvalidCertificate("the external CA's cross-signed certificate is not for the new root's name and key")
+    if not _may_sign_certificates(bridge):
+        raise InvalidCertificate("the external CA's cross-signed certificate is not a CA that may sign certificates "
+                                 "(its CFSSL profile swarm-cross-sign needs ca_constraint is_ca and cert sign)")
+    if not _signed_by(bridge, old):
+        raise InvalidCertificate("the external CA's cross-signed certificate is not signed by the current root")
+    if not bridge.not_valid_before_utc <= _utc(now) < bridge.not_valid_after_utc:
+        raise InvalidCertificate("the external CA's cross-signed certificate is not valid now")
+    return certs[0]
 
 
 def ca_digest(bundle_pem: bytes) -> str:
