@@ -116,7 +116,7 @@ def _load_ca_key(pem: bytes) -> CAPrivateKey:
     return key
 
 
-def _signature_hash(key: CAPrivateKey) -> hashes.HashAlgorithm:
+def _signature_hash(key: CAPrivateKey) -> hashes.SHA256 | hashes.SHA384:
     """The digest a CA key signs with: SHA-384 for P-384 (its matching strength), SHA-256 otherwise."""
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp384r1":
         return hashes.SHA384()
@@ -147,10 +147,7 @@ def public_key_fingerprint(pem: bytes) -> str:
     Raises:
         InvalidCertificate: neither a PEM certificate nor a node or CA PEM private key.
     """
-    if b"PRIVATE KEY" in pem:
-        public = _load_ca_key(pem).public_key()
-    else:
-        public = _load_chain(pem)[0].public_key()
+    public = _load_ca_key(pem).public_key() if b"PRIVATE KEY" in pem else _load_chain(pem)[0].public_key()
     der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()
 

@@ -75,6 +75,10 @@ def test_cluster_signed_by_a_real_cfssl(cluster: Cluster, cfssl: CfsslServer, tm
     assert [ca["answers"] for ca in info] == [False, True] and info[1]["url"] == f"{cfssl.url}/api/v1/cfssl/sign"
     text = m1.run("info").stdout
     assert f"cfssl: {cfssl.url}/api/v1/cfssl/sign (answers and signs with the cluster root)" in text
+    # So is an API client's certificate (profile swarm-client).
+    m1.run("ca", "issue-client", "--out", str(tmp_path / "client"))
+    client = x509.load_pem_x509_certificate((tmp_path / "client" / "cert.pem").read_bytes())
+    assert client.issuer == root_cert.subject and usages(client) == {ExtendedKeyUsageOID.CLIENT_AUTH}
     # A role change is a new certificate from the service too.
     m1.run("node", "promote", w1.info()["node_id"])
     wait_until(lambda: usages(leaf(w1)) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH},
