@@ -70,6 +70,7 @@ __all__ = [
     "certificate_profile",
     "root_csr",
     "check_cross_signed",
+    "node_csr_key",
     "cross_sign",
     "ca_digest",
 ]
@@ -316,6 +317,14 @@ def certificate_profile(role: str, node_id: str, cluster_id: str) -> dict[str, A
 _EKU_NAMES = {ExtendedKeyUsageOID.SERVER_AUTH: "server auth", ExtendedKeyUsageOID.CLIENT_AUTH: "client auth"}
 
 
+def _extension(cert: x509.Certificate, kind: type[Any]) -> Any:
+    """The value of one extension, or None when absent (ValueError when malformed)."""
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
 def check_issued_certificate(
     chain_pem: bytes,
     csr_pem: bytes,
@@ -329,7 +338,8 @@ def check_issued_certificate(
     """Whether a certificate that an external CA returned is exactly the one asked for; returns its leaf PEM.
 
     The leaf must name exactly O=cluster id, OU=role, CN=node id (nothing more,
-    nothing less), certify the CSR's public key, state exactly the extended key
+    nothing less) and exactly the DNS SANs ``certificate_profile`` lists,
+    certify the CSR's public key, state exactly the extended key
     usages ``issue_certificate`` gives the role (a worker must not be able to
     pose as a server), not be a CA, be valid now for at least
     MIN_CERT_VALIDITY, and chain to ``root_pem`` (directly or through the
@@ -350,14 +360,17 @@ def check_issued_certificate(
             f"not {expected.rfc4514_string()!r}"
         )
     try:
-        wanted_key = x509.load_pem_x509_csr(csr_pem).public_key()
-        if leaf.public_key() != wanted_key:
+        if leaf.public_key() != node_csr_key(csr_pem):
             raise InvalidCertificate("the external CA returned a certificate for another key than the CSR's")
-        usages = set(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
-    except x509.ExtensionNotFound:
-        usages = set()
+        usages = set(_extension(leaf, x509.ExtendedKeyUsage) or [])
+        sans = list(_extension(leaf, x509.SubjectAlternativeName) or [])
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise InvalidCertificate("the external CA returned an unreadable certificate") from None
+    hosts = certificate_profile(role, node_id, cluster_id)["hosts"]
+    named = sorted(str(getattr(name, "value", name)) for name in sans)
+    if named != sorted(hosts) or not all(isinstance(name, x509.DNSName) for name in sans):
+        raise InvalidCertificate(f"the external CA's certificate names {', '.join(named) or 'nothing'}; "
+                                 f"it must name exactly {', '.join(hosts)} (the request's hosts)")
     if usages != set(_USAGES[role]):
         names = ", ".join(sorted(_EKU_NAMES.get(u, u.dotted_string) for u in usages)) or "none"
         want = ", ".join(_EKU_NAMES[u] for u in _USAGES[role])
@@ -394,6 +407,25 @@ def _subject(cluster_id: str, role: str, common_name: str) -> x509.Name:
     )
 
 
+def node_csr_key(csr_pem: bytes) -> ec.EllipticCurvePublicKey:
+    """The P-256 key a node's CSR proves possession of; checked before any CA, here or external, sees it.
+
+    Raises:
+        InvalidCertificate: not a CSR, a signature that does not verify, or another kind of key.
+    """
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+        valid = csr.is_signature_valid
+        public = csr.public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise InvalidCertificate("not a usable PEM certificate signing request") from None
+    if not valid:
+        raise InvalidCertificate("the CSR's signature does not verify")
+    if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(public.curve, ec.SECP256R1):
+        raise InvalidCertificate("only ECDSA P-256 keys are accepted")
+    return public
+
+
 def _issue(
     ca: RootCA,
     csr_pem: bytes,
@@ -409,16 +441,7 @@ def _issue(
         raise InvalidArgument("minimum certificate expiry time is: 1h0m0s")
     if ca.key_pem is None:
         raise InvalidCertificate("this CA has no signing key here")
-    try:
-        csr = x509.load_pem_x509_csr(csr_pem)
-        valid = csr.is_signature_valid
-        public = csr.public_key()
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise InvalidCertificate("not a usable PEM certificate signing request") from None
-    if not valid:
-        raise InvalidCertificate("the CSR's signature does not verify")
-    if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(public.curve, ec.SECP256R1):
-        raise InvalidCertificate("only ECDSA P-256 keys are accepted")
+    public = node_csr_key(csr_pem)
     ca_cert = _load_cert(ca.cert_pem)
     ca_key = _load_ca_key(ca.key_pem)
     now = _utc(now)

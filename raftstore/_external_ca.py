@@ -48,6 +48,7 @@ from .keyring import (
     check_cross_signed,
     check_issued_certificate,
     issue_certificate,
+    node_csr_key,
     public_key_fingerprint,
     root_csr,
     split_pem_chain,
@@ -155,8 +156,10 @@ def sign_with_external_ca(
     """Forward the CSR to each service in turn; the first answer that passes the checks wins.
 
     Raises:
+        InvalidCertificate: the CSR is not a node's (checked before anything is sent).
         Unavailable: none answered with a good certificate (one line naming each URL and why).
     """
+    node_csr_key(csr_pem)  # a stranger's CSR: checked before it leaves this manager
     profile = certificate_profile(role, node_id, cluster_id)
     request = {
         "certificate_request": csr_pem.decode("ascii", "replace"),

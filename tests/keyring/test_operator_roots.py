@@ -33,6 +33,7 @@ from raftstore.keyring import (
     load_root_ca,
     make_csr,
     new_id,
+    node_csr_key,
     verify_certificate_chain,
 )
 
@@ -186,7 +187,7 @@ EXTERNAL = load_root_ca(ROOT_PEM, ROOT_KEY, NOW)  # stands in for the CFSSL serv
 
 def external_reply(role: str = WORKER_ROLE, *, subject: x509.Name | None = None, usages: list[Any] | None = None,
                    csr_key: bytes | None = None, signer: RootCA = EXTERNAL, node_id: str = "node1",
-                   days: int = 90) -> tuple[bytes, bytes]:
+                   days: int = 90, hosts: list[str] | None = None) -> tuple[bytes, bytes]:
     """(the CSR sent, the certificate a service returned for it), built as a CFSSL profile would."""
     node_key = generate_private_key()
     csr = make_csr(node_key)
@@ -206,7 +207,8 @@ def external_reply(role: str = WORKER_ROLE, *, subject: x509.Name | None = None,
         .serial_number(x509.random_serial_number()).not_valid_before(NOW - timedelta(minutes=5))
         .not_valid_after(NOW + timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in profile["hosts"]]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts or profile["hosts"]]),
+                       critical=False)
     )
     if wanted:
         builder = builder.add_extension(x509.ExtendedKeyUsage(wanted), critical=False)
@@ -241,6 +243,8 @@ def test_external_answers_that_are_not_what_was_asked_are_refused() -> None:
         "usages none": external_reply(usages=[]),
         "does not chain": external_reply(signer=other_root),
         "less than an hour": external_reply(days=0),
+        "names node1, swarm-ca, swarm-worker; it must name exactly swarm-worker, node1":
+            external_reply(hosts=["swarm-worker", "node1", "swarm-ca"]),
         "OU=swarm-manager": external_reply(subject=x509.Name([
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, CLUSTER),
             x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, MANAGER_ROLE),
@@ -257,3 +261,14 @@ def test_external_answers_that_are_not_what_was_asked_are_refused() -> None:
         assert "\n" not in str(caught.value), reason
     with pytest.raises(InvalidCertificate, match="no certificate"):
         check(make_csr(generate_private_key()), b"")
+
+
+def test_a_csr_that_proves_nothing_is_refused_before_it_is_forwarded() -> None:
+    """node_csr_key: what a stranger's CSR must be before an external CA sees it (P-256, a valid signature)."""
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rsa_csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(rsa_key, hashes.SHA256())
+    with pytest.raises(InvalidCertificate, match="P-256"):
+        node_csr_key(rsa_csr.public_bytes(serialization.Encoding.PEM))
+    with pytest.raises(InvalidCertificate, match="PEM certificate signing request"):
+        node_csr_key(b"not a csr")
+    assert isinstance(node_csr_key(make_csr(generate_private_key())), ec.EllipticCurvePublicKey)
