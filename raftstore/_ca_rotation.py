@@ -14,8 +14,9 @@
    certificate was issued by the new root. A node that is down keeps the
    rotation waiting; ``ca`` says which.
 4. When every node has converged the new root becomes the only root, the old
-   one (and the external CAs that signed for it) is forgotten, and both join tokens are regenerated (their digest
-   names the new root). From then on a certificate of the old root is refused.
+   one (and the external CAs that signed for it) is forgotten, and both join
+   tokens are regenerated (their digest names the new root). From then on a
+   certificate of the old root is refused.
 
 Which root signs, and what a node must trust, is decided here alone.
 """
@@ -125,7 +126,8 @@ def _new_root(spec: dict[str, Any], now: datetime, cert_pem: bytes | None, key_p
         return new, cross_sign(old, new.cert_pem, now), entries
     if new.key_pem is None:
         raise InvalidArgument("rotating from one external root to another is not supported (as in Swarm): the "
-                              "cross-signed certificate needs one of the two keys; give the new root's --ca-key")
+                              "cross-signed certificate needs one of the two keys; rotate to a root whose key you "
+                              "give (or a generated one) first, then to the new external root")
     return new, cross_sign_with_external_ca(entries_for(spec, old.cert_pem), old.cert_pem, new, now), entries
 
 

@@ -164,7 +164,6 @@ def _cert_expiry(params: dict[str, Any]) -> timedelta | None:
 
 def _external_cas(params: dict[str, Any], key: str = "external_cas") -> list[Any]:
     """The ``--external-ca`` options (or ``--external-ca-rm`` URLs) a command sent; _external_ca checks each."""
-
     value = params.get(key) or []
     if not isinstance(value, list) or len(value) > MAX_EXTERNAL_CAS:
         raise InvalidArgument(f"give at most {MAX_EXTERNAL_CAS} external CAs")
