@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -188,3 +189,25 @@ def test_rotation_to_an_external_root_and_back(cluster: Cluster, cfssl: CfsslSer
     assert m1.info()["external_cas"] == []
     m2.run("kv", "put", "after", "internal")
     assert m1.run("kv", "get", "after").stdout == "internal\n"
+
+
+def test_the_first_transaction_holds_no_root_key(cfssl: CfsslServer, tmp_path: Path) -> None:
+    """What init proposes to the replicated store: the root certificate and the services, never a key."""
+    import msgpack
+
+    from raftstore._bootstrap import bootstrap_actions, initialize_cluster
+    from raftstore._node_state import StatePaths
+
+    paths = StatePaths(tmp_path / "data")
+    paths.create()
+    cacert = (cfssl.directory / "tls-ca.pem").read_bytes()
+    result = initialize_cluster(paths, listen_addr="127.0.0.1:1", advertise_addr="127.0.0.1:1", autolock=False,
+                                ca_cert_pem=cfssl.root_pem,
+                                external_cas=[{"protocol": "cfssl", "url": cfssl.url, "cacert_pem": cacert}],
+                                now=datetime.now(timezone.utc))
+    spec = bootstrap_actions(result)[0]["spec"]
+    assert spec["root_ca"] == {"cert_pem": cfssl.root_pem, "key_pem": None}
+    assert [(e["url"], e["cacert_pem"]) for e in spec["external_cas"]] == [(f"{cfssl.url}/api/v1/cfssl/sign", cacert)]
+    key = serialization.load_pem_private_key(cfssl.root_key_pem, None)
+    scalar = key.private_numbers().private_value.to_bytes(32, "big")  # type: ignore[union-attr]
+    assert scalar not in msgpack.packb(bootstrap_actions(result), use_bin_type=True)
