@@ -76,7 +76,9 @@ MAX_CACERT_BYTES = 64 * 2**10
 #: A CFSSL reply is one certificate in JSON; anything longer is not one.
 MAX_REPLY_BYTES = 64 * 2**10
 #: One attempt at one service: connect, TLS, request and reply.
-SIGN_TIMEOUT = 10.0
+SIGN_TIMEOUT = 5.0
+#: All attempts of one signing: a joining node waits 15 s for its answer, which must be this line, not a timeout.
+SIGN_BUDGET = 12.0
 PROBE_TIMEOUT = 3.0
 
 
@@ -201,9 +203,14 @@ def _first_good_answer(entries: list[dict[str, Any]], root_pem: bytes, path: str
         raise Unavailable("the root CA's key is not in the cluster and no external CA signs for it: "
                           "add one with raftstore update --external-ca protocol=cfssl,url=...")
     failures = []
+    deadline = time.monotonic() + SIGN_BUDGET
     for entry in entries:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0.5:
+            failures.append(f"{entry['url']}: not tried (out of time)")
+            continue
         try:
-            return bytes(accept(_call(entry, root_pem, path, request, SIGN_TIMEOUT)))
+            return bytes(accept(_call(entry, root_pem, path, request, min(SIGN_TIMEOUT, remaining))))
         except (Unavailable, InvalidCertificate) as error:
             failures.append(f"{entry['url']}: {error}")
     raise Unavailable(f"no external CA issued {what}: {'; '.join(failures)}")
@@ -245,6 +252,8 @@ def _call(entry: dict[str, Any], root_pem: bytes, path: str, request: dict[str, 
         raise Unavailable(f"its TLS certificate does not verify against the pinned CA ({error.verify_message})") from None
     except ConnectionRefusedError:
         raise Unavailable("connection refused (is the signing service running?)") from None
+    except TimeoutError:
+        raise Unavailable(f"no answer within {timeout:.1f} s") from None
     except (OSError, http.client.HTTPException) as error:
         raise Unavailable(f"{type(error).__name__}: {error}".rstrip(": ")) from None
     finally:

@@ -211,3 +211,37 @@ def test_the_first_transaction_holds_no_root_key(cfssl: CfsslServer, tmp_path: P
     key = serialization.load_pem_private_key(cfssl.root_key_pem, None)
     scalar = key.private_numbers().private_value.to_bytes(32, "big")  # type: ignore[union-attr]
     assert scalar not in msgpack.packb(bootstrap_actions(result), use_bin_type=True)
+
+
+def test_a_silent_service_costs_one_timeout_then_the_next_signs(cfssl: CfsslServer,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service that accepts connections and never answers: failover after SIGN_TIMEOUT, all within SIGN_BUDGET
+    (shortened here; a joining node waits 15 s for the answer, which must be the error line, not its own timeout)."""
+    import socket
+    import time
+
+    from raftstore import _external_ca
+    from raftstore._external_ca import external_ca_entry, sign_with_external_ca
+    from raftstore.keyring import WORKER_ROLE, Unavailable, generate_private_key, make_csr, new_id
+
+    assert _external_ca.SIGN_BUDGET < 15
+    monkeypatch.setattr(_external_ca, "SIGN_TIMEOUT", 1.0)
+    monkeypatch.setattr(_external_ca, "SIGN_BUDGET", 2.5)
+    cacert = (cfssl.directory / "tls-ca.pem").read_bytes()
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        mute = external_ca_entry({"protocol": "cfssl", "url": f"https://127.0.0.1:{silent.getsockname()[1]}",
+                                  "cacert_pem": cacert}, cfssl.root_pem)
+        good = external_ca_entry({"protocol": "cfssl", "url": cfssl.url, "cacert_pem": cacert}, cfssl.root_pem)
+        csr, cluster_id, now = make_csr(generate_private_key()), new_id(), datetime.now(timezone.utc)
+        started = time.monotonic()
+        chain = sign_with_external_ca([mute, good], cfssl.root_pem, csr, node_id="n1", cluster_id=cluster_id,
+                                      role=WORKER_ROLE, now=now)
+        assert b"BEGIN CERTIFICATE" in chain and time.monotonic() - started < 2.5
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="no answer within 1.0 s") as caught:
+            sign_with_external_ca([mute, mute, mute], cfssl.root_pem, csr, node_id="n1", cluster_id=cluster_id,
+                                  role=WORKER_ROLE, now=now)
+        assert time.monotonic() - started < 3.0 and str(caught.value).endswith("not tried (out of time)")
+        assert "\n" not in str(caught.value)
