@@ -170,22 +170,22 @@ def test_rotation_to_an_external_root_and_back(cluster: Cluster, cfssl: CfsslSer
     cluster.init(m1)
     cluster.join(m2, m1, "manager")
     cluster.join(w1, m1, "worker")
-    m1.run("ca", "--rotate", "--ca-cert", str(root), "--external-ca", cfssl.option(), "-q")
+    m1.run("ca", "--rotate", "--ca-cert", str(root), "--external-ca", cfssl.option(), "-q", timeout=120)
     assert m1.run("ca").stdout.encode() == cfssl.root_pem
     external = x509.load_pem_x509_certificate(cfssl.root_pem)
     for node in (m1, m2, w1):
         wait_until(lambda n=node: leaf(n).issuer == external.subject and
                    (n.data_dir / "certificates" / "swarm-root-ca.crt").read_bytes() == cfssl.root_pem,
-                   timeout=30, what=f"{node.name} converged on the external root")
+                   timeout=60, what=f"{node.name} converged on the external root")
     m1.run("kv", "put", "after", "external")
     assert m2.run("kv", "get", "after").stdout == "external\n"
     # Away from the external root: its CFSSL cross-signs the new root (profile swarm-cross-sign).
-    m1.run("ca", "--rotate", "-q")
+    m1.run("ca", "--rotate", "-q", timeout=120)
     new_root = m1.run("ca").stdout.encode()
     assert new_root != cfssl.root_pem
     for node in (m1, m2, w1):
         wait_until(lambda n=node: (n.data_dir / "certificates" / "swarm-root-ca.crt").read_bytes() == new_root,
-                   timeout=30, what=f"{node.name} converged on the new root")
+                   timeout=60, what=f"{node.name} converged on the new root")
     assert m1.info()["external_cas"] == []
     m2.run("kv", "put", "after", "internal")
     assert m1.run("kv", "get", "after").stdout == "internal\n"
