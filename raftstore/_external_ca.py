@@ -63,6 +63,9 @@ __all__ = [
     "cross_sign_with_external_ca",
     "probe",
     "probe_all",
+    "updated_external_cas",
+    "require_answering",
+    "MAX_EXTERNAL_CAS",
 ]
 
 PROTOCOL = "cfssl"
@@ -87,7 +90,7 @@ def _normalized_url(url: Any) -> str:
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
         raise InvalidArgument("--external-ca needs url=https://HOST:PORT (the CFSSL signing service)")
     parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment or parts.username:
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment or "@" in parts.netloc:
         raise InvalidArgument(f"external CA url {url!r}: give https://HOST[:PORT][/api/v1/cfssl/sign]")
     try:
         parts.port
