@@ -13,6 +13,7 @@ import click
 from raftstore import generate_private_key, make_csr, parse_duration
 
 from ._common import call, connection_options, emit_json, fail, format_option, handle_errors, read_optional_file
+from ._external_ca import external_ca_option
 
 __all__ = ["register"]
 
@@ -30,6 +31,8 @@ def _waiting_line(status: dict[str, Any]) -> str:
 @click.option("--ca-key", metavar="FILE", help="With --rotate: the private key of --ca-cert (PEM).")
 @click.option("--cert-expiry", metavar="DURATION",
               help="Validity of node certificates issued from now on, e.g. 2160h0m0s (as \"update --cert-expiry\").")
+@external_ca_option("With --rotate and --ca-cert (no --ca-key): the CFSSL signing service that holds the new "
+                    "root's key, protocol=cfssl,url=https://HOST:PORT[,cacert=FILE]. Repeatable.")
 @click.option("-d", "--detach", is_flag=True, help="With --rotate: return at once instead of waiting.")
 @click.option("--pending", is_flag=True,
               help="Print the new root CA certificate (PEM) of the rotation in progress, instead of the current one.")
@@ -39,7 +42,7 @@ def _waiting_line(status: dict[str, Any]) -> str:
 @click.pass_context
 @handle_errors
 def ca(ctx: click.Context, rotate: bool, ca_cert: str | None, ca_key: str | None, cert_expiry: str | None,
-       detach: bool, pending: bool, quiet: bool, output_format: str) -> None:
+       external_cas: list[dict[str, Any]], detach: bool, pending: bool, quiet: bool, output_format: str) -> None:
     """Print the cluster's root CA certificate (PEM), or rotate it.
 
     During a rotation every node renews its certificate under the new root
@@ -52,6 +55,7 @@ def ca(ctx: click.Context, rotate: bool, ca_cert: str | None, ca_key: str | None
       raftstore ca > root.pem
       raftstore ca --rotate
       raftstore ca --rotate --ca-cert new-root.pem --ca-key new-root.key --detach
+      raftstore ca --rotate --ca-cert new-root.pem --external-ca protocol=cfssl,url=https://ca.example.com:8888
       raftstore ca --pending > new-root.pem    # during a rotation
       raftstore ca --cert-expiry 720h
       raftstore ca issue-client --out ~/.raftstore
@@ -59,8 +63,8 @@ def ca(ctx: click.Context, rotate: bool, ca_cert: str | None, ca_key: str | None
     """
     if ctx.invoked_subcommand is not None:
         return
-    if (ca_cert or ca_key or detach) and not rotate:
-        raise click.UsageError("--ca-cert, --ca-key and --detach go with --rotate")
+    if (ca_cert or ca_key or detach or external_cas) and not rotate:
+        raise click.UsageError("--ca-cert, --ca-key, --external-ca and --detach go with --rotate")
     if pending and rotate:
         raise click.UsageError("--pending shows a rotation in progress; it does not go with --rotate")
     if cert_expiry is not None:
@@ -69,7 +73,7 @@ def ca(ctx: click.Context, rotate: bool, ca_cert: str | None, ca_key: str | None
         _print_pending(call("ca"), output_format)
         return
     status = call("ca", {"rotate": rotate, "ca_cert_pem": read_optional_file(ca_cert, "CA certificate"),
-                         "ca_key_pem": read_optional_file(ca_key, "CA key")})
+                         "ca_key_pem": read_optional_file(ca_key, "CA key"), "external_cas": external_cas})
     if rotate and not detach:
         shown = ""
         while status["in_progress"]:

@@ -10,6 +10,7 @@ import click
 from raftstore import format_duration, parse_duration
 
 from ._common import call, connection_options, emit_json, format_option, handle_errors, read_optional_file
+from ._external_ca import external_ca_option
 
 __all__ = ["register"]
 
@@ -37,19 +38,27 @@ def _join_instructions(role: str, token: str, addr: str) -> str:
 @click.option("--listen-addr", metavar="HOST:PORT", help="Cluster port to listen on (default: the daemon's --listen-addr, else 0.0.0.0:2377).")
 @click.option("--advertise-addr", metavar="HOST:PORT", help="Address other nodes use to reach this manager.")
 @click.option("--ca-cert", metavar="FILE", help="Use this root CA certificate (PEM) instead of generating one.")
-@click.option("--ca-key", metavar="FILE", help="Private key of --ca-cert (PEM).")
+@click.option("--ca-key", metavar="FILE", help="Private key of --ca-cert (PEM); leave it out with --external-ca.")
+@external_ca_option()
 @click.option("--force-new-cluster", is_flag=True, help="After losing quorum: rebuild a one-manager cluster from this manager's data, keeping every committed record.")
 @format_option
 @connection_options
 @handle_errors
 def init_cmd(autolock: bool, cert_expiry: str | None, listen_addr: str | None, advertise_addr: str | None,
-             ca_cert: str | None, ca_key: str | None, force_new_cluster: bool, output_format: str) -> None:
+             ca_cert: str | None, ca_key: str | None, external_cas: list[dict[str, Any]], force_new_cluster: bool,
+             output_format: str) -> None:
     """Create a new cluster with this node as its first manager.
+
+    The root CA is generated, or yours: --ca-cert with --ca-key (RSA 2048-4096
+    or ECDSA P-256/P-384), or --ca-cert with --external-ca, when the key stays
+    with your CFSSL signing service and the cluster never holds it.
 
     \b
     Examples:
       raftstore init --listen-addr 127.0.0.1:2377
       raftstore init --autolock --advertise-addr 10.0.0.5:2377
+      raftstore init --ca-cert root.pem --ca-key root.key
+      raftstore init --ca-cert root.pem --external-ca protocol=cfssl,url=https://ca.example.com:8888,cacert=cfssl-tls-ca.pem
       raftstore init --force-new-cluster      # after losing a majority of managers
     """
     result = call(
@@ -61,6 +70,7 @@ def init_cmd(autolock: bool, cert_expiry: str | None, listen_addr: str | None, a
             "advertise_addr": advertise_addr,
             "ca_cert_pem": read_optional_file(ca_cert, "CA certificate"),
             "ca_key_pem": read_optional_file(ca_key, "CA key"),
+            "external_cas": external_cas,
             "force_new_cluster": force_new_cluster,
         },
     )
@@ -193,10 +203,15 @@ def _bool(text: str | None) -> bool | None:
 @click.option("--rotate-dek", is_flag=True,
               help="Seal everything from now on under a new data encryption key; older keys leave the keyring "
                    "once no record on any manager's disk uses them.")
+@external_ca_option("Add a CFSSL signing service for the root whose key the cluster does not hold: "
+                    "protocol=cfssl,url=https://HOST:PORT[,cacert=FILE]; it must answer now. Repeatable.")
+@click.option("--external-ca-rm", "external_ca_rm", metavar="URL", multiple=True,
+              help="Remove the external CA with this URL. Repeatable.")
 @format_option
 @connection_options
 @handle_errors
-def update_cmd(autolock: str | None, cert_expiry: str | None, rotate_dek: bool, output_format: str) -> None:
+def update_cmd(autolock: str | None, cert_expiry: str | None, rotate_dek: bool, external_cas: list[dict[str, Any]],
+               external_ca_rm: tuple[str, ...], output_format: str) -> None:
     """Change cluster-wide settings, or rotate the data encryption key.
 
     \b
@@ -204,9 +219,12 @@ def update_cmd(autolock: str | None, cert_expiry: str | None, rotate_dek: bool, 
       raftstore update --autolock=true
       raftstore update --cert-expiry 720h
       raftstore update --rotate-dek
+      raftstore update --external-ca protocol=cfssl,url=https://ca2.example.com:8888,cacert=cfssl-tls-ca.pem
+      raftstore update --external-ca-rm https://ca1.example.com:8888
     """
     result = call("update", {"autolock": _bool(autolock), "cert_expiry_seconds": _duration_seconds(cert_expiry),
-                             "rotate_dek": rotate_dek})
+                             "rotate_dek": rotate_dek, "external_cas": external_cas,
+                             "external_ca_rm": list(external_ca_rm)})
     if output_format == "json":
         emit_json(result)
         return
@@ -286,7 +304,7 @@ def _print_info(info: dict[str, Any]) -> None:
     if info.get("ca_rotation_in_progress") is not None:
         lines.append(f"CA rotation in progress: {str(info['ca_rotation_in_progress']).lower()}")
     if info.get("ca_config"):
-        lines += _ca_config_lines(info["ca_config"])
+        lines += _ca_config_lines(info["ca_config"], info.get("external_cas"))
     if info.get("listen_addr"):
         lines.append(f"Listen address: {info['listen_addr']}")
         lines.append(f"Advertise address: {info['advertise_addr']}")
@@ -299,10 +317,14 @@ def _print_info(info: dict[str, Any]) -> None:
 
 
 
-def _ca_config_lines(ca: dict[str, Any]) -> list[str]:
-    """The "CA Configuration" block of ``docker system info``."""
+def _ca_config_lines(ca: dict[str, Any], probed: list[dict[str, Any]] | None = None) -> list[str]:
+    """The "CA Configuration" block of ``docker system info``; external CAs with whether they answer
+    when the daemon probed them (a manager does)."""
     lines = ["CA Configuration:", f"  Expiry Duration: {ca['expiry']}", f"  Force Rotate: {ca['force_rotate']}"]
-    if ca["external_cas"]:
+    if probed:
+        lines.append("  External CAs:")
+        lines += [f"    {e['protocol']}: {e['url']} ({e['status']})" for e in probed]
+    elif ca["external_cas"]:
         lines.append("  External CAs:")
         lines += [f"    {e['protocol']}: {e['url']}" for e in ca["external_cas"]]
     lines.append(f"  Root Rotation In Progress: {str(ca['root_rotation_in_progress']).lower()}")

@@ -33,7 +33,9 @@ _PUBLIC = {
     "_chain": ["CertificateIdentity", "certificate_identity", "verify_certificate_chain"],
     "_ca": ["ROOT_CN", "MANAGER_ROLE", "WORKER_ROLE", "CLIENT_ROLE", "DAEMON_ROLE", "MIN_CERT_VALIDITY", "CERT_BACKDATE", "DEFAULT_CERT_VALIDITY",
             "ROOT_VALIDITY", "RootCA", "create_root_ca", "load_root_ca", "root_ca_not_after", "issue_certificate",
-            "issue_daemon_certificate", "is_daemon_certificate", "cross_sign", "ca_digest"],
+            "issue_daemon_certificate", "is_daemon_certificate", "check_issued_certificate", "certificate_profile",
+            "root_csr", "check_cross_signed", "node_csr_key",
+            "cross_sign", "ca_digest"],
     "_tokens": ["JoinToken", "tokens_equal", "JOIN_TOKEN_PREFIX"],
 }
 _LAZY = {name: module for module, names in _PUBLIC.items() for name in names}

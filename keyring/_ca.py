@@ -1,7 +1,10 @@
-"""The cluster's root CA and node certificates (ECDSA P-256, as Swarm issues them).
+"""The cluster's root CA and node certificates (node keys ECDSA P-256, as Swarm issues them).
 
-Recipes only: create a root, issue a node certificate from a CSR, cross-sign a
-new root during rotation, read the identity in a certificate, verify a chain.
+Recipes only: create a root, load an operator's root (ECDSA P-256/P-384 or RSA
+2048-4096; its certificates are signed with the algorithm its key calls for),
+issue a node certificate from a CSR, cross-sign a new root during rotation,
+check a certificate that an external CA issued, read the identity in a
+certificate, verify a chain.
 A node certificate names its holder in its subject: O = cluster id, OU = role
 (swarm-manager, swarm-worker, swarm-client for operators' API clients, or
 swarm-daemon for a remote control API's server certificate), CN = node id.
@@ -22,24 +25,25 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import Any, Sequence
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ._chain import _is_ca, _signed_by
+from ._chain import _is_ca, _may_sign_certificates, _signed_by, verify_certificate_chain
 from ._errors import InvalidArgument, InvalidCertificate
 from ._ids import to_base36
 from ._keypairs import (
-    _is_p256,
+    _check_ca_public_key,
     _key_pem,
+    _load_ca_key,
     _load_cert,
     _load_chain,
-    _load_key,
     _pem,
+    _signature_hash,
     _utc,
     private_key_matches_certificate,
     split_pem_chain,
@@ -62,6 +66,11 @@ __all__ = [
     "issue_certificate",
     "issue_daemon_certificate",
     "is_daemon_certificate",
+    "check_issued_certificate",
+    "certificate_profile",
+    "root_csr",
+    "check_cross_signed",
+    "node_csr_key",
     "cross_sign",
     "ca_digest",
 ]
@@ -150,12 +159,15 @@ def create_root_ca(now: datetime, validity: timedelta = ROOT_VALIDITY) -> RootCA
     return RootCA(_pem(cert), _key_pem(key))
 
 
-def load_root_ca(cert_pem: bytes, key_pem: bytes, now: datetime) -> RootCA:
-    """An operator's own root (``--ca-cert/--ca-key``), checked before the cluster depends on it.
+def load_root_ca(cert_pem: bytes, key_pem: bytes | None, now: datetime) -> RootCA:
+    """An operator's own root (``--ca-cert`` [``--ca-key``]), checked before the cluster depends on it.
 
-    It must be exactly one certificate, a self-signed CA, currently valid, with
-    an unencrypted P-256 key that matches it. TLS (``ssl``) would refuse
-    anything else later, at a worse moment.
+    It must be exactly one certificate, a self-signed CA allowed to sign
+    certificates (keyCertSign, when it states a key usage, as OpenSSL reads
+    it), currently valid, with an ECDSA P-256/P-384 or RSA 2048-4096 key; and
+    the key, when given, unencrypted and matching. Without a key the root is
+    an external CA's (the cluster never holds its key). TLS (``ssl``) would
+    refuse much of this later, at a worse moment.
 
     Raises:
         InvalidCertificate: naming the first check that failed.
@@ -171,12 +183,13 @@ def load_root_ca(cert_pem: bytes, key_pem: bytes, now: datetime) -> RootCA:
     except ValueError:
         raise InvalidCertificate("the CA certificate has malformed extensions") from None
     if not constraints.ca:
-        raise InvalidCertificate("the CA certificate is not a CA")
-    if not _is_p256(cert):
-        raise InvalidCertificate("the CA certificate's key is not ECDSA P-256")
-    key = _load_key(key_pem)
-    if not private_key_matches_certificate(key_pem, certs[0]):
-        raise InvalidCertificate("the CA key does not match the CA certificate")
+        raise InvalidCertificate("the CA certificate is not a CA (basic constraints say CA:FALSE)")
+    if not _may_sign_certificates(cert):
+        raise InvalidCertificate("the CA certificate may not sign certificates (its key usage lacks keyCertSign)")
+    try:
+        _check_ca_public_key(cert.public_key())
+    except (ValueError, UnsupportedAlgorithm):
+        raise InvalidCertificate("the CA certificate's public key is unreadable") from None
     if not _signed_by(cert, cert):
         raise InvalidCertificate("the CA certificate is not a root (it is not self-signed)")
     now = _utc(now)
@@ -184,6 +197,11 @@ def load_root_ca(cert_pem: bytes, key_pem: bytes, now: datetime) -> RootCA:
         raise InvalidCertificate("the CA certificate has expired")
     if now < cert.not_valid_before_utc:
         raise InvalidCertificate("the CA certificate is not valid yet")
+    if key_pem is None:
+        return RootCA(certs[0])
+    key = _load_ca_key(key_pem)
+    if not private_key_matches_certificate(key_pem, certs[0]):
+        raise InvalidCertificate("the CA key does not match the CA certificate")
     return RootCA(certs[0], _key_pem(key))
 
 
@@ -277,6 +295,98 @@ def is_daemon_certificate(cert_pem: bytes) -> bool:
     return ExtendedKeyUsageOID.SERVER_AUTH in usages and not roles & {MANAGER_ROLE, WORKER_ROLE, CLIENT_ROLE}
 
 
+def certificate_profile(role: str, node_id: str, cluster_id: str) -> dict[str, Any]:
+    """What a certificate for ``role`` must say, for a signer outside this process (an external CA):
+    its subject (``O``, ``OU``, ``CN``), its DNS SANs (``hosts``) and its extended key usages
+    (``usages``, as CFSSL names them), the same as ``issue_certificate`` gives.
+
+    Raises:
+        InvalidArgument: an unknown role.
+    """
+    if role not in (MANAGER_ROLE, WORKER_ROLE, CLIENT_ROLE):
+        raise InvalidArgument(f"unknown role {role!r}")
+    return {
+        "O": cluster_id,
+        "OU": role,
+        "CN": node_id,
+        "hosts": [role, node_id, *([ROOT_CN] if role == MANAGER_ROLE else [])],
+        "usages": [_EKU_NAMES[oid] for oid in _USAGES[role]],
+    }
+
+
+_EKU_NAMES = {ExtendedKeyUsageOID.SERVER_AUTH: "server auth", ExtendedKeyUsageOID.CLIENT_AUTH: "client auth"}
+
+
+def _extension(cert: x509.Certificate, kind: type[Any]) -> Any:
+    """The value of one extension, or None when absent (ValueError when malformed)."""
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def check_issued_certificate(
+    chain_pem: bytes,
+    csr_pem: bytes,
+    root_pem: bytes,
+    *,
+    node_id: str,
+    cluster_id: str,
+    role: str,
+    now: datetime,
+) -> bytes:
+    """Whether a certificate that an external CA returned is exactly the one asked for; returns its leaf PEM.
+
+    The leaf must name exactly O=cluster id, OU=role, CN=node id (nothing more,
+    nothing less) and exactly the DNS SANs ``certificate_profile`` lists,
+    certify the CSR's public key, state exactly the extended key
+    usages ``issue_certificate`` gives the role (a worker must not be able to
+    pose as a server), not be a CA, be valid now for at least
+    MIN_CERT_VALIDITY, and chain to ``root_pem`` (directly or through the
+    intermediates returned with it). Anything else means the signing service
+    is misconfigured or is not the one the cluster trusts.
+
+    Raises:
+        InvalidCertificate: naming the first check that failed.
+    """
+    certs = split_pem_chain(chain_pem)
+    if not certs:
+        raise InvalidCertificate("the external CA returned no certificate")
+    leaf = _load_cert(certs[0])
+    expected = _subject(cluster_id, role, node_id)
+    if leaf.subject != expected:
+        raise InvalidCertificate(
+            f"the external CA returned a certificate for {leaf.subject.rfc4514_string()!r}, "
+            f"not {expected.rfc4514_string()!r}"
+        )
+    try:
+        if leaf.public_key() != node_csr_key(csr_pem):
+            raise InvalidCertificate("the external CA returned a certificate for another key than the CSR's")
+        usages = set(_extension(leaf, x509.ExtendedKeyUsage) or [])
+        sans = list(_extension(leaf, x509.SubjectAlternativeName) or [])
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise InvalidCertificate("the external CA returned an unreadable certificate") from None
+    hosts = certificate_profile(role, node_id, cluster_id)["hosts"]
+    named = sorted(str(getattr(name, "value", name)) for name in sans)
+    if named != sorted(hosts) or not all(isinstance(name, x509.DNSName) for name in sans):
+        raise InvalidCertificate(f"the external CA's certificate names {', '.join(named) or 'nothing'}; "
+                                 f"it must name exactly {', '.join(hosts)} (the request's hosts)")
+    if usages != set(_USAGES[role]):
+        names = ", ".join(sorted(_EKU_NAMES.get(u, u.dotted_string) for u in usages)) or "none"
+        want = ", ".join(_EKU_NAMES[u] for u in _USAGES[role])
+        raise InvalidCertificate(
+            f"the external CA's certificate for a {role} states the usages {names}; it must state exactly {want} "
+            f"(its CFSSL profile {role!r})"
+        )
+    if leaf.not_valid_after_utc - _utc(now) < MIN_CERT_VALIDITY:
+        raise InvalidCertificate("the external CA returned a certificate valid for less than an hour")
+    try:
+        verify_certificate_chain(chain_pem, root_pem, now)
+    except InvalidCertificate as error:
+        raise InvalidCertificate(f"the external CA's certificate does not chain to the cluster root: {error}") from None
+    return certs[0]
+
+
 def _host_name(host: str) -> x509.GeneralName:
     try:
         return x509.IPAddress(ipaddress.ip_address(host))
@@ -297,6 +407,25 @@ def _subject(cluster_id: str, role: str, common_name: str) -> x509.Name:
     )
 
 
+def node_csr_key(csr_pem: bytes) -> ec.EllipticCurvePublicKey:
+    """The P-256 key a node's CSR proves possession of; checked before any CA, here or external, sees it.
+
+    Raises:
+        InvalidCertificate: not a CSR, a signature that does not verify, or another kind of key.
+    """
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+        valid = csr.is_signature_valid
+        public = csr.public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise InvalidCertificate("not a usable PEM certificate signing request") from None
+    if not valid:
+        raise InvalidCertificate("the CSR's signature does not verify")
+    if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(public.curve, ec.SECP256R1):
+        raise InvalidCertificate("only ECDSA P-256 keys are accepted")
+    return public
+
+
 def _issue(
     ca: RootCA,
     csr_pem: bytes,
@@ -312,18 +441,9 @@ def _issue(
         raise InvalidArgument("minimum certificate expiry time is: 1h0m0s")
     if ca.key_pem is None:
         raise InvalidCertificate("this CA has no signing key here")
-    try:
-        csr = x509.load_pem_x509_csr(csr_pem)
-        valid = csr.is_signature_valid
-        public = csr.public_key()
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise InvalidCertificate("not a usable PEM certificate signing request") from None
-    if not valid:
-        raise InvalidCertificate("the CSR's signature does not verify")
-    if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(public.curve, ec.SECP256R1):
-        raise InvalidCertificate("only ECDSA P-256 keys are accepted")
+    public = node_csr_key(csr_pem)
     ca_cert = _load_cert(ca.cert_pem)
-    ca_key = _load_key(ca.key_pem)
+    ca_key = _load_ca_key(ca.key_pem)
     now = _utc(now)
     cert = (
         x509.CertificateBuilder()
@@ -346,7 +466,7 @@ def _issue(
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
         )
-        .sign(ca_key, hashes.SHA256())
+        .sign(ca_key, _signature_hash(ca_key))
     )
     return _pem(cert) + intermediates_pem
 
@@ -370,7 +490,7 @@ def cross_sign(old: RootCA, new_root_cert_pem: bytes, now: datetime) -> bytes:
     new_cert = _load_chain(new_root_cert_pem)[0]
     if not _is_ca(new_cert):
         raise InvalidCertificate("the new root certificate is not a CA")
-    old_key = _load_key(old.key_pem)
+    old_key = _load_ca_key(old.key_pem)
     now = _utc(now)
     not_after = min(new_cert.not_valid_after_utc, old_cert.not_valid_after_utc)
     if not_after <= now:
@@ -397,9 +517,47 @@ def cross_sign(old: RootCA, new_root_cert_pem: bytes, now: datetime) -> bytes:
         )
         .add_extension(key_id, critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(old_key.public_key()), critical=False)
-        .sign(old_key, hashes.SHA256())
+        .sign(old_key, _signature_hash(old_key))
     )
     return _pem(cert)
+
+
+def root_csr(new: RootCA) -> bytes:
+    """A CSR for the new root's own subject and key, signed by that key: what an external CA that holds
+    the old root's key is asked to cross-sign (Swarm sends the same), because the cluster cannot.
+
+    Raises:
+        InvalidCertificate: the new root's key is not here.
+    """
+    if new.key_pem is None:
+        raise InvalidCertificate("a cross-signing request needs the new root's key")
+    cert = _load_cert(new.cert_pem)
+    key = _load_ca_key(new.key_pem)
+    csr = x509.CertificateSigningRequestBuilder().subject_name(cert.subject).sign(key, _signature_hash(key))
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def check_cross_signed(cert_pem: bytes, old_root_pem: bytes, new_root_pem: bytes, now: datetime) -> bytes:
+    """Whether an external CA's answer is the bridge asked for: the new root's subject and key, CA:true,
+    allowed to sign certificates, signed by the old root, valid now. Returns the certificate's PEM.
+
+    Raises:
+        InvalidCertificate: naming the first check that failed.
+    """
+    certs = split_pem_chain(cert_pem)
+    if not certs:
+        raise InvalidCertificate("the external CA returned no certificate")
+    bridge, old, new = _load_cert(certs[0]), _load_cert(old_root_pem), _load_chain(new_root_pem)[0]
+    if bridge.subject != new.subject or bridge.public_key() != new.public_key():
+        raise InvalidCertificate("the external CA's cross-signed certificate is not for the new root's name and key")
+    if not _may_sign_certificates(bridge):
+        raise InvalidCertificate("the external CA's cross-signed certificate is not a CA that may sign certificates "
+                                 "(its CFSSL profile swarm-cross-sign needs ca_constraint is_ca and cert sign)")
+    if not _signed_by(bridge, old):
+        raise InvalidCertificate("the external CA's cross-signed certificate is not signed by the current root")
+    if not bridge.not_valid_before_utc <= _utc(now) < bridge.not_valid_after_utc:
+        raise InvalidCertificate("the external CA's cross-signed certificate is not valid now")
+    return certs[0]
 
 
 def ca_digest(bundle_pem: bytes) -> str:

@@ -7,7 +7,6 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ._errors import InvalidCertificate
@@ -56,15 +55,10 @@ def certificate_identity(cert_pem: bytes) -> CertificateIdentity:
 
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if cert.issuer != issuer.subject:
-        return False
+    """Whether ``issuer`` names and signed ``cert`` (ECDSA or RSA, PKCS#1 v1.5 or PSS: roots may be either)."""
     try:
-        public = issuer.public_key()
-        algorithm = cert.signature_hash_algorithm
-        if not isinstance(public, ec.EllipticCurvePublicKey) or algorithm is None:
-            return False
-        public.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
-    except (InvalidSignature, UnsupportedAlgorithm, ValueError):
+        cert.verify_directly_issued_by(issuer)
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
         return False
     return True
 
@@ -95,8 +89,8 @@ def verify_certificate_chain(
 
     The path is at most leaf → intermediate → root, which is all a CA
     rotation produces (the intermediate is the cross-signed new root). Each
-    link is checked by hand: issuer name, the issuer's ECDSA signature over
-    the to-be-signed bytes, the issuer being a CA allowed to sign
+    link is checked by hand: issuer name, the issuer's signature (ECDSA or
+    RSA) over the to-be-signed bytes, the issuer being a CA allowed to sign
     certificates, and every certificate valid at ``now``; the leaf must not
     be a CA. ``ssl`` does the same at every handshake; this is for checks
     outside TLS (joining, renewal).

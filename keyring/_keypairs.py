@@ -1,8 +1,10 @@
 """Key pairs and PEM: load, generate, fingerprint, request (CSR) and prove possession.
 
-The low layer under ``_ca`` and ``_chain``. Every key is ECDSA P-256, as Swarm
-uses; anything else is refused with InvalidCertificate. Inputs and outputs are
-PEM bytes; the caller owns the files.
+The low layer under ``_ca`` and ``_chain``. Every node key is ECDSA P-256, as
+Swarm uses; anything else is refused with InvalidCertificate. A root CA's key
+may also be an operator's RSA (2048 to 4096 bits) or ECDSA P-384 key
+(``_load_ca_key``); what it signs uses a signature that follows its key type.
+Inputs and outputs are PEM bytes; the caller owns the files.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import datetime, timezone
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ._errors import InvalidCertificate
 
@@ -72,19 +74,60 @@ def _load_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
     return key
 
 
-def _is_p256(cert: x509.Certificate) -> bool:
+#: A root CA key that is neither of these is refused (DESIGN: operator root).
+MIN_RSA_BITS = 2048
+MAX_RSA_BITS = 4096
+_CA_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
+
+CAPrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def _check_ca_public_key(public: object) -> None:
+    """Refuse, saying why, a root CA key we do not sign with: weak RSA, other curves, other key types.
+
+    Raises:
+        InvalidCertificate: naming the key and what is accepted.
+    """
+    if isinstance(public, rsa.RSAPublicKey):
+        if public.key_size < MIN_RSA_BITS:
+            raise InvalidCertificate(f"the CA key is RSA {public.key_size} bits: too weak (RSA needs {MIN_RSA_BITS} to {MAX_RSA_BITS} bits)")
+        if public.key_size > MAX_RSA_BITS:
+            raise InvalidCertificate(f"the CA key is RSA {public.key_size} bits: RSA keys of {MIN_RSA_BITS} to {MAX_RSA_BITS} bits are accepted")
+        return
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        if public.curve.name not in _CA_CURVES:
+            raise InvalidCertificate(f"the CA key is on curve {public.curve.name}: only ECDSA P-256 and P-384 are accepted")
+        return
+    raise InvalidCertificate(f"the CA key is {type(public).__name__.lstrip('_')}: only RSA and ECDSA P-256/P-384 keys are accepted")
+
+
+def _load_ca_key(pem: bytes) -> CAPrivateKey:
+    """A root CA's private key: ECDSA P-256 or P-384, or RSA 2048 to 4096 bits, unencrypted.
+
+    Raises:
+        InvalidCertificate: unreadable, encrypted, or a key ``_check_ca_public_key`` refuses.
+    """
     try:
-        public = cert.public_key()
-    except (ValueError, UnsupportedAlgorithm):
-        return False
-    return isinstance(public, ec.EllipticCurvePublicKey) and isinstance(public.curve, ec.SECP256R1)
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise InvalidCertificate("the CA key is not an unencrypted PEM private key") from None
+    _check_ca_public_key(key.public_key())
+    assert isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey))
+    return key
+
+
+def _signature_hash(key: CAPrivateKey) -> hashes.SHA256 | hashes.SHA384:
+    """The digest a CA key signs with: SHA-384 for P-384 (its matching strength), SHA-256 otherwise."""
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp384r1":
+        return hashes.SHA384()
+    return hashes.SHA256()
 
 
 def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def _key_pem(key: CAPrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -102,12 +145,9 @@ def public_key_fingerprint(pem: bytes) -> str:
     reuses the current key.
 
     Raises:
-        InvalidCertificate: neither a PEM certificate nor a P-256 PEM private key.
+        InvalidCertificate: neither a PEM certificate nor a node or CA PEM private key.
     """
-    if b"PRIVATE KEY" in pem:
-        public = _load_key(pem).public_key()
-    else:
-        public = _load_chain(pem)[0].public_key()
+    public = _load_ca_key(pem).public_key() if b"PRIVATE KEY" in pem else _load_chain(pem)[0].public_key()
     der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()
 

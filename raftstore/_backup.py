@@ -19,12 +19,12 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from ._bootstrap import clear_partial, node_record_action
+from ._external_ca import issue_node_certificate
 from ._fsutil import atomic_write
 from ._keystore import KeyStore
 from ._node_state import NodeState
@@ -38,10 +38,8 @@ from .keyring import (
     KeyEncryptionKey,
     Keyring,
     RecordKind,
-    RootCA,
     UnlockKey,
     generate_private_key,
-    issue_certificate,
     make_csr,
     new_id,
     open_record,
@@ -186,17 +184,9 @@ def complete_restore(daemon: "Daemon", node: NodeState, keyring: Keyring, kek: K
     if cluster is None:
         raise InvalidRecord(f"{pending} holds no cluster object")
     spec = cluster["spec"]
-    root = RootCA(spec["root_ca"]["cert_pem"], spec["root_ca"]["key_pem"])
     key_pem = generate_private_key()
-    chain = issue_certificate(
-        root,
-        make_csr(key_pem),
-        node_id=node.node_id,
-        cluster_id=node.cluster_id,
-        role=MANAGER_ROLE,
-        now=daemon.clock.now(),
-        validity=timedelta(seconds=int(spec["cert_expiry_seconds"])),
-    )
+    chain = issue_node_certificate(spec, make_csr(key_pem), node_id=node.node_id, cluster_id=node.cluster_id,
+                                   role=MANAGER_ROLE, now=daemon.clock.now())
     atomic_write(daemon.paths.root_ca, spec["root_ca"]["cert_pem"], mode=0o644)
     atomic_write(daemon.paths.node_cert, chain, mode=0o644)
     keystore = KeyStore(daemon.paths, node.cluster_id)

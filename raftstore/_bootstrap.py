@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ._cluster_client import ClusterClient, fetch_root_ca
+from ._external_ca import external_ca_entry, issue_node_certificate
 from ._fsutil import atomic_write
 from ._keystore import KeyStore
 from ._node_state import MANAGER, WORKER, NodeState, StatePaths
@@ -32,7 +33,6 @@ from .keyring import (
     certificate_identity,
     create_root_ca,
     generate_private_key,
-    issue_certificate,
     load_root_ca,
     make_csr,
     new_id,
@@ -63,6 +63,7 @@ class InitResult:
     cert_expiry: timedelta
     autolock: bool
     node_cert_pem: bytes
+    external_cas: list[dict[str, Any]] = field(default_factory=list)
 
 
 def initialize_cluster(
@@ -74,27 +75,23 @@ def initialize_cluster(
     cert_expiry: timedelta = DEFAULT_CERT_VALIDITY,
     ca_cert_pem: bytes | None = None,
     ca_key_pem: bytes | None = None,
+    external_cas: list[dict[str, Any]] | None = None,
     now: datetime,
 ) -> InitResult:
-    """Create the keys, CA and certificates of a new one-manager cluster (no state.json yet)."""
+    """Create the keys, CA and certificates of a new one-manager cluster (no state.json yet).
+
+    With ``external_cas`` and ``--ca-cert`` alone, the root's key stays with the operator's signing
+    service, which issues even this first certificate (see _external_ca).
+    """
     clear_partial(paths)
     cluster_id, node_id = new_id(), new_id()
-    if ca_cert_pem is not None or ca_key_pem is not None:
-        if ca_cert_pem is None or ca_key_pem is None:
-            raise InvalidArgument("--ca-cert and --ca-key go together")
-        root = load_root_ca(ca_cert_pem, ca_key_pem, now)
-    else:
-        root = create_root_ca(now)
+    root = _initial_root(ca_cert_pem, ca_key_pem, bool(external_cas), now)
+    entries = [external_ca_entry(option, root.cert_pem) for option in external_cas or []]
     node_key_pem = generate_private_key()
-    chain = issue_certificate(
-        root,
-        make_csr(node_key_pem),
-        node_id=node_id,
-        cluster_id=cluster_id,
-        role=MANAGER_ROLE,
-        now=now,
-        validity=cert_expiry,
-    )
+    spec = {"root_ca": {"cert_pem": root.cert_pem, "key_pem": root.key_pem}, "external_cas": entries,
+            "cert_expiry_seconds": int(cert_expiry.total_seconds())}
+    chain = issue_node_certificate(spec, make_csr(node_key_pem), node_id=node_id, cluster_id=cluster_id,
+                                   role=MANAGER_ROLE, now=now)
     keyring = Keyring.generate()
     unlock_key = UnlockKey.generate() if autolock else None
     kek = (
@@ -118,7 +115,26 @@ def initialize_cluster(
         cert_expiry=cert_expiry,
         autolock=autolock,
         node_cert_pem=chain,
+        external_cas=entries,
     )
+
+
+def _initial_root(cert_pem: bytes | None, key_pem: bytes | None, external: bool, now: datetime) -> RootCA:
+    """The new cluster's root: generated, the operator's with its key, or an external CA's (no key).
+
+    Raises:
+        InvalidArgument: a combination that leaves nobody or two parties able to sign.
+        InvalidCertificate: a root ``load_root_ca`` refuses.
+    """
+    if external and cert_pem is None:
+        raise InvalidArgument("--external-ca needs --ca-cert: the root certificate the external CA signs with")
+    if external and key_pem is not None:
+        raise InvalidArgument("give --ca-key or --external-ca, not both: with the key the cluster signs itself")
+    if key_pem is not None and cert_pem is None:
+        raise InvalidArgument("--ca-key needs --ca-cert")
+    if cert_pem is not None and key_pem is None and not external:
+        raise InvalidArgument("--ca-cert needs --ca-key, or --external-ca when the key stays with your CA")
+    return load_root_ca(cert_pem, key_pem, now) if cert_pem is not None else create_root_ca(now)
 
 
 def bootstrap_actions(result: InitResult) -> list[dict[str, Any]]:
@@ -139,6 +155,7 @@ def bootstrap_actions(result: InitResult) -> list[dict[str, Any]]:
                 "join_tokens": {"worker": str(result.worker_token), "manager": str(result.manager_token)},
                 "removed_nodes": [],
                 "root_rotation": None,
+                "external_cas": result.external_cas,
             },
         },
         node_record_action(node.node_id, MANAGER, node.advertise_addr,

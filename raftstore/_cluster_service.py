@@ -43,8 +43,9 @@ from typing import TYPE_CHECKING, Any
 
 from ._authz import ANYONE, MANAGER, NODE, NODE_IN_ROLE, Allowed, Caller, allow, authorize, recorded_serials
 from ._bootstrap import node_record_action
-from ._ca_rotation import finish_if_converged, signing_key_fingerprint, signing_root, trust_bundle
+from ._ca_rotation import finish_if_converged, signing_key_fingerprint, trust_bundle
 from ._durations import format_duration
+from ._external_ca import issue_node_certificate
 from ._rate_limit import JoinLimiter
 from .keyring import (
     MANAGER_ROLE,
@@ -59,7 +60,6 @@ from .keyring import (
     RaftstoreError,
     UpdateOutOfSequence,
     certificate_identity,
-    issue_certificate,
     new_id,
     tokens_equal,
     verify_certificate_chain,
@@ -184,17 +184,9 @@ class ClusterService:
         }
 
     def _sign(self, spec: dict[str, Any], csr: bytes, node_id: str, role: str) -> bytes:
-        root, intermediates = signing_root(spec)
-        return issue_certificate(
-            root,
-            csr,
-            node_id=node_id,
-            cluster_id=self.daemon.require_manager().node.cluster_id,
-            role=role,
-            now=self.daemon.clock.now(),
-            validity=timedelta(seconds=int(spec["cert_expiry_seconds"])),
-            intermediates_pem=intermediates,
-        )
+        """Signed here with the root's key, or by the cluster's external CA (see _external_ca)."""
+        return issue_node_certificate(spec, csr, node_id=node_id, role=role, now=self.daemon.clock.now(),
+                                      cluster_id=self.daemon.require_manager().node.cluster_id)
 
     @staticmethod
     def _cert_fields(spec: dict[str, Any], chain: bytes, previous: CertificateIdentity | None) -> dict[str, Any]:

@@ -147,6 +147,7 @@ def _manager(daemon: "Daemon") -> list[Finding]:
         out.append(Finding("warning", "managers", f"{count} managers tolerate no more failures than {count - 1}: "
                            "an even number adds risk without adding fault tolerance",
                            "add or demote one manager (raftstore node promote/demote)"))
+    out += _external_cas(spec)
     if spec.get("root_rotation"):
         status = rotation_status(daemon, "local")
         rows = {r["id"]: r for r in _node_rows(daemon)}
@@ -159,6 +160,26 @@ def _manager(daemon: "Daemon") -> list[Finding]:
             out.append(Finding("info", "ca-rotation", f"a CA rotation is in progress ({status['converged']}/"
                                f"{status['total']} nodes); waiting for: {waiting}",
                                "wait: reachable nodes renew by themselves"))
+    return out
+
+
+def _external_cas(spec: dict[str, Any]) -> list[Finding]:
+    """Each external CA that does not answer; critical when none that signs now does (joins and renewals fail)."""
+    from ._ca_rotation import signing_root
+    from ._external_ca import entries_for, probe_all
+
+    if not spec.get("external_cas"):
+        return []
+    rows = probe_all(spec)
+    root = signing_root(spec)[0]
+    signing_urls = {e["url"] for e in entries_for(spec, root.cert_pem)}
+    down = [r for r in rows if not r["answers"]]
+    out = [Finding("warning", "external-ca", f"external CA {r['url']}: {r['status']}",
+                   "start the signing service, or remove it (raftstore update --external-ca-rm URL)") for r in down]
+    if root.key_pem is None and not any(r["answers"] for r in rows if r["url"] in signing_urls):
+        out.append(Finding("critical", "external-ca", "no external CA that signs for the root answers: joins, "
+                           "renewals and role changes fail", "start the CFSSL signing service, or add one "
+                           "(raftstore update --external-ca protocol=cfssl,url=...)"))
     return out
 
 

@@ -22,6 +22,7 @@ from ._authz import ADMIN, ADMIN_WHILE_LOCKED, Allowed
 from ._bootstrap import bootstrap_actions, initialize_cluster, join_cluster
 from ._cluster_client import ClusterClient
 from ._control import Stream
+from ._external_ca import MAX_EXTERNAL_CAS, probe_all, require_answering, updated_external_cas
 from ._node_state import MANAGER, NodeState, split_host_port
 from ._roles import check_quorum_after_removal, remove_manager
 from ._state_machine import StateMachine
@@ -142,6 +143,7 @@ def info(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
         out["ca_rotation_in_progress"] = spec.get("root_rotation") is not None
         out["cluster_cert_expiry_seconds"] = spec.get("cert_expiry_seconds")
         out["ca_config"] = ca_config(spec)
+        out["external_cas"] = probe_all(spec)
     out["kek_version"] = manager.kek.version
     keyring = manager.keys.keyring
     out["dek_terms"] = list(keyring.key_ids)
@@ -182,6 +184,14 @@ def _cert_expiry(params: dict[str, Any]) -> timedelta | None:
     return expiry
 
 
+def _external_cas(params: dict[str, Any], key: str = "external_cas") -> list[Any]:
+    """The ``--external-ca`` options (or ``--external-ca-rm`` URLs) a command sent; _external_ca checks each."""
+    value = params.get(key) or []
+    if not isinstance(value, list) or len(value) > MAX_EXTERNAL_CAS:
+        raise InvalidArgument(f"give at most {MAX_EXTERNAL_CAS} external CAs")
+    return value
+
+
 def _addresses(daemon: "Daemon", params: dict[str, Any]) -> tuple[str, str]:
     listen = params.get("listen_addr") or daemon.default_listen_addr or "0.0.0.0:2377"
     host, port = split_host_port(str(listen), 2377)
@@ -219,6 +229,7 @@ def init(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
             cert_expiry=_cert_expiry(params) or timedelta(hours=2160),
             ca_cert_pem=params.get("ca_cert_pem"),
             ca_key_pem=params.get("ca_key_pem"),
+            external_cas=_external_cas(params),
             now=daemon.clock.now(),
         )
         try:
@@ -408,13 +419,19 @@ def update(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     autolock = params.get("autolock")
     expiry = _cert_expiry(params)
     rotate_dek = bool(params.get("rotate_dek"))
-    if autolock is None and expiry is None and not rotate_dek:
-        raise InvalidArgument("nothing to update: give --autolock, --cert-expiry or --rotate-dek")
+    add_cas, remove_cas = _external_cas(params), _external_cas(params, "external_ca_rm")
+    if autolock is None and expiry is None and not rotate_dek and not add_cas and not remove_cas:
+        raise InvalidArgument("nothing to update: give --autolock, --cert-expiry, --rotate-dek, --external-ca "
+                              "or --external-ca-rm")
     outcome: dict[str, Any] = {}
+    if add_cas:
+        _check_new_external_cas(daemon, add_cas)
 
     def change(spec: dict[str, Any], manager: "Manager") -> list[dict[str, Any]]:
         extra: list[dict[str, Any]] = []
         outcome.clear()
+        if add_cas or remove_cas:
+            spec["external_cas"] = updated_external_cas(spec, add_cas, remove_cas)
         if expiry is not None:
             spec["cert_expiry_seconds"] = int(expiry.total_seconds())
         if autolock is not None and bool(autolock) != bool(spec.get("autolock")):
@@ -439,7 +456,21 @@ def update(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     spec = update_cluster(daemon, change)
     daemon.log("cluster settings updated" + (f"; data encryption key rotated to term {outcome['dek_term']}"
                                              if "dek_term" in outcome else ""))
-    return {"autolock": bool(spec.get("autolock")), "cert_expiry_seconds": spec["cert_expiry_seconds"], **outcome}
+    return {"autolock": bool(spec.get("autolock")), "cert_expiry_seconds": spec["cert_expiry_seconds"],
+            "external_cas": [{"protocol": e["protocol"], "url": e["url"]} for e in spec.get("external_cas") or []],
+            **outcome}
+
+
+def _check_new_external_cas(daemon: "Daemon", options: list[Any]) -> None:
+    """Before committing: the external CAs being added answer, and sign with the root that signs now."""
+    from ._ca_rotation import signing_root
+
+    cluster = daemon.require_manager().read_barrier().cluster()
+    if cluster is None:
+        raise NoQuorum("the cluster object is not committed yet")
+    spec = cluster["spec"]
+    entries = updated_external_cas(spec, options, [])[-len(options):]
+    require_answering(entries, signing_root(spec)[0].cert_pem)
 
 
 # ------------------------------------------------------------------ nodes
@@ -706,17 +737,19 @@ def ca(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     from ._ca_rotation import rotation_status, start_rotation
 
     if params.get("rotate"):
-        return start_rotation(daemon, daemon.clock.now(), params.get("ca_cert_pem"), params.get("ca_key_pem"))
-    if params.get("ca_cert_pem") or params.get("ca_key_pem"):
-        raise InvalidArgument("--ca-cert and --ca-key only go with --rotate")
+        return start_rotation(daemon, daemon.clock.now(), params.get("ca_cert_pem"), params.get("ca_key_pem"),
+                              _external_cas(params))
+    if params.get("ca_cert_pem") or params.get("ca_key_pem") or params.get("external_cas"):
+        raise InvalidArgument("--ca-cert, --ca-key and --external-ca only go with --rotate")
     return rotation_status(daemon, str(params.get("consistency") or "linearizable"))
 
 
 @method("ca.issue_client", allow=ADMIN)
 def ca_issue_client(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     """A client certificate for the remote control API (OU swarm-client), for the key in a CSR."""
-    from ._ca_rotation import signing_root, trust_bundle
-    from .keyring import CLIENT_ROLE, certificate_identity, issue_certificate, new_id
+    from ._ca_rotation import trust_bundle
+    from ._external_ca import issue_node_certificate
+    from .keyring import CLIENT_ROLE, certificate_identity, new_id
 
     csr = params.get("csr_pem")
     if not isinstance(csr, bytes):
@@ -729,17 +762,8 @@ def ca_issue_client(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     if cluster is None:
         raise NoQuorum("the cluster object is not committed yet")
     spec = cluster["spec"]
-    root, intermediates = signing_root(spec)
-    chain = issue_certificate(
-        root,
-        csr,
-        node_id=name,
-        cluster_id=manager.node.cluster_id,
-        role=CLIENT_ROLE,
-        now=daemon.clock.now(),
-        validity=timedelta(seconds=int(spec["cert_expiry_seconds"])),
-        intermediates_pem=intermediates,
-    )
+    chain = issue_node_certificate(spec, csr, node_id=name, cluster_id=manager.node.cluster_id, role=CLIENT_ROLE,
+                                   now=daemon.clock.now())
     serial = certificate_identity(chain).serial
     daemon.log(f"issued client certificate {name!r} (serial {serial}) for the remote control API")
     return {"cert_chain_pem": chain, "ca_pem": trust_bundle(spec), "name": name, "serial": serial}
@@ -763,6 +787,9 @@ def ca_issue_server(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
         raise NoQuorum("the cluster object is not committed yet")
     spec = cluster["spec"]
     root, intermediates = signing_root(spec)
+    if root.key_pem is None:
+        raise InvalidArgument("the cluster does not hold its root key (external CA): have your CA sign a server "
+                              "certificate with serverAuth and the hosts clients dial, and give it to daemon --tlscert")
     chain = issue_daemon_certificate(
         root,
         csr,

@@ -4,7 +4,9 @@ Every command in the guide is run here, so the guide cannot drift from the code.
 
 The blocks run with ``set -euo pipefail`` in a fresh directory, with this
 virtualenv's ``bin/`` first on PATH and a free port for each ``NAME_PORT``
-variable the guide defines as ``NAME_PORT=${NAME_PORT:-default}``. The bash
+variable the guide defines as ``NAME_PORT=${NAME_PORT:-default}``. A block
+preceded by ``<!-- needs: TOOL ... -->`` runs only where every TOOL is
+installed (the external CA's CFSSL); elsewhere it is skipped, and says so. The bash
 process leads its own process group, and every daemon the guide starts in the
 background stays in it: whatever happens, the group is killed at the end.
 A failing command fails the test with its block, the guide's line number, the
@@ -35,6 +37,7 @@ GUIDE = ROOT / "docs" / "guide.md"
 TIMEOUT = 300.0  # the whole guide; about 50 s on an idle 2-core machine
 PORT_DEFINITION = re.compile(r"^([A-Z][A-Z0-9_]*_PORT)=\$\{\1:-\d+\}", re.MULTILINE)
 FENCE = re.compile(r"^(`{3,})\s*([\w+-]*)\s*$")
+NEEDS = re.compile(r"^<!-- needs: ([\w .+-]+) -->$")
 MARKER = "##### guide block {number} (docs/guide.md line {line})"
 
 
@@ -43,6 +46,7 @@ class Block:
     number: int
     line: int  # of the opening fence, 1-based
     code: str
+    needs: tuple[str, ...] = ()
 
 
 def sh_blocks(text: str) -> list[Block]:
@@ -64,7 +68,9 @@ def sh_blocks(text: str) -> list[Block]:
         if j == len(lines):
             raise AssertionError(f"docs/guide.md line {i + 1}: fenced block never closed")
         if language == "sh":
-            blocks.append(Block(len(blocks) + 1, i + 1, "\n".join(body)))
+            before = next((line.strip() for line in reversed(lines[:i]) if line.strip()), "")
+            needs = NEEDS.match(before)
+            blocks.append(Block(len(blocks) + 1, i + 1, "\n".join(body), tuple(needs.group(1).split()) if needs else ()))
         i = j + 1
     return blocks
 
@@ -74,7 +80,12 @@ def script(blocks: list[Block]) -> str:
     for block in blocks:
         marker = MARKER.format(number=block.number, line=block.line)
         parts.append(f"echo {marker!r}\" (at ${{SECONDS}} s)\"")
-        parts.append(block.code)
+        if block.needs:
+            found = " && ".join(f"command -v {tool} >/dev/null" for tool in block.needs)
+            parts.append(f"if {found}; then\n{block.code}\n"
+                         f"else echo '##### skipped: it needs {' '.join(block.needs)}, which is not installed'; fi")
+        else:
+            parts.append(block.code)
     parts.append("echo '##### guide done'")
     return "\n".join(parts) + "\n"
 
@@ -227,3 +238,17 @@ def test_every_command_in_the_guide(short_tmp: Path) -> None:
             blocks, output, work, f"{log.name} holds a traceback"
         )
     print(f"ran {len(blocks)} blocks of docs/guide.md in {elapsed:.1f} s")
+
+
+def test_blocks_that_need_a_missing_tool_are_skipped(tmp_path: Path) -> None:
+    """``<!-- needs: TOOL -->`` before a block: it runs where TOOL is installed and is skipped, saying so, elsewhere."""
+    text = "\n".join([
+        "```sh", "echo first", "```", "<!-- needs: bash -->", "", "```sh", "echo ran", "```",
+        "<!-- needs: bash no-such-tool-here -->", "```sh", "false", "```",
+    ])
+    blocks = sh_blocks(text)
+    assert [b.needs for b in blocks] == [(), ("bash",), ("bash", "no-such-tool-here")]
+    (tmp_path / "guide.sh").write_text(script(blocks))
+    run = subprocess.run(["bash", str(tmp_path / "guide.sh")], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "ran\n" in run.stdout and "skipped: it needs bash no-such-tool-here" in run.stdout
