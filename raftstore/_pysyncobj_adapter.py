@@ -28,11 +28,13 @@ loudly instead of silently falling back to pysyncobj's defaults:
     renames the file and streams it to lagging followers byte for byte.
 
 ``Transport`` (public)
-    ``_TransportAdapter`` forwards to ``RaftTransportCore`` (mutual TLS).
+    ``_TransportAdapter`` forwards to ``RaftTransportCore`` (mutual TLS), or to
+    whatever ``RaftNode(transport_factory=...)`` builds with the same keywords
+    (tests/raftsim's in-memory network).
 
 Ticking: we run pysyncobj with ``autoTick=False`` and drive ``doTick`` from our
-own thread, because its auto-tick thread stops when the thread that built the
-``SyncObj`` exits.
+own thread (``RaftNode.tick_once`` is one turn of it), because its auto-tick
+thread stops when the thread that built the ``SyncObj`` exits.
 """
 
 from __future__ import annotations
@@ -436,7 +438,7 @@ class _TransportAdapter(Transport):
         self._last_ack: dict[str, tuple[int, float]] = {}
         self._ack_window = syncObj.conf.appendEntriesPeriod / 2
         owner = syncObj._raftstore_owner
-        self.core = RaftTransportCore(
+        self.core = owner.transport_factory(
             poller=syncObj._poller,
             local_id=selfNode.id,
             cluster_id=owner.keys.cluster_id,
@@ -568,8 +570,11 @@ class RaftNode:
         log: Callable[[str], None] = log.info,
         config: RaftConfig = RaftConfig(),
         hold_elections: bool = False,
+        transport_factory: Callable[..., Any] = RaftTransportCore,
     ) -> None:
         self.raft_dir = Path(raft_dir)
+        # RaftTransportCore's keyword interface; tests/raftsim passes an in-memory network.
+        self.transport_factory = transport_factory
         self.raft_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.keys = keys
         self.client_context = client_context
@@ -591,6 +596,7 @@ class RaftNode:
         # leader, an election it starts can only depose a healthy leader.
         self._hold_elections_until = time.monotonic() + 30.0 if hold_elections else 0.0
         self._tick_tasks: collections.deque[Callable[[], None]] = collections.deque()
+        self._last_log_check = 0.0
 
         codec = _EntryCodec(keys)
         self._codec = codec
@@ -639,21 +645,9 @@ class RaftNode:
 
     def _run(self) -> None:
         period = self.config.tick_period
-        last_log_check = 0.0
         while not self._stopping.is_set():
             try:
-                self._hold_elections()
-                while self._tick_tasks:
-                    self._tick_tasks.popleft()()
-                # The leader counts itself toward a commit at the start of a
-                # tick: whatever it appended (even while polling) is durable first.
-                self.journal.sync()
-                self._core.doTick(period)
-                self._watch_leader()
-                now = time.monotonic()
-                if now - last_log_check > 1.0:
-                    last_log_check = now
-                    self._maybe_compact_by_size()
+                self.tick_once(period)
             except Exception:  # keep Raft alive; a bug here must be visible
                 log.exception("raft tick failed")
                 time.sleep(period)
@@ -661,6 +655,21 @@ class RaftNode:
             self._core._doDestroy()
         except Exception:
             log.exception("raft shutdown failed")
+
+    def tick_once(self, wait: float = 0.0) -> None:
+        """One turn of the tick thread (the deterministic simulation in tests/raftsim calls it directly)."""
+        self._hold_elections()
+        while self._tick_tasks:
+            self._tick_tasks.popleft()()
+        # The leader counts itself toward a commit at the start of a
+        # tick: whatever it appended (even while polling) is durable first.
+        self.journal.sync()
+        self._core.doTick(wait)
+        self._watch_leader()
+        now = time.monotonic()
+        if now - self._last_log_check > 1.0:
+            self._last_log_check = now
+            self._maybe_compact_by_size()
 
     def _hold_elections(self) -> None:
         if not self._hold_elections_until:
