@@ -23,6 +23,16 @@ loudly instead of silently falling back to pysyncobj's defaults:
     ``ENTRY_TYPE`` (a type pysyncobj does not know and would skip); the
     override hands them to the manager with their Raft index.
 
+``SyncObj._SyncObj__onMessageReceived`` and ``__sendNextNodeIdx``
+    The append-entries rule. pysyncobj cuts a follower's log after
+    ``prevLogIdx`` on every append-entries and re-adds the message's entries,
+    even when they match, so a late or duplicated message, or a crash before
+    the re-append is synced, makes a follower forget entries it acknowledged.
+    ``_RaftCore._append_rule`` rewrites the message first (Raft §5.3): skip
+    what we hold, cut only from the first conflict, never at or below the
+    commit index (refused with a critical line, nothing changed), acknowledge
+    and commit only what the message proved.
+
 ``SyncObjConf.serializer / deserializer / serializeChecker`` (public)
     Snapshots: our serializer seals the state machine's dump; pysyncobj
     renames the file and streams it to lagging followers byte for byte.
@@ -499,12 +509,113 @@ class _TransportAdapter(Transport):
         self.core.close()
 
 
+@dataclass(frozen=True)
+class AppendPlan:
+    """How a follower takes an append-entries whose previous entry it holds (Raft §5.3).
+
+    ``entries`` are the ones to write after ``prev_index``: the message's entries
+    minus the leading ones already in the log. ``conflict`` is the first index
+    whose term differs from ours (the log is cut there, and only there).
+    ``verified`` is the last index known to match the leader's log: the reply
+    acknowledges up to it and the commit index may not pass it, because the
+    entries after it in our log, if any, are not known to be the leader's.
+    """
+
+    prev_index: int
+    prev_term: int
+    entries: list[Any]
+    conflict: int | None
+    verified: int
+
+
+def plan_append(
+    term_at: Callable[[int], int], last_index: int, prev_index: int, prev_term: int, entries: list[Any]
+) -> AppendPlan:
+    """Skip the entries whose index and term we hold; find the first conflict, if any.
+
+    ``term_at(i)`` is the term of our entry ``i`` (``prev_index`` <= i <= ``last_index``).
+    """
+    skip, conflict = 0, None
+    for _command, index, term in entries:
+        if index > last_index:
+            break
+        if term_at(index) != term:
+            conflict = index
+            break
+        skip += 1
+    anchor_index, anchor_term = (entries[skip - 1][1], entries[skip - 1][2]) if skip else (prev_index, prev_term)
+    remaining = list(entries[skip:])
+    if not remaining and anchor_index < last_index:
+        # Everything in the message is already here and our log goes on: write
+        # nothing and keep the tail (pysyncobj would cut it after the anchor).
+        anchor_index, anchor_term = last_index, term_at(last_index)
+    return AppendPlan(anchor_index, anchor_term, remaining, conflict, prev_index + len(entries))
+
+
 class _RaftCore(SyncObj):
-    """SyncObj with our apply hook; built only by ``RaftNode``."""
+    """SyncObj with our apply hook and append-entries rule; built only by ``RaftNode``."""
 
     def __init__(self, owner: "RaftNode", self_node: RaftMember, others: list[RaftMember], conf: SyncObjConf):
         self._raftstore_owner = owner
+        self._raftstore_ack: int | None = None  # the next index the reply being handled acknowledges
         super().__init__(self_node, others, conf=conf, transportClass=_TransportAdapter)
+
+    def _SyncObj__onMessageReceived(self, node: Node, message: Any) -> None:
+        if message.get("type") == "append_entries" and "prevLogIdx" in message and "transmission" not in message:
+            rewritten = self._append_rule(message)
+            if rewritten is None:
+                return
+            message = rewritten
+        try:
+            SyncObj._SyncObj__onMessageReceived(self, node, message)  # type: ignore[attr-defined]
+        finally:
+            self._raftstore_ack = None
+
+    def _append_rule(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Own Raft's append-entries rule; pysyncobj's would cut every entry after ``prevLogIdx``.
+
+        pysyncobj deletes the whole tail after ``prevLogIdx`` and re-adds the
+        message's entries even when they match, so a duplicated or late
+        append-entries, or a crash between the cut and the re-append, makes a
+        follower forget entries it acknowledged. Here the message is rewritten
+        into one pysyncobj handles correctly: it starts after the entries we
+        already hold, so pysyncobj cuts only from the first conflict, or not at
+        all. Returns None to drop a message that would cut a committed entry.
+        """
+        journal = self._raftstore_owner.journal
+        prev_index = message["prevLogIdx"]
+        if message["term"] < self.raftCurrentTerm or not len(journal) or prev_index is None:
+            return message
+        first, last = journal[0][1], journal[-1][1]
+        if not first <= prev_index <= last or journal[prev_index - first][2] != message["prevLogTerm"]:
+            return message  # pysyncobj asks the leader to go back
+        plan = plan_append(
+            lambda index: journal[index - first][2], last, prev_index, message["prevLogTerm"], message.get("entries") or []
+        )
+        if plan.conflict is not None and plan.conflict <= self.raftCommitIndex:
+            log.critical(
+                "refusing an append-entries that conflicts with committed entry %d (commit index %d, term %d): "
+                "the log is left as it is",
+                plan.conflict,
+                self.raftCommitIndex,
+                message["term"],
+            )
+            return None
+        self._raftstore_ack = plan.verified + 1
+        return dict(
+            message,
+            prevLogIdx=plan.prev_index,
+            prevLogTerm=plan.prev_term,
+            entries=plan.entries,
+            commit_index=min(message["commit_index"], plan.verified),
+        )
+
+    def _SyncObj__sendNextNodeIdx(
+        self, node: Node, reset: bool = False, nextNodeIdx: int | None = None, success: bool = False
+    ) -> None:
+        if success and self._raftstore_ack is not None:
+            nextNodeIdx = self._raftstore_ack  # what the leader's message proved, not our log's end
+        SyncObj._SyncObj__sendNextNodeIdx(self, node, reset=reset, nextNodeIdx=nextNodeIdx, success=success)  # type: ignore[attr-defined]
 
     def _SyncObj__doApplyCommand(self, command: bytes) -> Any:
         index = self.raftLastApplied + 1

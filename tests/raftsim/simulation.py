@@ -2,8 +2,9 @@
 
 What runs here is the real code: N ``RaftNode`` objects of
 ``raftstore._pysyncobj_adapter`` (pysyncobj's ``SyncObj`` with our apply hook,
-our ``_TransportAdapter`` with its group-commit sync and ack filter, and the
-``SealedJournal`` on real segment files in a temporary directory). Only three things are replaced, all from one seed:
+our append-entries rule, our ``_TransportAdapter`` with its group-commit sync
+and ack filter, and the ``SealedJournal`` on real segment files in a temporary
+directory). Only three things are replaced, all from one seed:
 
 - **the network**: ``SimNetwork`` stands in for ``RaftTransportCore`` (through
   ``RaftNode(transport_factory=...)``). Messages are msgpack frames, exactly as
