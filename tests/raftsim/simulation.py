@@ -24,7 +24,9 @@ directory). Only three things are replaced, all from one seed:
   last written atomically, and everything in memory is gone.
 
 The event loop takes the earliest event (a node's tick, a frame's delivery, a
-connection coming up, a fault, a client proposal); ties are broken by node ids
+connection coming up, a fault, a client proposal). A node ticks every 50 ms
+and, as the real tick thread does when its poll returns, within a millisecond
+of a frame or a proposal reaching it. Ties are broken by node ids
 and per-link counters, never by the order of set iteration, so a seed replays
 the same run in any process.
 
@@ -60,6 +62,7 @@ import heapq
 import logging
 import os
 import random
+import re
 import shutil
 import types
 from contextlib import contextmanager
@@ -96,11 +99,27 @@ DATA_LOSS = frozenset({"leader completeness", "state machine safety", "acknowled
 
 
 class SafetyViolation(AssertionError):
-    """A Raft invariant does not hold; ``kind`` names it, the message says where."""
+    """A Raft invariant does not hold; ``kind`` names it, the message says where (``index``: the entry, if one)."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, index: int | None = None) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind = kind
+        self.index = index
+
+
+_MILESTONE = re.compile(r" (start|crash|pause|partition|heal|settling|CRITICAL|inject)\b| leads term ")
+_SPAN = re.compile(r"\[(\d+)\.\.(\d+)\]| at (\d+)$")
+
+
+def _touches(line: str, index: int) -> bool:
+    """Whether a trace line carries entry ``index`` (an append-entries span, or an ack "at N")."""
+    for match in _SPAN.finditer(line):
+        if match.group(3) is not None:
+            if int(match.group(3)) == index:
+                return True
+        elif int(match.group(1)) <= index <= int(match.group(2)):
+            return True
+    return False
 
 
 def seeds(count: int, slow_count: int) -> list[int]:
@@ -122,6 +141,7 @@ class Faults:
     pause_rate: float = 0.2
     proposal_rate: float = 20.0
     max_down: int = 99  # crashed nodes at once (any number keeps safety; fewer keeps liveness)
+    crash_on_receive: float = 0.0  # a power cut right after a node handled a frame
 
     @classmethod
     def none(cls) -> "Faults":
@@ -331,6 +351,11 @@ class SimNetwork:
         (message,) = buffer.frames()
         self.cluster.trace(f"recv {src}->{dst} {summary}", noisy=summary.startswith(("append_entries hb", "apply_command")))
         self.cluster.as_node(dst, lambda: self.cores[dst].on_message(src, message))
+        crash_on_receive = self.cluster.faults.crash_on_receive
+        if crash_on_receive and self.cluster.rng.random() < crash_on_receive:
+            self.cluster.crash(dst)  # before the tick thread gets to sync what the frame changed
+        else:
+            self.cluster.wake(dst)
 
 
 class SimTransportCore:
@@ -417,6 +442,7 @@ class SimNode:
     durability: Durability | None = None
     incarnation: int = 0
     paused_until: float = 0.0
+    wake_pending: bool = False
     applied_upto: int = 0
     leader_terms: set[int] = field(default_factory=set)
 
@@ -449,7 +475,7 @@ class Cluster:
         self._events: list[tuple[float, tuple[Any, ...], tuple[Any, ...]]] = []
         self.steps = 0
         self._trace: collections.deque[str] = collections.deque(maxlen=trace_lines)
-        self.full_trace: list[str] | None = [] if os.environ.get(SEED_ENV) else None
+        self.full_trace: list[str] = []
         self.runtime = _Runtime(self)
         self.network = SimNetwork(self)
         self.keys = adapter.KeySource(Keyring((DataKey.generate(1),), 1), "raftsim" + "0" * 18)
@@ -529,6 +555,11 @@ class Cluster:
                 self.as_node(node_id, lambda: node.raft.tick_once(0.0))  # type: ignore[union-attr]
             period = _CONFIG.tick_period * node.rng.uniform(0.9, 1.1)
             self.schedule(max(self.now + period, node.paused_until), (0, node_id), ("tick", node_id, incarnation))
+        elif kind == "wake":
+            node = self.nodes[event[1]]
+            node.wake_pending = False
+            if node.incarnation == event[2] and node.alive and node.paused_until <= self.now:
+                self.as_node(event[1], lambda: node.raft.tick_once(0.0))  # type: ignore[union-attr]
         elif kind == "deliver":
             self.network.deliver(*event[1:])
         elif kind == "connect":
@@ -542,15 +573,28 @@ class Cluster:
         elif kind == "call":
             event[1]()
 
+    def wake(self, node_id: str) -> None:
+        """The tick thread's poll returns when a frame or a proposal arrives: tick again at once."""
+        node = self.nodes[node_id]
+        if not node.wake_pending:
+            node.wake_pending = True
+            self.schedule(self.now + node.rng.uniform(0.0001, 0.001), (0, node_id), ("wake", node_id, node.incarnation))
+
     def trace(self, line: str, noisy: bool = False) -> None:
         text = f"{self.now:9.4f} {line}"
-        if self.full_trace is not None:
-            self.full_trace.append(text)
+        self.full_trace.append(text)
         if not noisy:
             self._trace.append(text)
 
-    def shortened_trace(self, lines: int = 80) -> str:
-        return "\n".join(list(self._trace)[-lines:])
+    def shortened_trace(self, index: int | None = None, tail: int = 30) -> str:
+        """The story of a failure: every fault, start and election, what touched entry ``index``, and the last lines."""
+        recent = set(list(self._trace)[-tail:])
+        kept = [
+            line
+            for line in self.full_trace
+            if line in recent or _MILESTONE.search(line) or (index is not None and _touches(line, index))
+        ]
+        return "\n".join(kept)
 
     # ------------------------------------------------------------ node lifecycle
 
@@ -559,6 +603,7 @@ class Cluster:
         node.incarnation += 1
         node.applied_upto = 0
         node.paused_until = 0.0
+        node.wake_pending = False
 
         def build() -> None:
             node.raft = adapter.RaftNode(
@@ -674,7 +719,7 @@ class Cluster:
             self.schedule(self.now + self.rng.expovariate(self.faults.proposal_rate), (5,), ("propose",))
 
     def _propose(self) -> None:
-        alive = [i for i in sorted(self.nodes) if self.nodes[i].alive]
+        alive = [i for i in sorted(self.nodes) if self.nodes[i].alive and self.nodes[i].paused_until <= self.now]
         if not alive:
             return
         node_id = self.rng.choice(alive)
@@ -697,14 +742,15 @@ class Cluster:
                 self.acknowledged[payload] = result
                 self.trace(f"ack {label} at {result}")
 
-        self.trace(f"propose {label} via {node_id}")
+        self.trace(f"propose {label} via {node_id}", noisy=True)
         self.as_node(node_id, lambda: node.raft.propose(payload, done))  # type: ignore[union-attr]
+        self.wake(node_id)
         return payload
 
     # ------------------------------------------------------------ checks
 
-    def _fail(self, kind: str, message: str) -> None:
-        raise SafetyViolation(kind, message)
+    def _fail(self, kind: str, message: str, index: int | None = None) -> None:
+        raise SafetyViolation(kind, message, index)
 
     def _label(self, command: bytes | None) -> str:
         """A proposal's label, or the kind of a pysyncobj control entry."""
@@ -718,7 +764,9 @@ class Cluster:
         label = "control" if payload is None else self.labels.get(payload, "?")
         first = self.applied.setdefault(index, (node.node_id, label))
         if first[1] != label:
-            self._fail("state machine safety", f"{node.node_id} applied {label} at {index}, {first[0]} applied {first[1]}")
+            self._fail(
+                "state machine safety", f"{node.node_id} applied {label} at {index}, {first[0]} applied {first[1]}", index
+            )
         node.applied_upto = index
         return index
 
@@ -753,6 +801,7 @@ class Cluster:
                     f"{node.node_id} leads term {node.core.raftCurrentTerm} without committed entry {index} "
                     f"(term {term}, {self._label(command)}{acked}); it has "
                     + (f"term {have[0]}, {self._label(have[1])}" if have else "nothing there"),
+                    index,
                 )
 
     def _record_commits(self, node: SimNode) -> None:
@@ -781,6 +830,7 @@ class Cluster:
                             "log matching",
                             f"{a} and {b} agree on entry {top} (term {la[top][2]}) but differ at {i}: "
                             f"term {la[i][2]} {self._label(la[i][0])} vs term {lb[i][2]} {self._label(lb[i][0])}",
+                            i,
                         )
 
     def settle(self, limit: float = 30.0) -> None:
@@ -825,6 +875,7 @@ class Cluster:
                         "acknowledged entry lost",
                         f"{self.labels[payload]} was acknowledged at {index}; {node.node_id} has "
                         + (self._label(command) if command else "nothing") + f" there (applied: {applied})",
+                        index,
                     )
         if self.critical and not self.tolerate_critical:
             self._fail("critical log line", self.critical[0])
@@ -859,14 +910,15 @@ def scenario_chaos_network(cluster: Cluster) -> None:
 
 
 def scenario_duplicates_and_power_cuts(cluster: Cluster) -> None:
-    """Frames delivered twice (as after a leader's retry), and frequent power cuts.
+    """Frames delivered twice (as after a leader's retry), and power cuts right after a frame is handled.
 
-    A duplicated append-entries is what made pysyncobj cut and re-append
+    A repeated append-entries is what made pysyncobj cut and re-append
     entries it had acknowledged; a power cut before the re-append was synced
     then lost them.
     """
     cluster.faults.duplicate = 0.2
-    cluster.faults.crash_rate = 1.5
+    cluster.faults.crash_rate = 0.5
+    cluster.faults.crash_on_receive = 0.02
     cluster.run(12.0)
     cluster.check_log_matching()
     cluster.settle()
@@ -890,7 +942,7 @@ def run_seed(
         print(f"\nraftsim: seed {seed} ({scenario.__name__}) failed after {cluster.steps} steps at t={cluster.now:.4f}")
         print(f"  {violation}")
         print(f"  replay: {SEED_ENV}={seed} pytest -q -n 0 tests/raftsim -k {scenario.__name__}")
-        print(cluster.shortened_trace() if cluster.full_trace is None else "\n".join(cluster.full_trace))
+        print("\n".join(cluster.full_trace) if os.environ.get(SEED_ENV) else cluster.shortened_trace(violation.index))
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
