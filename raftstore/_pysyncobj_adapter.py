@@ -589,9 +589,8 @@ class _RaftCore(SyncObj):
         first, last = journal[0][1], journal[-1][1]
         if not first <= prev_index <= last or journal[prev_index - first][2] != message["prevLogTerm"]:
             return message  # pysyncobj asks the leader to go back
-        plan = plan_append(
-            lambda index: journal[index - first][2], last, prev_index, message["prevLogTerm"], message.get("entries") or []
-        )
+        entries = message.get("entries") or []
+        plan = plan_append(lambda index: journal[index - first][2], last, prev_index, message["prevLogTerm"], entries)
         if plan.conflict is not None and plan.conflict <= self.raftCommitIndex:
             log.critical(
                 "refusing an append-entries that conflicts with committed entry %d (commit index %d, term %d): "
@@ -615,7 +614,8 @@ class _RaftCore(SyncObj):
     ) -> None:
         if success and self._raftstore_ack is not None:
             nextNodeIdx = self._raftstore_ack  # what the leader's message proved, not our log's end
-        SyncObj._SyncObj__sendNextNodeIdx(self, node, reset=reset, nextNodeIdx=nextNodeIdx, success=success)  # type: ignore[attr-defined]
+        send = SyncObj._SyncObj__sendNextNodeIdx  # type: ignore[attr-defined]
+        send(self, node, reset=reset, nextNodeIdx=nextNodeIdx, success=success)
 
     def _SyncObj__doApplyCommand(self, command: bytes) -> Any:
         index = self.raftLastApplied + 1

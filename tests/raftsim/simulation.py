@@ -349,7 +349,8 @@ class SimNetwork:
         buffer = FrameBuffer()
         buffer.feed(frame)
         (message,) = buffer.frames()
-        self.cluster.trace(f"recv {src}->{dst} {summary}", noisy=summary.startswith(("append_entries hb", "apply_command")))
+        noisy = summary.startswith(("append_entries hb", "apply_command"))
+        self.cluster.trace(f"recv {src}->{dst} {summary}", noisy=noisy)
         self.cluster.as_node(dst, lambda: self.cores[dst].on_message(src, message))
         crash_on_receive = self.cluster.faults.crash_on_receive
         if crash_on_receive and self.cluster.rng.random() < crash_on_receive:
@@ -420,7 +421,8 @@ def _summary(message: dict[str, Any]) -> str:
         if not entries and "prevLogIdx" in message:
             return f"append_entries hb t{message['term']} prev={message['prevLogIdx']} commit={message['commit_index']}"
         span = f"{entries[0][1]}..{entries[-1][1]}" if entries else "snapshot"
-        return f"append_entries t{message['term']} prev={message.get('prevLogIdx')} [{span}] commit={message['commit_index']}"
+        prev = message.get("prevLogIdx")
+        return f"append_entries t{message['term']} prev={prev} [{span}] commit={message['commit_index']}"
     if kind == "next_node_idx":
         return f"ack next={message['next_node_idx']} ok={message['success']} reset={message['reset']}"
     if kind in ("request_vote", "response_vote"):
@@ -626,7 +628,8 @@ class Cluster:
         self.as_node(node_id, build)
         self.trace(f"start {node_id} (incarnation {node.incarnation}, log ..{node.log()[-1][1]})")
         self.network.reconcile()
-        self.schedule(self.now + node.rng.uniform(0, _CONFIG.tick_period), (0, node_id), ("tick", node_id, node.incarnation))
+        first_tick = self.now + node.rng.uniform(0, _CONFIG.tick_period)
+        self.schedule(first_tick, (0, node_id), ("tick", node_id, node.incarnation))
 
     def crash(self, node_id: str) -> None:
         """Power cut: unsynced appends are lost, everything in memory too."""
@@ -764,9 +767,8 @@ class Cluster:
         label = "control" if payload is None else self.labels.get(payload, "?")
         first = self.applied.setdefault(index, (node.node_id, label))
         if first[1] != label:
-            self._fail(
-                "state machine safety", f"{node.node_id} applied {label} at {index}, {first[0]} applied {first[1]}", index
-            )
+            message = f"{node.node_id} applied {label} at {index}, {first[0]} applied {first[1]}"
+            self._fail("state machine safety", message, index)
         node.applied_upto = index
         return index
 
