@@ -83,6 +83,7 @@ __all__ = [
     "Cluster",
     "Faults",
     "SafetyViolation",
+    "SimTransportCore",
     "run_seed",
     "seeds",
     "SCENARIOS",

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -16,6 +17,7 @@ from simulation import (
     Cluster,
     Faults,
     SafetyViolation,
+    SimTransportCore,
     run_seed,
     scenario_chaos_network,
     scenario_duplicates_and_power_cuts,
@@ -23,6 +25,7 @@ from simulation import (
 )
 
 from raftstore import _pysyncobj_adapter as adapter
+from raftstore._raft_transport import RaftTransportCore
 
 #: Seeds that lose an entry acknowledged to its client under pysyncobj's own rule.
 LOST_ACK_SEEDS = [
@@ -146,3 +149,15 @@ def test_a_conflict_with_a_committed_entry_is_refused(steady: tuple[Cluster, str
     assert node.core.raftCurrentTerm == term  # the refused message changed nothing, not even the term
     assert len(cluster.critical) == 1 and "refusing an append-entries" in cluster.critical[0]
     cluster.critical.clear()
+
+
+def test_the_simulated_transport_has_the_real_ones_interface() -> None:
+    """SimTransportCore stands in for RaftTransportCore: every public method, and only keywords the adapter passes."""
+
+    def public(cls: type) -> set[str]:
+        return {name for name, value in vars(cls).items() if callable(value) and not name.startswith("_")}
+
+    assert public(RaftTransportCore) <= public(SimTransportCore)
+    simulated = inspect.signature(SimTransportCore).parameters
+    named = {name for name, p in simulated.items() if p.kind is p.KEYWORD_ONLY}
+    assert named <= set(inspect.signature(RaftTransportCore).parameters)
