@@ -83,6 +83,7 @@ __all__ = [
     "Cluster",
     "Faults",
     "SafetyViolation",
+    "DATA_LOSS",
     "SimTransportCore",
     "run_seed",
     "seeds",
@@ -318,6 +319,9 @@ class SimNetwork:
                 self.cluster.as_node(here, lambda: self.cores[here].on_disconnected(there))
 
     def transmit(self, src: str, dst: str, frame: bytes, summary: str) -> None:
+        self.cluster.sends_this_step += 1
+        if self.cluster.sends_this_step > _MAX_SENDS_PER_STEP:  # pysyncobj loops on the clock in places
+            raise SafetyViolation("livelock", f"{src} sent {_MAX_SENDS_PER_STEP} frames in one step, the last: {summary}")
         pair = frozenset((src, dst))
         faults = self.cluster.faults
         rng = self.rng(src, dst)
@@ -358,6 +362,10 @@ class SimNetwork:
             self.cluster.crash(dst)  # before the tick thread gets to sync what the frame changed
         else:
             self.cluster.wake(dst)
+
+
+#: More frames than this from one event means a loop that waits for time to pass (the clock stands still).
+_MAX_SENDS_PER_STEP = 5000
 
 
 class SimTransportCore:
@@ -477,6 +485,7 @@ class Cluster:
         self.now = 0.0
         self._events: list[tuple[float, tuple[Any, ...], tuple[Any, ...]]] = []
         self.steps = 0
+        self.sends_this_step = 0
         self._trace: collections.deque[str] = collections.deque(maxlen=trace_lines)
         self.full_trace: list[str] = []
         self.runtime = _Runtime(self)
@@ -543,6 +552,7 @@ class Cluster:
             at, _key, event = heapq.heappop(self._events)
             self.now = at
             self.steps += 1
+            self.sends_this_step = 0
             self._dispatch(event)
             self._observe()
         self.now = end
