@@ -31,7 +31,8 @@ loudly instead of silently falling back to pysyncobj's defaults:
     ``_RaftCore._append_rule`` rewrites the message first (Raft §5.3): skip
     what we hold, cut only from the first conflict, never at or below the
     commit index (refused with a critical line, nothing changed), acknowledge
-    and commit only what the message proved.
+    and commit only what the message proved. A snapshot chunk moves the commit
+    index not at all (``_snapshot_chunk_rule``).
 
 ``SyncObjConf.serializer / deserializer / serializeChecker`` (public)
     Snapshots: our serializer seals the state machine's dump; pysyncobj
@@ -566,6 +567,8 @@ class _RaftCore(SyncObj):
             if rewritten is None:
                 return
             message = rewritten
+        elif message.get("type") == "append_entries" and "serialized" in message:
+            message = self._snapshot_chunk_rule(message)
         try:
             SyncObj._SyncObj__onMessageReceived(self, node, message)  # type: ignore[attr-defined]
         finally:
@@ -608,6 +611,16 @@ class _RaftCore(SyncObj):
             entries=plan.entries,
             commit_index=min(message["commit_index"], plan.verified),
         )
+
+    def _snapshot_chunk_rule(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A snapshot chunk does not move the commit index.
+
+        It proves nothing about our log, yet pysyncobj would raise the commit
+        index to min(the leader's, our last index) on every chunk, and so
+        apply entries of ours that were never committed (a deposed leader's).
+        Once the snapshot is installed, the next append-entries moves it on.
+        """
+        return dict(message, commit_index=min(message["commit_index"], self.raftCommitIndex))
 
     def _SyncObj__sendNextNodeIdx(
         self, node: Node, reset: bool = False, nextNodeIdx: int | None = None, success: bool = False

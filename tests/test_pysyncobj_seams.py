@@ -87,6 +87,7 @@ def test_append_entries_seam() -> None:
         "nextNodeIdx = newEntries[-1][1] + 1",
         "self.__sendNextNodeIdx(node, nextNodeIdx=nextNodeIdx, success=True)",
         "self.__raftCommitIndex = min(leaderCommitIndex, self.__getCurrentLogIndex())",
+        "elif serialized is not None:",  # a snapshot chunk reaches the same commit step (_snapshot_chunk_rule)
     ):
         assert line in source, line
     for name in ("_SyncObj__onMessageReceived", "_SyncObj__sendNextNodeIdx"):

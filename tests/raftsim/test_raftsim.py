@@ -21,6 +21,7 @@ from simulation import (
     run_seed,
     scenario_chaos_network,
     scenario_duplicates_and_power_cuts,
+    scenario_log_compaction,
     seeds,
 )
 
@@ -70,6 +71,25 @@ def test_pysyncobj_truncation_rule_loses_an_acknowledged_entry(
 def test_the_lost_ack_seeds_pass_with_our_rule(scenario: Callable[[Cluster], None], seed: int, tmp_path: Path) -> None:
     cluster = run_seed(seed, scenario, tmp_path)
     assert cluster.acknowledged
+
+
+#: Under pysyncobj's handling of snapshot chunks this seed applies an entry that was never
+#: committed: a deposed leader, receiving the new leader's snapshot, raises its commit
+#: index to its own last index at the first chunk and applies its own term's entries.
+SNAPSHOT_CHUNK_SEED = 6
+
+
+def test_pysyncobj_snapshot_chunk_commit_applies_an_uncommitted_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(adapter._RaftCore, "_snapshot_chunk_rule", lambda self, message: message)
+    with pytest.raises(SafetyViolation) as caught:
+        run_seed(SNAPSHOT_CHUNK_SEED, scenario_log_compaction, tmp_path)
+    assert caught.value.kind == "state machine safety"
+
+
+def test_the_snapshot_chunk_seed_passes_with_our_rule(tmp_path: Path) -> None:
+    assert run_seed(SNAPSHOT_CHUNK_SEED, scenario_log_compaction, tmp_path).acknowledged
 
 
 @pytest.mark.slow
