@@ -23,6 +23,17 @@ loudly instead of silently falling back to pysyncobj's defaults:
     ``ENTRY_TYPE`` (a type pysyncobj does not know and would skip); the
     override hands them to the manager with their Raft index.
 
+``SyncObj._SyncObj__onMessageReceived`` and ``__sendNextNodeIdx``
+    The append-entries rule. pysyncobj cuts a follower's log after
+    ``prevLogIdx`` on every append-entries and re-adds the message's entries,
+    even when they match, so a late or duplicated message, or a crash before
+    the re-append is synced, makes a follower forget entries it acknowledged.
+    ``_RaftCore._append_rule`` rewrites the message first (Raft §5.3): skip
+    what we hold, cut only from the first conflict, never at or below the
+    commit index (refused with a critical line, nothing changed), acknowledge
+    and commit only what the message proved. A snapshot chunk moves the commit
+    index not at all (``_snapshot_chunk_rule``).
+
 ``SyncObjConf.serializer / deserializer / serializeChecker`` (public)
     Snapshots: our serializer seals the state machine's dump; pysyncobj
     renames the file and streams it to lagging followers byte for byte.
@@ -35,11 +46,13 @@ loudly instead of silently falling back to pysyncobj's defaults:
     the directory. A snapshot that does not open is refused and ours stays.
 
 ``Transport`` (public)
-    ``_TransportAdapter`` forwards to ``RaftTransportCore`` (mutual TLS).
+    ``_TransportAdapter`` forwards to ``RaftTransportCore`` (mutual TLS), or to
+    whatever ``RaftNode(transport_factory=...)`` builds with the same keywords
+    (tests/raftsim's in-memory network).
 
 Ticking: we run pysyncobj with ``autoTick=False`` and drive ``doTick`` from our
-own thread, because its auto-tick thread stops when the thread that built the
-``SyncObj`` exits.
+own thread (``RaftNode.tick_once`` is one turn of it), because its auto-tick
+thread stops when the thread that built the ``SyncObj`` exits.
 """
 
 from __future__ import annotations
@@ -521,7 +534,7 @@ class _TransportAdapter(Transport):
         self._last_ack: dict[str, tuple[int, float]] = {}
         self._ack_window = syncObj.conf.appendEntriesPeriod / 2
         owner = syncObj._raftstore_owner
-        self.core = RaftTransportCore(
+        self.core = owner.transport_factory(
             poller=syncObj._poller,
             local_id=selfNode.id,
             cluster_id=owner.keys.cluster_id,
@@ -582,12 +595,125 @@ class _TransportAdapter(Transport):
         self.core.close()
 
 
+@dataclass(frozen=True)
+class AppendPlan:
+    """How a follower takes an append-entries whose previous entry it holds (Raft §5.3).
+
+    ``entries`` are the ones to write after ``prev_index``: the message's entries
+    minus the leading ones already in the log. ``conflict`` is the first index
+    whose term differs from ours (the log is cut there, and only there).
+    ``verified`` is the last index known to match the leader's log: the reply
+    acknowledges up to it and the commit index may not pass it, because the
+    entries after it in our log, if any, are not known to be the leader's.
+    """
+
+    prev_index: int
+    prev_term: int
+    entries: list[Any]
+    conflict: int | None
+    verified: int
+
+
+def plan_append(
+    term_at: Callable[[int], int], last_index: int, prev_index: int, prev_term: int, entries: list[Any]
+) -> AppendPlan:
+    """Skip the entries whose index and term we hold; find the first conflict, if any.
+
+    ``term_at(i)`` is the term of our entry ``i`` (``prev_index`` <= i <= ``last_index``).
+    """
+    skip, conflict = 0, None
+    for _command, index, term in entries:
+        if index > last_index:
+            break
+        if term_at(index) != term:
+            conflict = index
+            break
+        skip += 1
+    anchor_index, anchor_term = (entries[skip - 1][1], entries[skip - 1][2]) if skip else (prev_index, prev_term)
+    remaining = list(entries[skip:])
+    if not remaining and anchor_index < last_index:
+        # Everything in the message is already here and our log goes on: write
+        # nothing and keep the tail (pysyncobj would cut it after the anchor).
+        anchor_index, anchor_term = last_index, term_at(last_index)
+    return AppendPlan(anchor_index, anchor_term, remaining, conflict, prev_index + len(entries))
+
+
 class _RaftCore(SyncObj):
-    """SyncObj with our apply hook; built only by ``RaftNode``."""
+    """SyncObj with our apply hook and append-entries rule; built only by ``RaftNode``."""
 
     def __init__(self, owner: "RaftNode", self_node: RaftMember, others: list[RaftMember], conf: SyncObjConf):
         self._raftstore_owner = owner
+        self._raftstore_ack: int | None = None  # the next index the reply being handled acknowledges
         super().__init__(self_node, others, conf=conf, transportClass=_TransportAdapter)
+
+    def _SyncObj__onMessageReceived(self, node: Node, message: Any) -> None:
+        if message.get("type") == "append_entries" and "prevLogIdx" in message and "transmission" not in message:
+            rewritten = self._append_rule(message)
+            if rewritten is None:
+                return
+            message = rewritten
+        elif message.get("type") == "append_entries" and "serialized" in message:
+            message = self._snapshot_chunk_rule(message)
+        try:
+            SyncObj._SyncObj__onMessageReceived(self, node, message)  # type: ignore[attr-defined]
+        finally:
+            self._raftstore_ack = None
+
+    def _append_rule(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Own Raft's append-entries rule; pysyncobj's would cut every entry after ``prevLogIdx``.
+
+        pysyncobj deletes the whole tail after ``prevLogIdx`` and re-adds the
+        message's entries even when they match, so a duplicated or late
+        append-entries, or a crash between the cut and the re-append, makes a
+        follower forget entries it acknowledged. Here the message is rewritten
+        into one pysyncobj handles correctly: it starts after the entries we
+        already hold, so pysyncobj cuts only from the first conflict, or not at
+        all. Returns None to drop a message that would cut a committed entry.
+        """
+        journal = self._raftstore_owner.journal
+        prev_index = message["prevLogIdx"]
+        if message["term"] < self.raftCurrentTerm or not len(journal) or prev_index is None:
+            return message
+        first, last = journal[0][1], journal[-1][1]
+        if not first <= prev_index <= last or journal[prev_index - first][2] != message["prevLogTerm"]:
+            return message  # pysyncobj asks the leader to go back
+        entries = message.get("entries") or []
+        plan = plan_append(lambda index: journal[index - first][2], last, prev_index, message["prevLogTerm"], entries)
+        if plan.conflict is not None and plan.conflict <= self.raftCommitIndex:
+            log.critical(
+                "refusing an append-entries that conflicts with committed entry %d (commit index %d, term %d): "
+                "the log is left as it is",
+                plan.conflict,
+                self.raftCommitIndex,
+                message["term"],
+            )
+            return None
+        self._raftstore_ack = plan.verified + 1
+        return dict(
+            message,
+            prevLogIdx=plan.prev_index,
+            prevLogTerm=plan.prev_term,
+            entries=plan.entries,
+            commit_index=min(message["commit_index"], plan.verified),
+        )
+
+    def _snapshot_chunk_rule(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A snapshot chunk does not move the commit index.
+
+        It proves nothing about our log, yet pysyncobj would raise the commit
+        index to min(the leader's, our last index) on every chunk, and so
+        apply entries of ours that were never committed (a deposed leader's).
+        Once the snapshot is installed, the next append-entries moves it on.
+        """
+        return dict(message, commit_index=min(message["commit_index"], self.raftCommitIndex))
+
+    def _SyncObj__sendNextNodeIdx(
+        self, node: Node, reset: bool = False, nextNodeIdx: int | None = None, success: bool = False
+    ) -> None:
+        if success and self._raftstore_ack is not None:
+            nextNodeIdx = self._raftstore_ack  # what the leader's message proved, not our log's end
+        send = SyncObj._SyncObj__sendNextNodeIdx  # type: ignore[attr-defined]
+        send(self, node, reset=reset, nextNodeIdx=nextNodeIdx, success=success)
 
     def _SyncObj__doApplyCommand(self, command: bytes) -> Any:
         index = self.raftLastApplied + 1
@@ -653,8 +779,11 @@ class RaftNode:
         log: Callable[[str], None] = log.info,
         config: RaftConfig = RaftConfig(),
         hold_elections: bool = False,
+        transport_factory: Callable[..., Any] = RaftTransportCore,
     ) -> None:
         self.raft_dir = Path(raft_dir)
+        # RaftTransportCore's keyword interface; tests/raftsim passes an in-memory network.
+        self.transport_factory = transport_factory
         self.raft_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.keys = keys
         self.client_context = client_context
@@ -676,6 +805,7 @@ class RaftNode:
         # leader, an election it starts can only depose a healthy leader.
         self._hold_elections_until = time.monotonic() + 30.0 if hold_elections else 0.0
         self._tick_tasks: collections.deque[Callable[[], None]] = collections.deque()
+        self._last_log_check = 0.0
 
         codec = _EntryCodec(keys)
         self._codec = codec
@@ -727,21 +857,9 @@ class RaftNode:
 
     def _run(self) -> None:
         period = self.config.tick_period
-        last_log_check = 0.0
         while not self._stopping.is_set():
             try:
-                self._hold_elections()
-                while self._tick_tasks:
-                    self._tick_tasks.popleft()()
-                # The leader counts itself toward a commit at the start of a
-                # tick: whatever it appended (even while polling) is durable first.
-                self.journal.sync()
-                self._core.doTick(period)
-                self._watch_leader()
-                now = time.monotonic()
-                if now - last_log_check > 1.0:
-                    last_log_check = now
-                    self._maybe_compact_by_size()
+                self.tick_once(period)
             except Exception:  # keep Raft alive; a bug here must be visible
                 log.exception("raft tick failed")
                 time.sleep(period)
@@ -749,6 +867,21 @@ class RaftNode:
             self._core._doDestroy()
         except Exception:
             log.exception("raft shutdown failed")
+
+    def tick_once(self, wait: float = 0.0) -> None:
+        """One turn of the tick thread (the deterministic simulation in tests/raftsim calls it directly)."""
+        self._hold_elections()
+        while self._tick_tasks:
+            self._tick_tasks.popleft()()
+        # The leader counts itself toward a commit at the start of a
+        # tick: whatever it appended (even while polling) is durable first.
+        self.journal.sync()
+        self._core.doTick(wait)
+        self._watch_leader()
+        now = time.monotonic()
+        if now - self._last_log_check > 1.0:
+            self._last_log_check = now
+            self._maybe_compact_by_size()
 
     def _hold_elections(self) -> None:
         if not self._hold_elections_until:

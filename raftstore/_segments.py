@@ -229,6 +229,11 @@ class SegmentLog:
         self._closed = False
         self._lock = threading.Lock()
 
+    @property
+    def chain(self) -> LogChain:
+        """What binds this log's entries to their place (a reopened log of the same directory needs it)."""
+        return self._chain
+
     # ------------------------------------------------------------------ open
 
     @classmethod

@@ -80,3 +80,51 @@ def test_snapshot_receive_seam() -> None:
     assert "self.__serializer = Serializer(" in source
     assert "if self.__serializer.setTransmissionData(serialized):\n                    self.__loadDumpFile(clearJournal=True)" in source
     assert hasattr(pysyncobj.serializer.Serializer, "setTransmissionData")
+
+
+def test_append_entries_seam() -> None:
+    # _RaftCore rewrites a follower's append-entries before pysyncobj's handler
+    # runs, relying on exactly these steps of it (see _RaftCore._append_rule).
+    assert "setOnMessageReceivedCallback(self.__onMessageReceived)" in inspect.getsource(SyncObj.__init__)
+    source = inspect.getsource(SyncObj._SyncObj__onMessageReceived)
+    for line in (
+        "prevEntries = self.__getEntries(prevLogIdx)",
+        "if len(prevEntries) > 1:",
+        "self.__deleteEntriesFrom(prevLogIdx + 1)",
+        "nextNodeIdx = prevLogIdx + 1",
+        "nextNodeIdx = newEntries[-1][1] + 1",
+        "self.__sendNextNodeIdx(node, nextNodeIdx=nextNodeIdx, success=True)",
+        "self.__raftCommitIndex = min(leaderCommitIndex, self.__getCurrentLogIndex())",
+        "elif serialized is not None:",  # a snapshot chunk reaches the same commit step (_snapshot_chunk_rule)
+    ):
+        assert line in source, line
+    for name in ("_SyncObj__onMessageReceived", "_SyncObj__sendNextNodeIdx"):
+        assert hasattr(SyncObj, name) and name in vars(adapter._RaftCore), name
+
+
+def _plan(ours: dict[int, int], prev: int, entries: list[tuple[int, int]]) -> adapter.AppendPlan:
+    return adapter.plan_append(
+        ours.__getitem__, max(ours), prev, ours[prev], [(b"", index, term) for index, term in entries]
+    )
+
+
+def test_append_rule_skips_entries_already_held_and_keeps_the_tail() -> None:
+    ours = {1: 1, 2: 1, 3: 1, 4: 2, 5: 2}
+    plan = _plan(ours, 2, [(3, 1), (4, 2)])  # a late duplicate: nothing to write, nothing to cut
+    assert (plan.prev_index, plan.prev_term, plan.entries, plan.conflict, plan.verified) == (5, 2, [], None, 4)
+    plan = _plan(ours, 3, [(4, 2), (5, 2), (6, 2)])  # the new entry only, after our last
+    assert (plan.prev_index, plan.prev_term, [e[1] for e in plan.entries], plan.conflict, plan.verified) == (
+        5, 2, [6], None, 6,
+    )
+    plan = _plan(ours, 5, [])  # a heartbeat
+    assert (plan.prev_index, plan.entries, plan.verified) == (5, [], 5)
+    plan = _plan(ours, 3, [])  # a heartbeat behind our last proves nothing past its prev
+    assert (plan.prev_index, plan.entries, plan.verified) == (5, [], 3)
+
+
+def test_append_rule_cuts_only_from_the_first_conflict() -> None:
+    ours = {1: 1, 2: 1, 3: 1, 4: 2, 5: 2}
+    plan = _plan(ours, 2, [(3, 1), (4, 3), (5, 3)])
+    assert (plan.prev_index, plan.prev_term, [e[1] for e in plan.entries], plan.conflict, plan.verified) == (
+        3, 1, [4, 5], 4, 5,
+    )

@@ -139,6 +139,16 @@ class FaultCluster:
         assert len(values) == 1, f"managers diverged at index {next(iter(digests.values()))['applied_index']}: {digests}"
         return {"applied_index": next(iter(digests.values()))["applied_index"], "digest": values.pop()}
 
+    def critical_lines(self) -> list[str]:
+        """Every critical line any manager logged (pysyncobj's "truncating already-applied" among them)."""
+        return [
+            f"{node.name}: {line}"
+            for node in self.nodes
+            if node.log_path.exists()
+            for line in node.log_path.read_text(errors="replace").splitlines()
+            if " critical " in line or '"level": "critical"' in line
+        ]
+
     def reopen_all(self) -> None:
         """Stop every manager and start it again: every data directory must open."""
         for node in self.nodes:
@@ -286,6 +296,8 @@ def run_scenario(scenario: Scenario, root: Path, seed: int, load_seconds: float)
         if scenario.expect_linearizable:
             assert verdict.ok, f"seed {seed}: {verdict.explain()}"
             report["converged"] = cluster.converged()
+            report["critical_lines"] = critical = cluster.critical_lines()
+            assert not critical, f"seed {seed}: {len(critical)} critical lines, the first: {critical[0]}"
             cluster.reopen_all()
             report["reopened"] = True
         else:
