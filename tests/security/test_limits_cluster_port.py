@@ -136,7 +136,13 @@ class _Crowd:
             if not live:
                 time.sleep(0.05)
                 continue
-            readable, _, _ = select.select(live, [], [], 0.05)
+            # poll, not select: the test process may hold descriptors above select's limit of 1024.
+            poller = select.poll()
+            by_fd = {}
+            for sock in live:
+                poller.register(sock, select.POLLIN)
+                by_fd[sock.fileno()] = sock
+            readable = [by_fd[fd] for fd, _ in poller.poll(50)]
             for sock in readable:
                 try:
                     if sock.recv(1024):
