@@ -136,7 +136,10 @@ class Proposer:
 
     def barrier(self, timeout: float = 10.0) -> int:
         """An entry committed after this call began: reads after it are linearizable."""
-        outcome = self.propose([{"op": "read"}], timeout=timeout)
+        try:
+            outcome = self.propose([{"op": "read"}], timeout=timeout)
+        except Timeout:  # a read changes nothing: the write's "may or may not have been applied" would mislead
+            raise Timeout("timed out waiting for the cluster to confirm this read; nothing was changed") from None
         if not outcome.ok:
             raise RaftstoreError(outcome.error_message)
         return int(outcome.results[0])

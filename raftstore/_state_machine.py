@@ -389,7 +389,7 @@ class StateMachine:
         old = ov.kv_get(key)
         current = old["version"] if old else 0
         if current != expected:
-            raise UpdateOutOfSequence()
+            raise _kv_out_of_sequence(expected, current)
         return self._kv_write(ov, index, key, value)
 
     def _act_kv_delete(self, ov: _Overlay, index: int, now: str, a: dict[str, Any]) -> dict[str, Any]:
@@ -398,7 +398,7 @@ class StateMachine:
         if old is None:
             raise NotFound(f"key {key!r} not found")
         if a.get("version") is not None and int(a["version"]) != old["version"]:
-            raise UpdateOutOfSequence()
+            raise _kv_out_of_sequence(int(a["version"]), old["version"])
         ov.kv[key] = None
         ov.events.append(Event(index, "delete", "kv", key, key))
         return {"key": key, "version": index}
@@ -554,6 +554,12 @@ class StateMachine:
     def digest(self) -> str:
         """A hash of the replicated state, equal on managers at the same applied index."""
         return hashlib.sha256(self.encode()).hexdigest()
+
+
+def _kv_out_of_sequence(expected: int, current: int) -> UpdateOutOfSequence:
+    """The conflict with the version the key is at now, so that the caller can re-read or retry from it."""
+    now = f"the key is at version {current}" if current else "the key does not exist (version 0)"
+    return UpdateOutOfSequence(f"update out of sequence: expected version {expected}, {now}")
 
 
 def _writes(actions: Any) -> bool:
