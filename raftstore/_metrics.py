@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import socket
 import threading
 import time
@@ -57,7 +58,9 @@ __all__ = [
     "SNAPSHOT_BYTES",
     "SNAPSHOT_SECONDS",
     "MetricsServer",
+    "counter_value",
     "health",
+    "histogram_snapshot",
     "timed",
 ]
 
@@ -107,6 +110,27 @@ def timed(histogram: Histogram) -> Iterator[None]:
         yield
     finally:
         histogram.observe(time.perf_counter() - started)
+
+
+def histogram_snapshot(histogram: Histogram) -> dict[str, Any]:
+    """Cumulative bucket counts (upper bound → count), the sum and the count of one unlabelled histogram."""
+    buckets: list[list[float]] = []
+    total = count = 0.0
+    for metric in histogram.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_bucket"):
+                bound = sample.labels["le"]
+                buckets.append([math.inf if bound == "+Inf" else float(bound), sample.value])
+            elif sample.name.endswith("_sum"):
+                total = sample.value
+            elif sample.name.endswith("_count"):
+                count = sample.value
+    return {"buckets": buckets, "sum": total, "count": count}
+
+
+def counter_value(counter: Counter) -> float:
+    """The value of one unlabelled counter."""
+    return float(sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total")))
 
 
 def _flag(value: Any) -> float:
