@@ -90,7 +90,11 @@ def kv_rm(key: str, version: int | None) -> None:
 @connection_options
 @handle_errors
 def kv_cas(key: str, value: str, version: int) -> None:
-    """Compare-and-set: write VALUE only if KEY is still at --version."""
+    """Compare-and-set: write VALUE only if KEY is still at --version.
+
+    Otherwise nothing is written and the error names the version KEY is at now
+    ("update out of sequence: expected version 12, the key is at version 15").
+    """
     call("kv.cas", {"key": key, "value": _value(value), "version": version, "request_id": os.urandom(16)})
 
 
