@@ -10,7 +10,7 @@ import click
 
 from ._common import connection_options
 from ._daemon_cmd import daemon_cmd
-from . import _bench, _ca, _completion, _doctor, _kv, _node, _secret, _snapshot, _swarm, _version
+from . import _bench, _ca, _check, _completion, _doctor, _kv, _node, _secret, _snapshot, _swarm, _version
 
 __all__ = ["main", "cli"]
 
@@ -37,6 +37,7 @@ _ca.register(cli)
 _doctor.register(cli)
 _secret.register(cli)
 _bench.register(cli)
+_check.register(cli)
 _snapshot.register(cli)
 _completion.register(cli)
 _version.register(cli)

@@ -94,7 +94,7 @@ def _secrets_dir(path: Path | None, not_tmpfs: bool, off: bool) -> SecretsDir | 
 @click.option("--tlskey", metavar="FILE", help="The daemon's private key for -H.")
 @click.option("--metrics-addr", metavar="HOST:PORT",
               help="Serve Prometheus metrics on http://HOST:PORT/metrics (Raft, proposals, latencies, keys; "
-                   "nothing secret). Off by default.")
+                   "nothing secret) and a health probe on /healthz (200, or 503 with the reason). Off by default.")
 @click.option("--secrets-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help=f"Keep the secrets granted to this node here, one file each (mode 0400), and its configs under "
                    f"configs/ (mode 0444). Must be on tmpfs, owned by the daemon's user and its own directory. "

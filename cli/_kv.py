@@ -12,6 +12,9 @@ from ._common import call, client, connection_options, emit_json, format_option,
 
 __all__ = ["register"]
 
+#: The store's tables (as ``raftstore._state_machine.TABLES``; the daemon checks the name too).
+TABLES = ("cluster", "nodes", "secrets", "configs", "kv")
+
 consistency_option = click.option(
     "--consistency",
     type=click.Choice(["linearizable", "local"]),
@@ -87,7 +90,11 @@ def kv_rm(key: str, version: int | None) -> None:
 @connection_options
 @handle_errors
 def kv_cas(key: str, value: str, version: int) -> None:
-    """Compare-and-set: write VALUE only if KEY is still at --version."""
+    """Compare-and-set: write VALUE only if KEY is still at --version.
+
+    Otherwise nothing is written and the error names the version KEY is at now
+    ("update out of sequence: expected version 12, the key is at version 15").
+    """
     call("kv.cas", {"key": key, "value": _value(value), "version": version, "request_id": os.urandom(16)})
 
 
@@ -112,29 +119,41 @@ def kv_ls(prefix: str, quiet: bool, consistency: str, output_format: str) -> Non
 
 
 @click.command("events")
-@click.option("--since", type=click.IntRange(min=0), help="Start after this version (default: now).")
+@click.option("--since", type=click.IntRange(min=0),
+              help="Start after this version (default: now). Past the newest version it waits for it "
+                   "(with --no-follow: an error); below the compacted history the error names the oldest left.")
 @click.option("--until", type=click.IntRange(min=0), help="Stop after this version.")
 @click.option("--follow/--no-follow", default=True, show_default=True,
               help="Keep streaming new events, or stop at the current version.")
+@click.option("--table", type=click.Choice(list(TABLES)), help="Only events of this table.")
+@click.option("--prefix", default="", help="Only keys (kv) or object names starting with this.")
 @format_option
 @connection_options
 @handle_errors
-def events_cmd(since: int | None, until: int | None, follow: bool, output_format: str) -> None:
+def events_cmd(since: int | None, until: int | None, follow: bool, table: str | None, prefix: str,
+               output_format: str) -> None:
     """Stream create, update and delete events (no values, ever).
 
-    With --format json each event is one JSON object per line.
+    Each event has its version, the time it was proposed (the proposing
+    manager's clock) and the actor: the node id of the manager that proposed
+    it. With --format json each event is one JSON object per line.
 
     \b
-    Example:
+    Examples:
       raftstore events --since 0 --no-follow
+      raftstore events --table kv --prefix app/ --format json
+      raftstore events --since 120 --until 180 --table secrets
     """
     with client(timeout=None) as c:
-        for event in c.stream("events", {"since": since, "until": until, "follow": follow}):
+        for event in c.stream("events", {"since": since, "until": until, "follow": follow, "table": table,
+                                         "prefix": prefix}):
             if output_format == "json":
                 click.echo(json.dumps(_jsonable(event), sort_keys=True))
             else:
                 label = event["name"] if event["name"] == event["id"] else f"{event['name']} ({event['id']})"
-                click.echo(f"{event['version']} {event['action']} {event['table']} {label}")
+                actor = f" by {event['actor']}" if event.get("actor") else ""
+                click.echo(f"{event.get('time') or '-'} {event['version']} {event['action']} {event['table']} "
+                           f"{label}{actor}")
 
 
 def register(group: click.Group) -> None:

@@ -25,6 +25,8 @@ _LAZY = {
     "default_data_dir": "._paths",
     "run_demo": "._demo",
     "run_quick_bench": "._bench",
+    "run_check": "._check_perf",
+    "Thresholds": "._check_perf",
     "format_duration": "._durations",
     "parse_duration": "._durations",
     "split_host_port": "._node_state",

@@ -57,6 +57,9 @@ __all__ = ["ControlServer", "ControlClient", "Stream", "parse_host", "is_loopbac
 
 #: Requests may carry a whole backup (snapshot restore); the socket is the daemon user's alone.
 MAX_REQUEST_BYTES = 64 * 2**20
+#: Said when a plain-TCP connection is dropped or answered with something else: the daemon probably speaks TLS.
+TLS_HINT = ("; if the daemon serves TLS, give --tlsverify --tlscacert FILE (and --tlscert/--tlskey for a client "
+            "certificate), or set RAFTSTORE_CERT_PATH and RAFTSTORE_TLS_VERIFY=1")
 #: The TCP listener's pool: connections still showing who they are, and identified ones (streams included).
 MAX_TCP_STRANGERS = 32
 MAX_TCP_STRANGERS_PER_ADDRESS = 16
@@ -302,6 +305,7 @@ class ControlClient:
     def __init__(self, host: str, *, tls: ssl.SSLContext | None = None, timeout: float | None = 60.0) -> None:
         kind, where = parse_host(host)
         self.host = host
+        self._hint = TLS_HINT if kind == "tcp" and tls is None else ""
         try:
             if kind == "unix":
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -350,7 +354,7 @@ class ControlClient:
         try:
             write_frame(self._sock, {"method": method, "params": params or {}})
         except OSError as error:
-            raise Unavailable(f"lost the connection to the daemon at {self.host}: {error}") from None
+            raise Unavailable(f"lost the connection to the daemon at {self.host}: {error}{self._hint}") from None
 
     def _receive(self) -> dict[str, Any]:
         try:
@@ -358,7 +362,12 @@ class ControlClient:
         except socket.timeout:
             raise Unavailable(f"the daemon at {self.host} did not answer in time") from None
         except (OSError, ConnectionError) as error:
-            raise Unavailable(f"lost the connection to the daemon at {self.host}: {error}") from None
+            raise Unavailable(f"lost the connection to the daemon at {self.host}: {error}{self._hint}") from None
+        except ProtocolError as error:
+            if not self._hint:
+                raise
+            raise ProtocolError(f"the daemon at {self.host} did not answer in the control protocol: "
+                                f"{error}{self._hint}") from None
         return raise_for_reply(reply, self.host)
 
     def _exchange(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:

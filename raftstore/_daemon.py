@@ -56,6 +56,7 @@ from ._worker import WorkerAgent
 from .keyring import (
     CertificateIdentity,
     InvalidArgument,
+    InvalidUnlockKey,
     LockedError,
     NotInitialized,
     NotManager,
@@ -70,6 +71,13 @@ __all__ = ["Daemon", "SystemClock", "default_data_dir"]
 log = logging.getLogger("raftstore.daemon")
 
 INACTIVE, LOCKED, MANAGER_MODE, WORKER_MODE, FAILED = "inactive", "locked", "manager", "worker", "failed"
+
+#: A well-formed key that does not open this manager. It says nothing about either key, only where to look:
+#: a manager that was down during "unlock-key --rotate" still needs the key that was current then.
+WRONG_UNLOCK_KEY = ("invalid unlock key: this manager opens only with the unlock key it last knew; if the key was "
+                    "rotated while it was down, unlock it with the key that was current when it went down (it "
+                    "learns the new one once unlocked)")
+NO_UNLOCK_KEY = "no unlock key was given: pass it on standard input, or run \"raftstore unlock\" in a terminal"
 
 _PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 
@@ -520,9 +528,14 @@ class Daemon:
                     raise NotInitialized()
                 raise InvalidArgument("this node is not locked")
             assert self.node is not None
+            if not key_text.strip():
+                raise InvalidUnlockKey(NO_UNLOCK_KEY)
             key = UnlockKey.parse(key_text)
             keystore = KeyStore(self.paths, self.node.cluster_id)
-            keyring, kek = keystore.open_with_unlock_key(key)
+            try:
+                keyring, kek = keystore.open_with_unlock_key(key)
+            except InvalidUnlockKey:
+                raise InvalidUnlockKey(WRONG_UNLOCK_KEY) from None
             self._open_manager(self.node, keystore, keyring, kek)
             self.log("manager unlocked")
 

@@ -34,10 +34,10 @@ class Writer(Protocol):
 class ControlWriter:
     """Writes through raftstore's control API (the public client API)."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, tls: Any = None) -> None:
         from ._control import ControlClient
 
-        self._client = ControlClient(host, timeout=30)
+        self._client = ControlClient(host, tls=tls, timeout=30)
 
     def put(self, key: bytes, value: bytes) -> None:
         self._client.call("kv.put", {"key": key.decode(), "value": value})
@@ -62,7 +62,7 @@ class LoadResult:
 
 
 def _client_loop(factory: Callable[[], Writer], payload: int, deadline: float, max_ops: int, prefix: str,
-                 out: list[Any]) -> None:
+                 keys: int, out: list[Any]) -> None:
     latencies: list[float] = []
     errors = 0
     ops = 0
@@ -70,7 +70,7 @@ def _client_loop(factory: Callable[[], Writer], payload: int, deadline: float, m
     writer = factory()
     try:
         while ops < max_ops and time.monotonic() < deadline:
-            key = f"{prefix}/{ops % 1000}".encode()
+            key = f"{prefix}/{ops % keys}".encode()
             started = time.perf_counter()
             try:
                 writer.put(key, value)
@@ -88,13 +88,13 @@ def _client_loop(factory: Callable[[], Writer], payload: int, deadline: float, m
 
 
 def _process_main(factory: Callable[[], Writer], threads: int, payload: int, start_at: float, seconds: float,
-                  max_ops: int, tag: str, queue: Any) -> None:
+                  max_ops: int, tag: str, keys: int, queue: Any) -> None:
     while time.monotonic() < start_at:
         time.sleep(0.001)
     deadline = start_at + seconds
     out: list[Any] = []
     workers = [
-        threading.Thread(target=_client_loop, args=(factory, payload, deadline, max_ops, f"{tag}-{i}", out))
+        threading.Thread(target=_client_loop, args=(factory, payload, deadline, max_ops, f"{tag}-{i}", keys, out))
         for i in range(threads)
     ]
     for worker in workers:
@@ -112,8 +112,13 @@ def run_load(
     seconds: float,
     max_ops_per_client: int = 1_000_000,
     processes: int | None = None,
+    key_prefix: str = "",
+    keys_per_client: int = 1000,
 ) -> LoadResult:
-    """Run ``clients`` concurrent writers for at most ``seconds`` (processes are forked: any factory works)."""
+    """Run ``clients`` concurrent writers for at most ``seconds`` (processes are forked: any factory works).
+
+    Each client cycles over ``keys_per_client`` keys named ``{key_prefix}c{pid}-{process}-{thread}/{n}``.
+    """
     processes = processes or min(clients, 4)
     per_process = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
     context = multiprocessing.get_context("fork")
@@ -122,7 +127,8 @@ def run_load(
     procs = [
         context.Process(
             target=_process_main,
-            args=(factory, n, payload, start_at, seconds, max_ops_per_client, f"c{os.getpid()}-{i}", queue),
+            args=(factory, n, payload, start_at, seconds, max_ops_per_client, f"{key_prefix}c{os.getpid()}-{i}",
+                  keys_per_client, queue),
             daemon=True,
         )
         for i, n in enumerate(per_process)

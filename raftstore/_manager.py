@@ -24,7 +24,7 @@ from ._node_state import NodeState, StatePaths
 from ._proposer import RETIRED, Proposer
 from ._pysyncobj_adapter import FAIL_REASONS, KeySource, RaftConfig, RaftNode
 from ._snapshot_file import read_snapshot
-from ._state_machine import Outcome, StateMachine
+from ._state_machine import Outcome, StateMachine, decode_proposal
 from ._tls import TlsIdentity, client_context
 from .keyring import (
     DataKey,
@@ -138,6 +138,7 @@ class Manager:
             seal_entry=self._seal_entry,
             clock=clock,
             has_leader=lambda: self.raft.status().get("leader") is not None,
+            actor=node.node_id,
         )
 
     # ----------------------------------------------------------------- life
@@ -231,7 +232,7 @@ class Manager:
                 self.keys.keyring, RecordKind.ENTRY, self.node.cluster_id, entry_context(entry_id), sealed
             )
             batch = msgpack.unpackb(plaintext, raw=False)
-            proposals = [(bytes(pid), str(now), actions) for pid, now, actions in batch]
+            proposals = [decode_proposal(raw) for raw in batch]
         except (InvalidRecord, ValueError, TypeError) as error:
             self._fatal_error(f"raft log entry {index} failed to open: {error}")
             raise
@@ -247,7 +248,7 @@ class Manager:
         if not self._benchmark.no_sealing:
             self._fatal_error(f"raft log entry {index} is not sealed, and this manager is not a benchmark")
             raise InvalidRecord(f"raft log entry {index} is not sealed")
-        proposals = [(bytes(pid), str(now), actions) for pid, now, actions in msgpack.unpackb(plaintext, raw=False)]
+        proposals = [decode_proposal(raw) for raw in msgpack.unpackb(plaintext, raw=False)]
         outcomes, _ = self.state.apply_batch(index, max(1, self.state.active_key_id), proposals)
         with self.applied:
             self.applied.notify_all()

@@ -656,29 +656,58 @@ def _proposal_id(params: dict[str, Any]) -> bytes | None:
 
 @method("events", allow=ADMIN)
 def events(daemon: "Daemon", params: dict[str, Any]) -> Stream:
+    """Events after ``since`` (default: now), optionally of one ``table`` and names starting with ``prefix``.
+
+    ``since`` past the newest version waits for it when following, as an etcd
+    watch does, and is refused with ``follow`` off (nothing could ever come).
+    ``since`` below the compacted history names the oldest version left.
+    """
+    from ._state_machine import TABLES
+
     manager = daemon.require_manager()
     since = params.get("since")
     follow = params.get("follow", True)
+    head = manager.read_barrier().applied_index
     if since is None:
-        since = manager.read_barrier().applied_index
+        since = head
     if not isinstance(since, int) or since < 0:
         raise InvalidArgument("--since takes a version (a whole number)")
     until = params.get("until")
+    if until is not None and (not isinstance(until, int) or until < since):
+        raise InvalidArgument(f"--until takes a version no lower than --since ({since})")
+    table, prefix = params.get("table"), params.get("prefix") or ""
+    if table is not None and table not in TABLES:
+        raise InvalidArgument(f"unknown table {table!r}: one of {', '.join(TABLES)}")
+    if not isinstance(prefix, str):
+        raise InvalidArgument("prefix must be a string")
+    if since > head and not follow:
+        raise InvalidArgument(f"version {since} is in the future: the newest version is {head}")
     state = manager.state
     state.events_since(since)  # raises now if that history is compacted
 
+    def wanted(event: dict[str, Any]) -> bool:
+        return (table is None or event["table"] == table) and event["name"].startswith(prefix)
+
+    # The last version to stream: the head without follow (or --until if lower), --until with it, else none.
+    last_version = until if follow else min(head, until if until is not None else head)
+
     def items(stop: Any) -> Any:
-        if not follow:
-            target = manager.read_barrier().applied_index
-            for event in state.events_since(since):
-                if event.version > target or (until is not None and event.version > until):
-                    return
-                yield event.to_dict()
+        if last_version is None:  # follow, no end: new events as they are applied
+            yield from (item for item in manager.iter_events(since, stop) if wanted(item))
             return
-        for event in manager.iter_events(since, stop):
-            if until is not None and event["version"] > until:
+        last = since
+        while not stop.is_set():
+            applied = state.applied_index  # before the events: none up to it can be missed
+            for event in state.events_since(last):
+                if event.version > last_version:
+                    return
+                last = event.version
+                if wanted(event.to_dict()):
+                    yield event.to_dict()
+            if applied >= last_version:
                 return
-            yield event
+            with manager.applied:
+                manager.applied.wait(0.5)
 
     return Stream(items)
 
@@ -833,4 +862,4 @@ def doctor(daemon: "Daemon", params: dict[str, Any]) -> list[dict[str, str]]:
 
 
 # Methods for secrets and configs live in their own module; importing it registers them.
-from . import _object_methods  # noqa: E402,F401
+from . import _object_methods, _perf_methods  # noqa: E402,F401

@@ -75,8 +75,10 @@ class Proposer:
         max_inflight: int = 1,
         max_batch_bytes: int = 2 * 2**20,
         resubmit_after: float = 1.0,
+        actor: str = "",
     ) -> None:
         self._submit = submit
+        self._actor = actor  # this manager's node id, carried by each proposal for the events it causes
         self._seal_entry = seal_entry
         self._clock = clock
         self._has_leader = has_leader
@@ -136,7 +138,10 @@ class Proposer:
 
     def barrier(self, timeout: float = 10.0) -> int:
         """An entry committed after this call began: reads after it are linearizable."""
-        outcome = self.propose([{"op": "read"}], timeout=timeout)
+        try:
+            outcome = self.propose([{"op": "read"}], timeout=timeout)
+        except Timeout:  # a read changes nothing: the write's "may or may not have been applied" would mislead
+            raise Timeout("timed out waiting for the cluster to confirm this read; nothing was changed") from None
         if not outcome.ok:
             raise RaftstoreError(outcome.error_message)
         return int(outcome.results[0])
@@ -178,7 +183,8 @@ class Proposer:
             self._send(group)
 
     def _send(self, group: list[_Pending]) -> None:
-        plaintext = msgpack.packb([[p.proposal_id, p.now, p.actions] for p in group], use_bin_type=True)
+        plaintext = msgpack.packb([[p.proposal_id, p.now, p.actions] + ([self._actor] if self._actor else [])
+                                   for p in group], use_bin_type=True)
         batch = _Batch(group, self._seal_entry(plaintext))
         number = self._next_batch
         self._next_batch += 1

@@ -952,6 +952,9 @@ class RaftNode:
             "connected": sorted(self._transport.core.connected()),
             "has_quorum": core.hasQuorum,
             "log_entries": len(self.journal),
+            # On the leader: the highest index known to be on each other manager's log (pysyncobj's matchIndex).
+            "match_index": {node.id: index for node, index in
+                            dict(core._SyncObj__raftMatchIndex).items()} if core._isLeader() else {},  # type: ignore[attr-defined]
         }
 
     # ------------------------------------------------------------ apply hooks

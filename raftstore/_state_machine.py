@@ -28,8 +28,8 @@ from __future__ import annotations
 import collections
 import hashlib
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Iterator, Sequence
 
 import msgpack
 
@@ -50,6 +50,7 @@ __all__ = [
     "Outcome",
     "StateMachine",
     "RetiredKey",
+    "decode_proposal",
 ]
 
 OBJECT_TABLES = ("cluster", "nodes", "secrets", "configs")
@@ -84,6 +85,8 @@ class Event:
     table: str
     id: str
     name: str
+    time: str = ""  # the proposal's time, as the proposing manager's clock gave it
+    actor: str | None = None  # the node id of the manager that proposed it (None in entries from before issue 16)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,7 +95,20 @@ class Event:
             "table": self.table,
             "id": self.id,
             "name": self.name,
+            "time": self.time,
+            "actor": self.actor,
         }
+
+
+def decode_proposal(raw: Sequence[Any]) -> tuple[bytes, str, Any, str | None]:
+    """One proposal of a decoded entry: ``[id, now, actions]``, or ``[id, now, actions, proposer]`` (issue 16 on).
+
+    Entries written before the proposer's id was carried stay readable; they have no actor.
+    """
+    proposal_id, now, actions, *rest = raw
+    if len(rest) > 1:
+        raise ValueError(f"a proposal has 3 or 4 fields, not {len(raw)}")
+    return bytes(proposal_id), str(now), actions, (str(rest[0]) if rest else None)
 
 
 @dataclass
@@ -131,6 +147,8 @@ class _Overlay:
         self.events: list[Event] = []
         self.effects: list[tuple[str, Any]] = []
         self.key_state: tuple[int, int] | None = None
+        self.now = ""
+        self.actor: str | None = None
 
     def get(self, table: str, object_id: str) -> dict[str, Any] | None:
         key = (table, object_id)
@@ -186,9 +204,9 @@ class StateMachine:
         self,
         index: int,
         key_id: int,
-        proposals: Iterable[tuple[bytes, str, list[dict[str, Any]]]],
+        proposals: Iterable[Sequence[Any]],
     ) -> tuple[list[Outcome], list[tuple[str, Any]]]:
-        """Apply one Raft entry: a batch of ``(proposal id, now, actions)``.
+        """Apply one Raft entry: a batch of ``(proposal id, now, actions[, proposer])`` (see ``decode_proposal``).
 
         Returns one outcome per proposal and the side effects the manager must
         carry out (DEK rotation, unlock-key change, ...).
@@ -200,7 +218,8 @@ class StateMachine:
                 raise ValueError(f"entry {index} applied twice (applied index {self.applied_index})")
             if key_id >= self.retired_below:
                 self._key_records[key_id] = self._key_records.get(key_id, 0) + 1
-            for proposal_id, now, actions in proposals:
+            for proposal in proposals:
+                proposal_id, now, actions, actor = decode_proposal(proposal)
                 if key_id < self.retired_below:
                     outcomes.append(Outcome.failure(RetiredKey()))
                     continue
@@ -208,7 +227,7 @@ class StateMachine:
                 if previous is not None:
                     outcomes.append(Outcome.from_wire(previous))
                     continue
-                outcome, proposal_effects = self._apply_transaction(index, now, actions)
+                outcome, proposal_effects = self._apply_transaction(index, now, actions, actor)
                 if _writes(actions):
                     self._remember(proposal_id, outcome)
                 outcomes.append(outcome)
@@ -240,9 +259,10 @@ class StateMachine:
             self._applied.popitem(last=False)
 
     def _apply_transaction(
-        self, index: int, now: str, actions: list[dict[str, Any]]
+        self, index: int, now: str, actions: list[dict[str, Any]], actor: str | None = None
     ) -> tuple[Outcome, list[tuple[str, Any]]]:
         overlay = _Overlay(self)
+        overlay.now, overlay.actor = now, actor
         results: list[Any] = []
         try:
             if not isinstance(actions, list):
@@ -279,7 +299,7 @@ class StateMachine:
         for event in overlay.events:
             if len(self._events) == self._events.maxlen:
                 self._first_event_version = self._events[0].version + 1
-            self._events.append(event)
+            self._events.append(replace(event, time=overlay.now, actor=overlay.actor))
 
     def _apply_action(self, ov: _Overlay, index: int, now: str, action: dict[str, Any]) -> Any:
         op = action["op"]
@@ -389,7 +409,7 @@ class StateMachine:
         old = ov.kv_get(key)
         current = old["version"] if old else 0
         if current != expected:
-            raise UpdateOutOfSequence()
+            raise _kv_out_of_sequence(expected, current)
         return self._kv_write(ov, index, key, value)
 
     def _act_kv_delete(self, ov: _Overlay, index: int, now: str, a: dict[str, Any]) -> dict[str, Any]:
@@ -398,7 +418,7 @@ class StateMachine:
         if old is None:
             raise NotFound(f"key {key!r} not found")
         if a.get("version") is not None and int(a["version"]) != old["version"]:
-            raise UpdateOutOfSequence()
+            raise _kv_out_of_sequence(int(a["version"]), old["version"])
         ov.kv[key] = None
         ov.events.append(Event(index, "delete", "kv", key, key))
         return {"key": key, "version": index}
@@ -499,9 +519,10 @@ class StateMachine:
         """
         with self.lock:
             if version + 1 < self._first_event_version:
+                first = self._first_event_version
                 raise NotFound(
-                    f"version {version} has been compacted; the oldest version still available "
-                    f"is {self._first_event_version}"
+                    f"version {version} has been compacted; the oldest version still available is {first} "
+                    f"(--since {first - 1} or later)"
                 )
             return [e for e in self._events if e.version > version]
 
@@ -554,6 +575,12 @@ class StateMachine:
     def digest(self) -> str:
         """A hash of the replicated state, equal on managers at the same applied index."""
         return hashlib.sha256(self.encode()).hexdigest()
+
+
+def _kv_out_of_sequence(expected: int, current: int) -> UpdateOutOfSequence:
+    """The conflict with the version the key is at now, so that the caller can re-read or retry from it."""
+    now = f"the key is at version {current}" if current else "the key does not exist (version 0)"
+    return UpdateOutOfSequence(f"update out of sequence: expected version {expected}, {now}")
 
 
 def _writes(actions: Any) -> bool:

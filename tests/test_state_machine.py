@@ -37,7 +37,8 @@ def test_cas_by_version() -> None:
     [out], _ = apply(sm, 2, [{"op": "cas", "key": "k", "value": b"x", "version": 0}])
     assert out.ok
     [out], _ = apply(sm, 3, [{"op": "cas", "key": "k", "value": b"y", "version": 0}])
-    assert not out.ok and out.error_code == "UpdateOutOfSequence" and out.error_message == "update out of sequence"
+    assert not out.ok and out.error_code == "UpdateOutOfSequence" and out.error_message == (
+        "update out of sequence: expected version 0, the key is at version 2")
     [out], _ = apply(sm, 4, [{"op": "cas", "key": "k", "value": b"y", "version": 2}])
     assert out.ok and sm.kv_get("k")["value"] == b"y"
 

@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import subprocess
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -171,3 +172,54 @@ def test_the_logs_of_a_demo_run_hold_no_token_unlock_key_or_secret(tmp_path: Pat
         assert not leaked, f"{log.name} contains {leaked}"
     keys = [p for p in private if p.startswith("SWMKEY-1-") and "AAAA" not in p]
     assert keys and not any(k in out.getvalue() for k in keys), "the demo prints unlock keys masked"
+
+
+def _get(url: str) -> tuple[int, dict[str, Any] | str]:
+    """Status and body (JSON when it is JSON) of one GET, errors included."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            status, body, kind = response.status, response.read().decode(), response.headers["Content-Type"]
+    except urllib.error.HTTPError as error:
+        status, body, kind = error.code, error.read().decode(), error.headers["Content-Type"]
+    return status, json.loads(body) if kind == "application/json" else body
+
+
+def test_healthz_is_503_while_locked_and_200_once_unlocked_and_other_paths_are_404(cluster: Cluster) -> None:
+    m1, address = _with_metrics(cluster, "m1")
+    status, body = _get(f"http://{address}/healthz")
+    assert (status, body["healthy"], body["reason"]) == (503, False, "inactive"), body
+    cluster.init(m1, "--autolock")
+    key = m1.run("unlock-key", "-q").stdout.strip()
+    status, body = _get(f"http://{address}/healthz")
+    assert status == 200 and body["healthy"] and body["role"] == "manager" and body["is_leader"], body
+    assert body["leader"] == body["node_id"] and body["reason"] is None
+
+    m1.stop()
+    m1.start(["--metrics-addr", address])
+    status, body = _get(f"http://{address}/healthz")
+    assert (status, body["reason"]) == (503, "locked"), body
+    assert "unlock key" in body["message"] and "SWMKEY" not in json.dumps(body)
+    m1.run("unlock", input=key + "\n")
+    status, body = wait_until(lambda: (lambda r: r if r[0] == 200 else None)(_get(f"http://{address}/healthz")),
+                              timeout=20, what="healthy once unlocked and leader again")
+    assert body["healthy"] and body["node_id"] == m1.info()["node_id"]
+
+    for path in ("/nonexistent", "/", "/metrics/extra", "/healthz/x"):
+        assert _get(f"http://{address}{path}")[0] == 404, path
+    assert "raftstore_raft_term" in scrape(address)
+
+
+def test_healthz_of_a_manager_without_leader_and_of_a_worker(cluster: Cluster) -> None:
+    m1 = cluster.add("m1")
+    m2, a2 = _with_metrics(cluster, "m2")
+    w1, aw = _with_metrics(cluster, "w1")
+    cluster.init(m1)
+    cluster.join(m2, m1, "manager")
+    cluster.join(w1, m1, "worker")
+    assert _get(f"http://{a2}/healthz")[0] == 200
+    wait_until(lambda: _get(f"http://{aw}/healthz")[0] == 200, timeout=20, what="a worker in touch with a manager")
+    assert _get(f"http://{aw}/healthz")[1]["role"] == "worker"
+    m1.kill()  # two managers, one left: no quorum, no leader
+    status, body = wait_until(lambda: (lambda r: r if r[0] == 503 else None)(_get(f"http://{a2}/healthz")),
+                              timeout=30, what="m2 unhealthy without a leader")
+    assert body["reason"] == "no_leader", body
