@@ -442,9 +442,15 @@ class Manager:
     # ----------------------------------------------------------------- membership
 
     def change_membership(self, add: bool, node_id: str, address: str, timeout: float = 15.0) -> None:
-        """Add or remove a manager in the Raft configuration and wait until it commits."""
+        """Add or remove a manager in the Raft configuration and wait until it commits.
+
+        Idempotent: a change someone else made meanwhile (the reconciler, another
+        operator's command) counts as done.
+        """
         deadline = time.monotonic() + timeout
         while True:
+            if self.raft.is_member(node_id) == add:
+                return
             done = threading.Event()
             result: list[int] = []
 
