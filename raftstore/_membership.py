@@ -29,9 +29,10 @@ reconciler adds nothing while ``hold`` says a rebuild is under way.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Iterator
 
 from ._cluster_client import ClusterClient
 from .keyring import InvalidArgument, RaftstoreError
@@ -101,9 +102,16 @@ class MembershipReconciler:
         self._holds = 0
         self._lock = threading.Lock()
 
-    def hold(self) -> "_Hold":
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
         """A context in which the reconciler changes nothing (a one-manager rebuild is under way)."""
-        return _Hold(self)
+        with self._lock:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holds -= 1
 
     def run(self) -> None:
         """One pass; called about once a second by the daemon's maintenance loop."""
@@ -131,7 +139,7 @@ class MembershipReconciler:
         adds = sorted((i, a) for i, a in wanted.items() if i not in members and a)
         if manager.node.node_id in removes and state.find("nodes", manager.node.node_id) is None:
             removes.remove(manager.node.node_id)  # our own record is not written yet (a restore): wait for it
-        return removes, adds  # type: ignore[return-value]
+        return removes, adds
 
     def _remove(self, manager: "Manager", node_id: str) -> None:
         from ._roles import check_quorum_after_removal, remove_manager
@@ -181,17 +189,3 @@ def _probe(manager: "Manager", address: str) -> ClusterClient:
     identity = manager.tls_identity()
     return ClusterClient(address, trusted_roots_pem=identity.trusted_roots_pem, identity=identity,
                          cluster_id=manager.node.cluster_id, timeout=PROBE_TIMEOUT)
-
-
-class _Hold:
-    def __init__(self, reconciler: MembershipReconciler) -> None:
-        self._reconciler = reconciler
-
-    def __enter__(self) -> None:
-        with self._reconciler._lock:
-            self._reconciler._holds += 1
-
-    def __exit__(self, *exc: Any) -> None:
-        with self._reconciler._lock:
-            self._reconciler._holds -= 1
-

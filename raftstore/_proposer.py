@@ -103,6 +103,9 @@ class Proposer:
         self._max_batch_bytes = max_batch_bytes
         self._resubmit_after = resubmit_after
         self._leader_wait = leader_wait
+        # Refreshed by the watchdog (and on a leader change), read by everyone
+        # else: asking Raft on every proposal would cost more than the proposal.
+        self._usable = False
         self._leader_seen_at = 0.0
         self._lock = threading.Lock()
         self._queue: collections.deque[_Pending] = collections.deque()
@@ -146,12 +149,11 @@ class Proposer:
             self._queue.append(pending)
             self._pump()
         while not pending.done.wait(min(_POLL, max(0.0, deadline - time.monotonic()))):
-            usable = self._leader_usable()
             with self._lock:
                 if pending.done.is_set():
                     break
                 now = time.monotonic()
-                leaderless = 0.0 if usable else now - max(self._leader_seen_at, pending.enqueued_at)
+                leaderless = 0.0 if self._usable else now - max(self._leader_seen_at, pending.enqueued_at)
                 if not pending.submitted:
                     if leaderless >= self._leader_wait:
                         self._queue.remove(pending)
@@ -170,12 +172,12 @@ class Proposer:
         assert pending.outcome is not None
         return pending.outcome
 
-    def _leader_usable(self) -> bool:
-        """Whether a proposal handed over now reaches a leader; remembers when one last did."""
-        if self._has_leader():
+    def _refresh_leader(self) -> bool:
+        """Ask whether a proposal handed over now reaches a leader; remember the answer and when it was yes."""
+        usable = self._usable = self._has_leader()
+        if usable:
             self._leader_seen_at = time.monotonic()
-            return True
-        return False
+        return usable
 
     def barrier(self, timeout: float = 10.0) -> int:
         """An entry committed after this call began: reads after it are linearizable."""
@@ -186,6 +188,7 @@ class Proposer:
 
     def leader_changed(self) -> None:
         """A new leader: resubmit what is in flight now rather than after the resubmission delay."""
+        self._refresh_leader()
         with self._lock:
             for batch in self._inflight.values():
                 batch.submitted_at = 0.0
@@ -214,7 +217,7 @@ class Proposer:
 
     def _pump(self) -> None:
         """Submit queued proposals while there is room in flight and a leader to take them (lock held)."""
-        while self._queue and len(self._inflight) < self._max_inflight and not self._closed and self._leader_usable():
+        while self._queue and len(self._inflight) < self._max_inflight and not self._closed and self._usable:
             group: list[_Pending] = []
             size = 0
             while self._queue and (not group or size + self._queue[0].encoded_size <= self._max_batch_bytes):
@@ -270,7 +273,7 @@ class Proposer:
         """Resubmit entries whose fate went unreported; give up on abandoned ones."""
         while not self._closed:
             time.sleep(_POLL)
-            usable = self._leader_usable()
+            usable = self._refresh_leader()
             now = time.monotonic()
             with self._lock:
                 for number, batch in list(self._inflight.items()):
