@@ -52,7 +52,6 @@ from .keyring import (
     NodeRemoved,
     NoQuorum,
     PermissionDenied,
-    RaftstoreError,
     UpdateOutOfSequence,
     certificate_identity,
     issue_certificate,
