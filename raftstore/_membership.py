@@ -46,8 +46,8 @@ __all__ = ["MembershipReconciler", "demote_absent_managers", "managers_on_record
 
 #: How long a probe of a missing manager's cluster port may take.
 PROBE_TIMEOUT = 1.0
-#: How often one missing manager is probed.
-PROBE_INTERVAL = 2.0
+#: How often a repair is tried for one node (a missing manager probed, a member removed).
+RETRY_INTERVAL = 2.0
 
 
 def managers_on_record(state: "StateMachine") -> dict[str, str]:
@@ -97,7 +97,7 @@ class MembershipReconciler:
 
     def __init__(self, daemon: "Daemon") -> None:
         self.daemon = daemon
-        self._probed: dict[str, float] = {}
+        self._tried: dict[str, float] = {}
         self._said: dict[str, str] = {}
         self._holds = 0
         self._lock = threading.Lock()
@@ -118,18 +118,26 @@ class MembershipReconciler:
         manager = self.daemon.manager
         if manager is None or self._holds or not manager.status().get("is_leader"):
             return
-        if not any(self._differences(manager, manager.state)):
+        removes, adds = self._differences(manager, manager.state)
+        if not self._due(removes + [node_id for node_id, _ in adds]):
             return
         try:
             state = manager.read_barrier()  # act on everything committed, not on a new leader's stale view
         except RaftstoreError:
-            return  # no quorum now: the next pass tries again
+            return  # no quorum now: a later pass tries again
         removes, adds = self._differences(manager, state)
-        for node_id in removes:
+        for node_id in self._due(removes):
+            self._tried[node_id] = time.monotonic()
             self._remove(manager, node_id)
         for node_id, address in adds:
-            if not self._holds:
+            if node_id in self._due([node_id]) and not self._holds:
+                self._tried[node_id] = time.monotonic()
                 self._add(manager, node_id, address)
+
+    def _due(self, node_ids: list[str]) -> list[str]:
+        """The nodes not tried in the last ``RETRY_INTERVAL`` (a repair that must wait costs no barrier a second)."""
+        now = time.monotonic()
+        return [n for n in node_ids if now - self._tried.get(n, 0.0) >= RETRY_INTERVAL]
 
     @staticmethod
     def _differences(manager: "Manager", state: "StateMachine") -> tuple[list[str], list[tuple[str, str]]]:
@@ -156,10 +164,6 @@ class MembershipReconciler:
             self._say(node_id, f"cannot remove {node_id} from Raft yet: {error}")
 
     def _add(self, manager: "Manager", node_id: str, address: str) -> None:
-        now = time.monotonic()
-        if now - self._probed.get(node_id, 0.0) < PROBE_INTERVAL:
-            return
-        self._probed[node_id] = now
         if not self._running_manager(manager, node_id, address):
             return
         try:
