@@ -55,10 +55,11 @@ def test_a_manager_taken_out_of_raft_behind_the_records_back_is_added_again(clus
     m1, m2, x = nodes
     x_id = node_id(x)
     node_api_call(m2, m2, "raft.remove", {"node_id": x_id})  # a manager may ask for a removal
-    assert x_id not in raft_members(m2.info())
     # The leader's reconciler sees a manager on record that Raft lacks, and it answers: it comes back.
     wait_until(lambda: healthy_voting_member(x, nodes, "repaired"), timeout=AGREE, interval=0.2,
                what=f"{x.name} added back to Raft")
+    repaired = (f"manager {x_id} on record was missing from Raft: added back", "asking to be added back")
+    assert any(line in n.log() for n in nodes for line in repaired)
     assert records_agree_with_raft(m1, nodes) is None
 
 
@@ -122,3 +123,21 @@ def test_worker_leaves_without_force(cluster: Cluster) -> None:
     cluster.join(w1, m1, "worker")
     assert w1.run("leave").stdout == "Node left the swarm.\n"
     assert w1.info()["state"] == "inactive"
+
+
+def test_after_force_new_cluster_the_old_managers_are_workers_and_stay_out(cluster: Cluster) -> None:
+    nodes = managers(cluster, 3)
+    m1, m2, m3 = nodes
+    m1.run("kv", "put", "before", "1")
+    m2_id, m3_id = node_id(m2), node_id(m3)
+    m2.kill(signal.SIGKILL)
+    m3.kill(signal.SIGKILL)
+    m1.run("init", "--force-new-cluster", timeout=60)
+    rows = {r["id"]: r for r in m1.run("node", "ls", "--format", "json").json}
+    assert rows[m2_id]["role"] == rows[m3_id]["role"] == "worker"
+    assert records_agree_with_raft(m1, [m1]) is None
+    # m2 comes back with the old history: it is not added back to Raft, it steps down to a worker.
+    m2.start()
+    wait_until(lambda: m2.info()["role"] == "worker", timeout=AGREE, what="m2 steps down to a worker")
+    assert raft_members(m1.info()) == {node_id(m1)}
+    assert m1.run("kv", "get", "before").stdout == "1\n"
