@@ -512,13 +512,20 @@ def node_inspect(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return node_row(daemon, manager, state.get("nodes", _str(params, "node")))
 
 
-def _set_role(daemon: "Daemon", ref: str, role: str) -> dict[str, Any]:
+def _set_role(daemon: "Daemon", ref: str, role: str, attempts: int = 5) -> dict[str, Any]:
+    """Set a node's role on record; re-read and retry when the node's own renewal changed the record meanwhile."""
     manager = daemon.require_manager()
-    state = manager.read_barrier()
-    record = state.get("nodes", ref)
-    spec = dict(record["spec"], role=role, desired_role=role)
-    manager.propose([{"op": "update", "table": "nodes", "id": record["id"], "version": record["version"], "spec": spec}])
-    return record
+    for _ in range(attempts):
+        record = manager.read_barrier().get("nodes", ref)
+        spec = dict(record["spec"], role=role, desired_role=role)
+        try:
+            manager.propose(
+                [{"op": "update", "table": "nodes", "id": record["id"], "version": record["version"], "spec": spec}]
+            )
+            return record
+        except UpdateOutOfSequence:
+            continue
+    raise UpdateOutOfSequence()
 
 
 @method("node.promote", allow=ADMIN)
