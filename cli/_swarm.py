@@ -236,18 +236,23 @@ def update_cmd(autolock: str | None, cert_expiry: str | None, rotate_dek: bool, 
 
 
 @click.command("leave")
-@click.option("--force", is_flag=True, help="Leave even if this is the last manager, or the node is locked.")
+@click.option("--force", is_flag=True, help="Leave even if this node is a manager (warns if quorum would be lost), "
+                                             "the last manager, or locked.")
 @connection_options
 @handle_errors
 def leave_cmd(force: bool) -> None:
     """Leave the cluster; this node's cluster data is erased.
 
+    A manager needs --force; the safe way is to demote it first.
+
     \b
     Examples:
-      raftstore leave
-      raftstore leave --force                 # the last manager, or a locked node
+      raftstore leave                         # a worker
+      raftstore leave --force                 # a manager, the last manager, or a locked node
     """
-    call("leave", {"force": force})
+    result = call("leave", {"force": force})
+    if isinstance(result, dict) and result.get("warning"):
+        click.echo(f"Warning: {result['warning']}", err=True)
     click.echo("Node left the swarm.")
 
 

@@ -46,6 +46,7 @@ from ._bootstrap import node_record_action
 from ._ca_rotation import finish_if_converged, signing_key_fingerprint, trust_bundle
 from ._durations import format_duration
 from ._external_ca import issue_node_certificate
+from ._membership import MembershipReconciler
 from ._rate_limit import JoinLimiter
 from .keyring import (
     MANAGER_ROLE,
@@ -57,7 +58,6 @@ from .keyring import (
     NodeRemoved,
     NoQuorum,
     PermissionDenied,
-    RaftstoreError,
     UpdateOutOfSequence,
     certificate_identity,
     new_id,
@@ -103,6 +103,7 @@ class ClusterService:
     def __init__(self, daemon: "Daemon") -> None:
         self.daemon = daemon
         self.join_limiter = JoinLimiter()
+        self.membership = MembershipReconciler(daemon)
 
     def handle(
         self, identity: CertificateIdentity | None, method: str, params: dict[str, Any], address: str | None = None
@@ -369,27 +370,7 @@ class ClusterService:
 
     def maintain(self) -> None:
         """Housekeeping that needs the cluster view (called about once a second)."""
-        self._remove_demoted_members()
+        self.membership.run()
         manager = self.daemon.manager
         if manager is not None and manager.status().get("is_leader"):
             finish_if_converged(self.daemon)
-
-    def _remove_demoted_members(self) -> None:
-        """On the leader: Raft members whose node record no longer says manager leave Raft."""
-        manager = self.daemon.manager
-        if manager is None or not manager.status().get("is_leader"):
-            return
-        from ._roles import check_quorum_after_removal, remove_manager
-
-        for node_id, _ in manager.status().get("members", []):
-            if node_id == manager.node.node_id:
-                continue
-            record = manager.state.find("nodes", node_id)
-            if record is not None and record["spec"].get("role") == "manager":
-                continue
-            try:
-                check_quorum_after_removal(manager, node_id)
-                remove_manager(self.daemon, node_id, timeout=5.0)
-                self.daemon.log(f"manager {node_id} is no longer a manager in the store: removed from Raft")
-            except RaftstoreError as error:
-                self.daemon.log(f"cannot remove demoted manager {node_id} from Raft yet: {error}")

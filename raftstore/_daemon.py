@@ -80,6 +80,8 @@ WRONG_UNLOCK_KEY = ("invalid unlock key: this manager opens only with the unlock
 NO_UNLOCK_KEY = "no unlock key was given: pass it on standard input, or run \"raftstore unlock\" in a terminal"
 
 _PR_SET_DUMPABLE = 4  # <linux/prctl.h>
+#: How long a manager may hear nothing from a leader before it asks whether Raft forgot it.
+CUT_OFF_GRACE = 2.0
 
 
 def _disable_core_dumps(warn: Callable[[str], None]) -> None:
@@ -160,6 +162,7 @@ class Daemon:
         # Managers remember when workers last reported (node ls STATUS).
         self.heartbeats: dict[str, float] = {}
         self._last_role_check = 0.0
+        self._cut_off_since: float | None = None
         self.benchmark = BenchmarkSwitches()
         from ._renewal import CertificateRenewer
 
@@ -291,10 +294,15 @@ class Daemon:
         if not (self.paths.root / PENDING_RESTORE).exists():
             self._start_manager(node, keyring, kek, keystore.read_node_key(kek if keystore.needs_unlock_key() else None))
             return
+        from ._membership import demote_absent_managers
+
         node_key = complete_restore(self, node, keyring, kek)
-        manager = self._start_manager(node, keyring, kek, node_key)
-        if self.wait_for_leader(15.0) and manager.read_barrier().find("nodes", node.node_id) is None:
-            manager.propose([restored_node_record(node)])
+        with self.cluster_service.membership.hold():  # the backup's other managers are another history now
+            manager = self._start_manager(node, keyring, kek, node_key)
+            if self.wait_for_leader(15.0):
+                if manager.read_barrier().find("nodes", node.node_id) is None:
+                    manager.propose([restored_node_record(node)])
+                demote_absent_managers(manager)
 
     def _stop_roles(self) -> None:
         if self.listener is not None:
@@ -467,30 +475,29 @@ class Daemon:
             log.exception("maintenance failed")
 
     def _reconcile_manager_role(self, manager: Manager) -> None:
-        """A manager whose record now says worker steps down to a worker (see _roles)."""
+        """A manager converges to its record (see _roles).
+
+        Worker on record: it steps down to a worker. Cut off from the leader
+        for ``CUT_OFF_GRACE``: our log may have stopped before the change (a
+        demoted manager is taken out of Raft first), so it asks another
+        manager what the record says, and a manager on record that Raft has
+        forgotten asks to be added back.
+        """
         record = manager.state.find("nodes", manager.node.node_id)
         desired = record["spec"].get("role") if record is not None else None
         now = time.monotonic()
         status = manager.status()
         cut_off = not status.get("is_leader") and status.get("leader") not in status.get("connected", [])
-        if desired != "worker" and cut_off and now - self._last_role_check > 5.0:
-            # Cut off from the leader: our log may have stopped before the
-            # change (we were removed from Raft first). Ask another manager.
+        if not cut_off:
+            self._cut_off_since = None
+        elif self._cut_off_since is None:
+            self._cut_off_since = now
+        if (desired != "worker" and self._cut_off_since is not None and now - self._cut_off_since >= CUT_OFF_GRACE
+                and now - self._last_role_check >= CUT_OFF_GRACE):
             self._last_role_check = now
-            others = [a for i, a in status.get("members", []) if i != manager.node.node_id]
-            if others:
-                from ._cluster_client import call_any_manager
+            from ._roles import ask_for_readmission
 
-                reply = call_any_manager(
-                    others,
-                    "node.heartbeat",
-                    {},
-                    trusted_roots_pem=self.paths.root_ca.read_bytes(),
-                    identity=manager.tls_identity(),
-                    cluster_id=manager.node.cluster_id,
-                    timeout=3.0,
-                )
-                desired = (reply or {}).get("desired_role", desired)
+            desired = ask_for_readmission(self, manager) or desired
         if desired == "worker" and not manager.status().get("is_leader"):
             from ._roles import become_worker
 

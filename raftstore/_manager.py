@@ -32,9 +32,9 @@ from .keyring import (
     InvalidRecord,
     KeyEncryptionKey,
     Keyring,
-    NoQuorum,
     RaftstoreError,
     RecordKind,
+    Timeout,
     UnlockKey,
     Unavailable,
     entry_context,
@@ -137,7 +137,9 @@ class Manager:
             submit=self.raft.propose,
             seal_entry=self._seal_entry,
             clock=clock,
-            has_leader=lambda: self.raft.status().get("leader") is not None,
+            has_leader=self._leader_reachable,
+            # About one election timeout: a manager that has no leader by then refuses.
+            leader_wait=raft_config.election_timeout_max + raft_config.heartbeat_interval,
             actor=node.node_id,
         )
 
@@ -212,6 +214,21 @@ class Manager:
             raise InvalidArgument(f"unknown consistency {consistency!r}: use linearizable or local")
         self.proposer.barrier(timeout)
         return self.state
+
+    def _leader_reachable(self) -> bool:
+        """Whether an entry handed to Raft now reaches a leader: ours with a quorum connected, or one we are connected to.
+
+        A leader cut off from its followers keeps leading for pysyncobj's
+        ``leaderFallbackTimeout``, and a follower keeps the last leader it
+        heard of until an election: neither can commit a new entry meanwhile.
+        """
+        status = self.raft.status()
+        leader = status.get("leader")
+        if leader is None:
+            return False
+        if status.get("is_leader"):
+            return bool(status.get("has_quorum"))
+        return leader in status.get("connected", [])
 
     def _check_alive(self) -> None:
         if self._fatal is not None:
@@ -426,9 +443,15 @@ class Manager:
     # ----------------------------------------------------------------- membership
 
     def change_membership(self, add: bool, node_id: str, address: str, timeout: float = 15.0) -> None:
-        """Add or remove a manager in the Raft configuration and wait until it commits."""
+        """Add or remove a manager in the Raft configuration and wait until it commits.
+
+        Idempotent: a change someone else made meanwhile (the reconciler, another
+        operator's command) counts as done.
+        """
         deadline = time.monotonic() + timeout
         while True:
+            if self.raft.is_member(node_id) == add:
+                return
             done = threading.Event()
             result: list[int] = []
 
@@ -441,7 +464,7 @@ class Manager:
             else:
                 self.raft.remove_member(node_id, address, callback)
             if not done.wait(max(0.1, deadline - time.monotonic())):
-                raise NoQuorum("the Raft configuration change did not commit in time")
+                raise Timeout("the Raft configuration change did not commit in time; it may or may not have been applied")
             if result[0] == 0:
                 return
             # REQUEST_DENIED: another change is still committing, or the new

@@ -301,9 +301,20 @@ def unlock(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
 
 @method("leave", allow=ADMIN)
 def leave(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+    """Leave the cluster and erase this node's cluster data.
+
+    A worker just leaves. A manager needs ``force``, as in Swarm: the safe way
+    out is a demotion first. Forced, a manager whose leaving keeps a reachable
+    quorum first leaves Raft properly (its record says worker, it hands
+    leadership over if it leads, another manager takes it out of Raft), so
+    that the records and Raft agree; one whose leaving would break quorum, or
+    that cannot take part (locked, failed), just goes, and the answer carries
+    the warning.
+    """
     from ._daemon import FAILED, INACTIVE, LOCKED, MANAGER_MODE
 
     force = bool(params.get("force"))
+    warning: str | None = None
     with daemon.lock:
         if daemon.mode == INACTIVE:
             raise NotInitialized()
@@ -312,18 +323,48 @@ def leave(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
                 "this manager cannot take part in the cluster right now; use --force to leave anyway "
                 "(the other managers keep it in their Raft configuration until you run \"raftstore node rm\" there)"
             )
-        if daemon.mode == MANAGER_MODE and not force:
+        if daemon.mode == MANAGER_MODE:
             manager = daemon.require_manager()
-            members = manager.status().get("members", [])
-            if len(members) <= 1:
+            danger = _leave_danger(manager)
+            if not force:
                 raise InvalidArgument(
                     "You are attempting to leave the cluster on a node that is participating as a manager. "
-                    "Removing the last manager erases all current state of the cluster. Use --force to ignore this message."
+                    + (danger or "The safe way to remove a manager is to demote it first (\"raftstore node demote\" "
+                       "on another manager), then leave.")
+                    + " Use --force to leave anyway."
                 )
-            check_quorum_after_removal(manager, manager.node.node_id)
-            remove_manager(daemon, manager.node.node_id)
+            warning = danger or _leave_raft(daemon, manager)
         daemon.become_inactive()
-        return {"left": True}
+        return {"left": True, "warning": warning}
+
+
+def _leave_danger(manager: "Manager") -> str | None:
+    """What this manager's leaving would break (the last manager, or quorum), or None."""
+    members = manager.status().get("members", [])
+    if len(members) <= 1:
+        return "Removing the last manager erases all current state of the cluster."
+    try:
+        check_quorum_after_removal(manager, manager.node.node_id)
+    except InvalidArgument as error:
+        return (
+            f"Leaving breaks quorum ({error}). Without a Raft quorum the cluster is inaccessible, and the only way "
+            "to restore it is \"raftstore init --force-new-cluster\" on a remaining manager."
+        )
+    return None
+
+
+def _leave_raft(daemon: "Daemon", manager: "Manager") -> str | None:
+    """Leave Raft properly before the data goes: record says worker, then out of the configuration."""
+    node_id = manager.node.node_id
+    try:
+        _set_role(daemon, node_id, "worker")
+        remove_manager(daemon, node_id, timeout=10.0)
+    except RaftstoreError as error:
+        return (
+            f"this manager could not leave Raft properly ({error}); on another manager, run "
+            f"\"raftstore node demote {node_id}\" or \"raftstore node rm --force {node_id}\""
+        )
+    return None
 
 
 # ------------------------------------------------------------------ cluster settings
@@ -524,13 +565,20 @@ def node_inspect(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return node_row(daemon, manager, state.get("nodes", _str(params, "node")))
 
 
-def _set_role(daemon: "Daemon", ref: str, role: str) -> dict[str, Any]:
+def _set_role(daemon: "Daemon", ref: str, role: str, attempts: int = 5) -> dict[str, Any]:
+    """Set a node's role on record; re-read and retry when the node's own renewal changed the record meanwhile."""
     manager = daemon.require_manager()
-    state = manager.read_barrier()
-    record = state.get("nodes", ref)
-    spec = dict(record["spec"], role=role, desired_role=role)
-    manager.propose([{"op": "update", "table": "nodes", "id": record["id"], "version": record["version"], "spec": spec}])
-    return record
+    for _ in range(attempts):
+        record = manager.read_barrier().get("nodes", ref)
+        spec = dict(record["spec"], role=role, desired_role=role)
+        try:
+            manager.propose(
+                [{"op": "update", "table": "nodes", "id": record["id"], "version": record["version"], "spec": spec}]
+            )
+            return record
+        except UpdateOutOfSequence:
+            continue
+    raise UpdateOutOfSequence()
 
 
 @method("node.promote", allow=ADMIN)

@@ -11,6 +11,15 @@ the message was lost) is resubmitted as the same bytes, and whichever copy
 commits first decides the outcome; the other is a no-op that returns the same
 outcome.
 
+Honest outcomes. A proposal is handed to pysyncobj only while there is a
+leader to take it (we lead with a quorum connected, or we are connected to
+the leader). What was never handed over can be refused for certain:
+``NoQuorum`` once no leader has been usable for ``leader_wait`` (about one
+election timeout). Once handed over, pysyncobj may still commit it at any
+time (it keeps queued commands until a leader appears), so a failure to learn
+its fate is always ``Timeout``, "may or may not have been applied"; the
+client's retry with the same proposal id then gets the first outcome.
+
 Nothing here reads the wall clock for the store: ``clock`` (from the daemon)
 stamps each proposal with the time the state machine records.
 """
@@ -36,6 +45,8 @@ __all__ = ["Proposer", "RETIRED", "new_proposal_id"]
 RETIRED = "retired"
 
 _SUCCESS = 0
+#: How often a waiting caller checks whether its proposal can still be decided.
+_POLL = 0.05
 
 
 def new_proposal_id() -> bytes:
@@ -48,6 +59,7 @@ class _Pending:
     actions: list[Any]
     encoded_size: int
     now: str = ""
+    enqueued_at: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
     outcome: Outcome | None = None
     submitted: bool = False
@@ -76,7 +88,14 @@ class Proposer:
         max_batch_bytes: int = 2 * 2**20,
         resubmit_after: float = 1.0,
         actor: str = "",
+        leader_wait: float = 1.5,
     ) -> None:
+        """``has_leader``: whether a proposal handed over now reaches a leader (see the module doc).
+
+        ``leader_wait``: how long without such a leader before a proposal that
+        was never handed over is refused; one that was is given up (``Timeout``)
+        after twice that, since a new leader may still commit it.
+        """
         self._submit = submit
         self._actor = actor  # this manager's node id, carried by each proposal for the events it causes
         self._seal_entry = seal_entry
@@ -85,6 +104,11 @@ class Proposer:
         self._max_inflight = max_inflight
         self._max_batch_bytes = max_batch_bytes
         self._resubmit_after = resubmit_after
+        self._leader_wait = leader_wait
+        # Refreshed by the watchdog (and on a leader change), read by everyone
+        # else: asking Raft on every proposal would cost more than the proposal.
+        self._usable = False
+        self._leader_seen_at = 0.0
         self._lock = threading.Lock()
         self._queue: collections.deque[_Pending] = collections.deque()
         self._inflight: dict[int, _Batch] = {}
@@ -119,22 +143,43 @@ class Proposer:
         return outcome
 
     def _wait_for(self, pending: _Pending, timeout: float) -> Outcome:
+        deadline = time.monotonic() + timeout
         with self._lock:
             if self._closed:
                 raise NoQuorum("this manager is shutting down")
+            pending.enqueued_at = time.monotonic()
             self._queue.append(pending)
             self._pump()
-        if not pending.done.wait(timeout):
+        while not pending.done.wait(min(_POLL, max(0.0, deadline - time.monotonic()))):
             with self._lock:
-                pending.abandoned = True
-                if not pending.submitted and pending in self._queue:
-                    self._queue.remove(pending)
-                    raise NoQuorum()
-            if not self._has_leader():
-                raise NoQuorum()
-            raise Timeout()
+                if pending.done.is_set():
+                    break
+                now = time.monotonic()
+                leaderless = 0.0 if self._usable else now - max(self._leader_seen_at, pending.enqueued_at)
+                if not pending.submitted:
+                    if leaderless >= self._leader_wait:
+                        self._queue.remove(pending)
+                        raise NoQuorum()
+                    if now >= deadline:
+                        self._queue.remove(pending)
+                        raise NoQuorum(f"the request waited {timeout:.0f}s behind earlier ones and was not applied")
+                elif now >= deadline or leaderless >= 2 * self._leader_wait:
+                    pending.abandoned = True
+                    if now >= deadline:
+                        raise Timeout()
+                    raise Timeout(
+                        f"the leader was lost for {leaderless:.1f}s before this request's outcome was known; "
+                        "it may or may not have been applied"
+                    )
         assert pending.outcome is not None
         return pending.outcome
+
+    def _refresh_leader(self) -> bool:
+        """Ask whether a proposal handed over now reaches a leader; remember the answer and when it was yes."""
+        usable = self._usable = self._has_leader()
+        if usable:
+            self._leader_seen_at = time.monotonic()
+        return usable
 
     def barrier(self, timeout: float = 10.0) -> int:
         """An entry committed after this call began: reads after it are linearizable."""
@@ -148,6 +193,7 @@ class Proposer:
 
     def leader_changed(self) -> None:
         """A new leader: resubmit what is in flight now rather than after the resubmission delay."""
+        self._refresh_leader()
         with self._lock:
             for batch in self._inflight.values():
                 batch.submitted_at = 0.0
@@ -162,14 +208,21 @@ class Proposer:
             self._inflight.clear()
         for pending in waiting:
             if not pending.done.is_set():
-                pending.outcome = Outcome.failure(NoQuorum("this manager is shutting down"))
+                if pending.submitted:  # Raft may still commit it elsewhere
+                    error: RaftstoreError = Timeout(
+                        "this manager stopped before the request's outcome was known; "
+                        "it may or may not have been applied"
+                    )
+                else:
+                    error = NoQuorum("this manager is shutting down; the request was not applied")
+                pending.outcome = Outcome.failure(error)
                 pending.done.set()
 
     # ------------------------------------------------------------- internals
 
     def _pump(self) -> None:
-        """Submit queued proposals while there is room in flight (lock held)."""
-        while self._queue and len(self._inflight) < self._max_inflight and not self._closed:
+        """Submit queued proposals while there is room in flight and a leader to take them (lock held)."""
+        while self._queue and len(self._inflight) < self._max_inflight and not self._closed and self._usable:
             group: list[_Pending] = []
             size = 0
             while self._queue and (not group or size + self._queue[0].encoded_size <= self._max_batch_bytes):
@@ -225,7 +278,8 @@ class Proposer:
     def _watch(self) -> None:
         """Resubmit entries whose fate went unreported; give up on abandoned ones."""
         while not self._closed:
-            time.sleep(0.05)
+            time.sleep(_POLL)
+            usable = self._refresh_leader()
             now = time.monotonic()
             with self._lock:
                 for number, batch in list(self._inflight.items()):
@@ -235,7 +289,7 @@ class Proposer:
                         # same proposal id will receive it.
                         del self._inflight[number]
                         continue
-                    if now - batch.submitted_at >= self._resubmit_after and self._has_leader():
+                    if now - batch.submitted_at >= self._resubmit_after and usable:
                         batch.attempt += 1
                         self._submit_batch(number, batch)
                 self._pump()

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ._daemon import Daemon
     from ._manager import Manager
 
-__all__ = ["check_quorum_after_removal", "remove_manager", "become_worker", "become_manager"]
+__all__ = ["check_quorum_after_removal", "remove_manager", "become_worker", "become_manager", "ask_for_readmission"]
 
 
 def check_quorum_after_removal(manager: "Manager", node_id: str) -> None:
@@ -65,7 +65,12 @@ def check_quorum_after_removal(manager: "Manager", node_id: str) -> None:
 
 def _other_manager_call(daemon: "Daemon", exclude: str, method: str, params: dict[str, Any]) -> Any:
     manager = daemon.require_manager()
-    addrs = [a for i, a in manager.status().get("members", []) if i != exclude]
+    return _manager_call(daemon, [a for i, a in manager.status().get("members", []) if i != exclude], method, params)
+
+
+def _manager_call(daemon: "Daemon", addrs: list[str], method: str, params: dict[str, Any],
+                  timeout: float = 15.0) -> Any:
+    manager = daemon.require_manager()
     return call_any_manager(
         addrs,
         method,
@@ -73,6 +78,7 @@ def _other_manager_call(daemon: "Daemon", exclude: str, method: str, params: dic
         trusted_roots_pem=daemon.paths.root_ca.read_bytes(),
         identity=manager.tls_identity(),
         cluster_id=manager.node.cluster_id,
+        timeout=timeout,
     )
 
 
@@ -94,8 +100,8 @@ def remove_manager(daemon: "Daemon", node_id: str, timeout: float = 20.0) -> Non
             if node_id == me:
                 manager.raft.transfer_leadership()
             else:
-                try:
-                    _other_manager_call(daemon, me, "raft.step_down", {"node_id": node_id})
+                try:  # the leader itself: any other manager would just say it does not lead
+                    _manager_call(daemon, [members[node_id]], "raft.step_down", {"node_id": node_id})
                 except RaftstoreError:
                     pass
             _wait(lambda: manager.status().get("leader") not in (None, node_id), 5.0)
@@ -107,6 +113,28 @@ def remove_manager(daemon: "Daemon", node_id: str, timeout: float = 20.0) -> Non
             manager.change_membership(False, node_id, members[node_id], timeout=max(1.0, deadline - time.monotonic()))
         return
     raise NoQuorum(f"manager {node_id} could not be removed from the Raft configuration in time")
+
+
+def ask_for_readmission(daemon: "Daemon", manager: "Manager") -> str | None:
+    """Cut off from the leader: ask another manager what our record says, and if manager, to be in Raft.
+
+    A manager that Raft removed while its record said worker, and whose record
+    then said manager again (a promote racing a demote), is a running manager
+    that no leader talks to. Asking to join again is what a promoted worker
+    does too (``raft.join`` adds it only if missing, and only for a manager on
+    record). Returns the role on record, as the other manager sees it.
+    """
+    me = manager.node.node_id
+    addrs = [a for i, a in manager.status().get("members", []) if i != me]
+    addrs += [a for a in manager.node.manager_addrs if a not in addrs and a != manager.node.advertise_addr]
+    if not addrs:
+        return None
+    reply = _manager_call(daemon, addrs, "node.heartbeat", {}, timeout=3.0) or {}
+    desired = reply.get("desired_role")
+    if desired == "manager" and manager.node.advertise_addr not in reply.get("manager_addrs", []):
+        daemon.log("this manager is missing from the Raft configuration: asking to be added back")
+        _manager_call(daemon, addrs, "raft.join", {})
+    return desired if isinstance(desired, str) else None
 
 
 def _wait(condition: Any, timeout: float) -> bool:

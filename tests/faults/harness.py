@@ -6,7 +6,9 @@ points at the proxy), so that single links can be cut, delayed and healed.
 ``Workload`` runs clients that put, get and compare-and-set a few keys
 through the managers' control sockets and record every operation with its
 invocation and return time (a failed write is recorded as "unknown": it may
-or may not have taken effect). After a scenario the harness checks that the
+or may not have taken effect; one refused with NoQuorum or by a locked manager
+was never handed to Raft and is left out, so if it ever applied, a read of its
+unique value would make the history fail the check). After a scenario the harness checks that the
 history is linearizable, that every manager converges to the same state at
 the same applied index, and that every data directory opens again.
 """
@@ -27,7 +29,7 @@ from typing import Any, Callable
 from linearizability import Operation, Verdict, check
 from netproxy import Proxy
 
-from raftstore import ControlClient, NotFound, RaftstoreError, UpdateOutOfSequence
+from raftstore import ControlClient, LockedError, NoQuorum, NotFound, RaftstoreError, UpdateOutOfSequence
 from raftstore._local_cluster import Cluster, Node, wait_until
 from raftstore._raft_transport import DIAL_MAP_ENV
 
@@ -245,6 +247,8 @@ class Workload:
             result = "ok"
         except UpdateOutOfSequence:
             result = "failed"
+        except (NoQuorum, LockedError):
+            raise  # refused before Raft had it (issue 12): no effect, so not part of the history
         except (OSError, RaftstoreError):
             self._record(Operation(client, key, kind, argument, call, None, None))  # may have applied
             raise
