@@ -18,8 +18,8 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv: $(STAMP)
 
-# Two test processes: the integration tests spend most of their time waiting on daemons.
-JOBS ?= 2
+# Three test processes on two cores: the integration tests spend most of their time waiting on daemons.
+JOBS ?= 3
 
 # A bounded sample of every test (fault scenarios run a few seconds each).
 test: $(STAMP)

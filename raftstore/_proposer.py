@@ -15,7 +15,9 @@ Honest outcomes. A proposal is handed to pysyncobj only while there is a
 leader to take it (we lead with a quorum connected, or we are connected to
 the leader). What was never handed over can be refused for certain:
 ``NoQuorum`` once no leader has been usable for ``leader_wait`` (about one
-election timeout). Once handed over, pysyncobj may still commit it at any
+election timeout); a manager that has not seen a leader since it started
+gives the first election up to ``first_leader_wait``, so that a command sent
+right after a restart is not refused while the managers are still voting. Once handed over, pysyncobj may still commit it at any
 time (it keeps queued commands until a leader appears), so a failure to learn
 its fate is always ``Timeout``, "may or may not have been applied"; the
 client's retry with the same proposal id then gets the first outcome.
@@ -89,6 +91,7 @@ class Proposer:
         resubmit_after: float = 1.0,
         actor: str = "",
         leader_wait: float = 1.5,
+        first_leader_wait: float = 10.0,
     ) -> None:
         """``has_leader``: whether a proposal handed over now reaches a leader (see the module doc).
 
@@ -105,6 +108,7 @@ class Proposer:
         self._max_batch_bytes = max_batch_bytes
         self._resubmit_after = resubmit_after
         self._leader_wait = leader_wait
+        self._first_leader_wait = max(leader_wait, first_leader_wait)
         # Refreshed by the watchdog (and on a leader change), read by everyone
         # else: asking Raft on every proposal would cost more than the proposal.
         self._usable = False
@@ -157,7 +161,7 @@ class Proposer:
                 now = time.monotonic()
                 leaderless = 0.0 if self._usable else now - max(self._leader_seen_at, pending.enqueued_at)
                 if not pending.submitted:
-                    if leaderless >= self._leader_wait:
+                    if leaderless >= (self._leader_wait if self._leader_seen_at else self._first_leader_wait):
                         self._queue.remove(pending)
                         raise NoQuorum()
                     if now >= deadline:

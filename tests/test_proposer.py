@@ -30,10 +30,19 @@ class FakeRaft:
                         has_leader=lambda: self.leader, leader_wait=LEADER_WAIT, resubmit_after=60.0)
 
 
+def _wait(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in 5 s"
+        time.sleep(0.01)
+
+
 def test_without_a_leader_nothing_is_handed_over_and_the_refusal_is_quick() -> None:
     raft = FakeRaft()
-    raft.leader = False
     proposer = raft.proposer()
+    _wait(lambda: proposer._usable)  # the watchdog has seen a leader...
+    raft.leader = False
+    _wait(lambda: not proposer._usable)  # ...and then lost it
     started = time.monotonic()
     with pytest.raises(NoQuorum):
         proposer.propose([{"op": "put", "key": "k", "value": b"v"}], timeout=10)
@@ -98,3 +107,17 @@ def test_close_says_maybe_for_what_was_handed_over() -> None:
     thread.join(5)
     assert outcome and outcome[0].error_code == Timeout().code
     assert "may or may not have been applied" in outcome[0].error_message
+
+
+def test_a_manager_that_never_saw_a_leader_gives_the_first_election_longer() -> None:
+    raft = FakeRaft()
+    raft.leader = False
+    proposer = Proposer(submit=raft.submit, seal_entry=lambda plain: plain, clock=lambda: "now",
+                        has_leader=lambda: raft.leader, leader_wait=LEADER_WAIT, first_leader_wait=3 * LEADER_WAIT,
+                        resubmit_after=60.0)
+    started = time.monotonic()
+    with pytest.raises(NoQuorum):
+        proposer.propose([{"op": "put", "key": "k", "value": b"v"}], timeout=10)
+    assert 3 * LEADER_WAIT - 0.2 <= time.monotonic() - started < 3 * LEADER_WAIT + 0.5
+    assert raft.submitted == []
+    proposer.close()

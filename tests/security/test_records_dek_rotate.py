@@ -115,5 +115,7 @@ def test_rotate_dek_under_load_loses_nothing_and_retires_the_old_term(cluster: C
         )
     m1.start()
     m2.start()
+    # A manager without a leader refuses at once (issue 12's honest outcomes): let them elect one first.
+    wait_until(lambda: m1.info()["leader"] is not None, what="a leader after the restart")
     last = max(writer.acked)
     assert m1.run("kv", "get", last).stdout == writer.acked[last] + "\n"
