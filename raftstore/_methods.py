@@ -77,6 +77,15 @@ def _read(daemon: "Daemon", params: dict[str, Any]) -> StateMachine:
     return daemon.require_manager().read_barrier(str(consistency))
 
 
+def _committed_cluster_spec(daemon: "Daemon") -> dict[str, Any]:
+    """The cluster object's spec after a barrier: what every cluster-wide setting is read from."""
+    cluster = daemon.require_manager().read_barrier().cluster()
+    if cluster is None:
+        raise NoQuorum("the cluster object is not committed yet")
+    spec: dict[str, Any] = cluster["spec"]
+    return spec
+
+
 # ------------------------------------------------------------------ info
 
 
@@ -420,10 +429,7 @@ def join_token(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
         spec = update_cluster(daemon, rotate)
         daemon.log(f"{role} join token rotated")
     else:
-        cluster = manager.read_barrier().cluster()
-        if cluster is None:
-            raise NoQuorum("the cluster object is not committed yet")
-        spec = cluster["spec"]
+        spec = _committed_cluster_spec(daemon)
     return {
         "role": role,
         "token": spec["join_tokens"][role],
@@ -434,11 +440,8 @@ def join_token(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
 
 @method("unlock_key", allow=ADMIN)
 def unlock_key(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    manager = daemon.require_manager()
-    cluster = manager.read_barrier().cluster()
-    if cluster is None:
-        raise NoQuorum("the cluster object is not committed yet")
-    if not cluster["spec"].get("autolock"):
+    current = _committed_cluster_spec(daemon)
+    if not current.get("autolock"):
         raise InvalidArgument("no unlock key is set (autolock is off); turn it on with \"raftstore update --autolock=true\"")
     if params.get("rotate"):
 
@@ -452,7 +455,7 @@ def unlock_key(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
         spec = update_cluster(daemon, rotate)
         daemon.log("unlock key rotated")
         return {"unlock_key": spec["unlock_key"], "rotated": True}
-    return {"unlock_key": cluster["spec"]["unlock_key"], "rotated": False}
+    return {"unlock_key": current["unlock_key"], "rotated": False}
 
 
 @method("update", allow=ADMIN)
@@ -506,10 +509,7 @@ def _check_new_external_cas(daemon: "Daemon", options: list[Any]) -> None:
     """Before committing: the external CAs being added answer, and sign with the root that signs now."""
     from ._ca_rotation import signing_root
 
-    cluster = daemon.require_manager().read_barrier().cluster()
-    if cluster is None:
-        raise NoQuorum("the cluster object is not committed yet")
-    spec = cluster["spec"]
+    spec = _committed_cluster_spec(daemon)
     entries = updated_external_cas(spec, options, [])[-len(options):]
     require_answering(entries, signing_root(spec)[0].cert_pem)
 
@@ -835,10 +835,7 @@ def ca_issue_client(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(name, str) or not 0 < len(name) <= 64:
         raise InvalidArgument("a client name is 1 to 64 characters")
     manager = daemon.require_manager()
-    cluster = manager.read_barrier().cluster()
-    if cluster is None:
-        raise NoQuorum("the cluster object is not committed yet")
-    spec = cluster["spec"]
+    spec = _committed_cluster_spec(daemon)
     chain = issue_node_certificate(spec, csr, node_id=name, cluster_id=manager.node.cluster_id, role=CLIENT_ROLE,
                                    now=daemon.clock.now())
     serial = certificate_identity(chain).serial
@@ -859,10 +856,7 @@ def ca_issue_server(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
         raise InvalidArgument("--san takes a DNS name or an IP address")
     manager = daemon.require_manager()
-    cluster = manager.read_barrier().cluster()
-    if cluster is None:
-        raise NoQuorum("the cluster object is not committed yet")
-    spec = cluster["spec"]
+    spec = _committed_cluster_spec(daemon)
     root, intermediates = signing_root(spec)
     if root.key_pem is None:
         raise InvalidArgument("the cluster does not hold its root key (external CA): have your CA sign a server "
