@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from membership import managers
+
 from raftstore import ControlClient, NoQuorum, NotFound, RaftstoreError, Timeout
 from raftstore._local_cluster import Cluster, Node, Result, wait_until
 
@@ -24,16 +26,6 @@ NO_LEADER = "does not have a leader"
 MAYBE = "may or may not have been applied"
 #: How long the daemon may take to refuse a write (measured at its control socket, no CLI start-up).
 FAST = 2.5
-
-
-def _managers(cluster: Cluster, count: int) -> list[Node]:
-    nodes = [cluster.add(f"m{i + 1}") for i in range(count)]
-    cluster.init(nodes[0])
-    for node in nodes[1:]:
-        cluster.join(node, nodes[0], "manager")
-    for node in nodes:
-        wait_until(lambda n=node: n.info()["managers"] == count, what=f"{node.name} sees {count} managers")
-    return nodes
 
 
 def _timed_put(node: Node, key: str) -> tuple[Result, float]:
@@ -55,7 +47,7 @@ def _absent(node: Node, key: str) -> bool:
 
 @pytest.mark.parametrize("victim_role", ["follower", "leader"])
 def test_a_write_refused_with_no_quorum_never_appears(cluster: Cluster, victim_role: str) -> None:
-    nodes = _managers(cluster, 2)
+    nodes = managers(cluster, 2)
     leader = cluster.leader()
     victim = leader if victim_role == "leader" else next(n for n in nodes if n is not leader)
     survivor = next(n for n in nodes if n is not victim)
@@ -88,7 +80,7 @@ def test_a_write_refused_with_no_quorum_never_appears(cluster: Cluster, victim_r
 
 
 def test_writes_to_a_manager_that_lost_its_leader_fail_fast(cluster: Cluster) -> None:
-    nodes = _managers(cluster, 3)
+    nodes = managers(cluster, 3)
     leader = cluster.leader()
     survivor = next(n for n in nodes if n is not leader)
     for node in nodes:
@@ -111,7 +103,7 @@ def test_writes_to_a_manager_that_lost_its_leader_fail_fast(cluster: Cluster) ->
 
 
 def test_a_write_that_may_have_applied_says_so_and_a_retry_applies_once(cluster: Cluster) -> None:
-    nodes = _managers(cluster, 2)
+    nodes = managers(cluster, 2)
     leader = cluster.leader()
     follower = next(n for n in nodes if n is not leader)
     assert follower.process is not None
