@@ -22,10 +22,39 @@ from typing import Any, Callable
 RAFTSTORE = [sys.executable, "-m", "raftstore"]
 
 
+#: Ports handed out for daemons: below Linux's ephemeral range (32768-60999 by default), where every
+#: outgoing connection takes its local port, so that a port picked here is not taken by some client's
+#: connection before the daemon binds it. ``RAFTSTORE_PORT_RANGE=LOW-HIGH`` gives each process of a
+#: parallel run a block of its own (tests/conftest.py does so per pytest-xdist worker).
+_DEFAULT_PORT_RANGE = (20000, 32000)
+_port_cursor: int | None = None
+
+
+def _port_range() -> tuple[int, int]:
+    text = os.environ.get("RAFTSTORE_PORT_RANGE", "")
+    low, _, high = text.partition("-")
+    if low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) <= 65535:
+        return int(low), int(high)
+    return _DEFAULT_PORT_RANGE
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A 127.0.0.1 TCP port that is free now, taken in turn from this process's range (never twice in a row)."""
+    global _port_cursor
+    low, high = _port_range()
+    span = high - low
+    if _port_cursor is None or not low <= _port_cursor < high:
+        _port_cursor = low + (os.getpid() * 7919) % span  # processes sharing a range start apart
+    for _ in range(span):
+        port = _port_cursor
+        _port_cursor = low + (_port_cursor + 1 - low) % span
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port on 127.0.0.1 between {low} and {high}")
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> Any:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# Each pytest-xdist worker takes daemon ports from a block of its own (see free_port), so that two
+# workers never pick the same port between choosing it and the daemon binding it.
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _worker.startswith("gw") and _worker[2:].isdigit():
+    _low = 20000 + 1500 * (int(_worker[2:]) % 8)
+    os.environ.setdefault("RAFTSTORE_PORT_RANGE", f"{_low}-{_low + 1500}")
 
 from raftstore._local_cluster import Cluster  # noqa: E402
 

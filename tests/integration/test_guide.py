@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from raftstore._local_cluster import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -91,16 +92,8 @@ def script(blocks: list[Block]) -> str:
 
 
 def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    """Distinct free ports from this worker's block, outside the range outgoing connections use."""
+    return [free_port() for _ in range(count)]
 
 
 def kill_group(pgid: int) -> None:
