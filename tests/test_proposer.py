@@ -25,9 +25,20 @@ class FakeRaft:
     def submit(self, payload: bytes, callback: Callable[[Any, int], None]) -> None:
         self.submitted.append((payload, callback))
 
-    def proposer(self) -> Proposer:
+    def proposer(self, first_leader_wait: float = 10.0) -> Proposer:
         return Proposer(submit=self.submit, seal_entry=lambda plain: plain, clock=lambda: "now",
-                        has_leader=lambda: self.leader, leader_wait=LEADER_WAIT, resubmit_after=60.0)
+                        has_leader=lambda: self.leader, leader_wait=LEADER_WAIT, first_leader_wait=first_leader_wait,
+                        resubmit_after=60.0)
+
+
+def _read_handed_over(raft: FakeRaft, proposer: Proposer) -> tuple[threading.Thread, list[Outcome]]:
+    """A read proposed from another thread, returned once it has been handed to Raft."""
+    outcome: list[Outcome] = []
+    thread = threading.Thread(target=lambda: outcome.append(proposer.propose([{"op": "read"}], timeout=10)))
+    thread.start()
+    while not raft.submitted:
+        time.sleep(0.01)
+    return thread, outcome
 
 
 def _wait(condition: Callable[[], bool]) -> None:
@@ -81,11 +92,7 @@ def test_handed_over_then_leader_lost_is_a_timeout_never_no_quorum() -> None:
 def test_a_commit_after_the_leader_returned_is_reported() -> None:
     raft = FakeRaft()
     proposer = raft.proposer()
-    outcome: list[Outcome] = []
-    thread = threading.Thread(target=lambda: outcome.append(proposer.propose([{"op": "read"}], timeout=10)))
-    thread.start()
-    while not raft.submitted:
-        time.sleep(0.01)
+    thread, outcome = _read_handed_over(raft, proposer)
     raft.leader = False
     time.sleep(LEADER_WAIT / 2)
     raft.leader = True
@@ -98,11 +105,7 @@ def test_a_commit_after_the_leader_returned_is_reported() -> None:
 def test_close_says_maybe_for_what_was_handed_over() -> None:
     raft = FakeRaft()
     proposer = raft.proposer()
-    outcome: list[Outcome] = []
-    thread = threading.Thread(target=lambda: outcome.append(proposer.propose([{"op": "read"}], timeout=10)))
-    thread.start()
-    while not raft.submitted:
-        time.sleep(0.01)
+    thread, outcome = _read_handed_over(raft, proposer)
     proposer.close()
     thread.join(5)
     assert outcome and outcome[0].error_code == Timeout().code
@@ -112,9 +115,7 @@ def test_close_says_maybe_for_what_was_handed_over() -> None:
 def test_a_manager_that_never_saw_a_leader_gives_the_first_election_longer() -> None:
     raft = FakeRaft()
     raft.leader = False
-    proposer = Proposer(submit=raft.submit, seal_entry=lambda plain: plain, clock=lambda: "now",
-                        has_leader=lambda: raft.leader, leader_wait=LEADER_WAIT, first_leader_wait=3 * LEADER_WAIT,
-                        resubmit_after=60.0)
+    proposer = raft.proposer(first_leader_wait=3 * LEADER_WAIT)
     started = time.monotonic()
     with pytest.raises(NoQuorum):
         proposer.propose([{"op": "put", "key": "k", "value": b"v"}], timeout=10)
