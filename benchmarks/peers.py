@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from raftstore._benchmark_switches import MARKER_FILE, NO_FSYNC_ENV, NO_SEALING_ENV
-from raftstore._control import ControlClient
-from raftstore._loadgen import ControlWriter, Writer
-from raftstore._local_cluster import Cluster, free_port, wait_until
+from raftstore.storage._benchmark_switches import MARKER_FILE, NO_FSYNC_ENV, NO_SEALING_ENV
+from raftstore.net._control import ControlClient
+from raftstore.tools._loadgen import ControlWriter, Writer
+from raftstore.tools._local_cluster import Cluster, free_port, wait_until
 
 __all__ = ["RaftstorePeer", "PysyncobjPeer", "EtcdPeer", "etcd_available"]
 

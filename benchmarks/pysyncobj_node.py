@@ -18,7 +18,7 @@ from typing import Any
 
 from pysyncobj import SyncObj, SyncObjConf, replicated
 
-from raftstore._frames import read_frame, write_frame
+from raftstore.net._frames import read_frame, write_frame
 
 
 class Store(SyncObj):

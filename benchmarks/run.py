@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from raftstore._loadgen import run_load
+from raftstore.tools._loadgen import run_load
 
 from .peers import EtcdPeer, PysyncobjPeer, RaftstorePeer, cpu_seconds, etcd_available, etcd_version
 from .report import render_markdown, render_plot, render_table

@@ -6,9 +6,9 @@ import math
 import time
 from typing import Any
 
-from raftstore._control import ControlClient
-from raftstore._loadgen import run_load
-from raftstore._local_cluster import wait_until
+from raftstore.net._control import ControlClient
+from raftstore.tools._loadgen import run_load
+from raftstore.tools._local_cluster import wait_until
 
 __all__ = ["failover_seconds", "fill", "unlock_and_catch_up_seconds"]
 

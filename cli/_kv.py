@@ -12,7 +12,7 @@ from ._common import call, client, connection_options, emit_json, format_option,
 
 __all__ = ["register"]
 
-#: The store's tables (as ``raftstore._state_machine.TABLES``; the daemon checks the name too).
+#: The store's tables (as ``raftstore.state._state_machine.TABLES``; the daemon checks the name too).
 TABLES = ("cluster", "nodes", "secrets", "configs", "kv")
 
 consistency_option = click.option(

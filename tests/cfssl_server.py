@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from raftstore._local_cluster import free_port, wait_until
+from raftstore.tools._local_cluster import free_port, wait_until
 
 CFSSL = shutil.which("cfssl")
 SKIP_REASON = "cfssl is not installed (apt-get install golang-cfssl; .ci/run installs it)"

@@ -17,7 +17,7 @@ if _worker.startswith("gw") and _worker[2:].isdigit():
     _low = 20000 + 1500 * (int(_worker[2:]) % 8)
     os.environ.setdefault("RAFTSTORE_PORT_RANGE", f"{_low}-{_low + 1500}")
 
-from raftstore._local_cluster import Cluster  # noqa: E402
+from raftstore.tools._local_cluster import Cluster  # noqa: E402
 
 
 @pytest.fixture

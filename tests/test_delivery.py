@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from raftstore._delivery import MARKER, MEMORY_FILESYSTEMS, SecretsDir, filesystem_type
+from raftstore.node._delivery import MARKER, MEMORY_FILESYSTEMS, SecretsDir, filesystem_type
 from raftstore.keyring import InvalidArgument, PermissionDenied, Unavailable
 
 VALUES = {("secrets", "s1"): b"one", ("secrets", "s2"): b"two", ("configs", "c1"): b"conf"}
@@ -125,7 +125,7 @@ def test_a_directory_swapped_after_the_check_cannot_redirect_a_secret(tmp_path: 
 
 
 def test_the_default_directory_unusable_turns_delivery_off_a_named_one_stops_the_daemon(tmp_path: Path) -> None:
-    from raftstore._daemon import Daemon
+    from raftstore.node._daemon import Daemon
 
     if filesystem_type(tmp_path) in MEMORY_FILESYSTEMS:
         pytest.skip("the temporary directory is itself on tmpfs here")

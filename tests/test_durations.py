@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from raftstore import InvalidArgument, format_duration, parse_duration
-from raftstore._durations import _parse_ns
+from raftstore.state._durations import _parse_ns
 
 MAX_NS = 2**63 - 1
 UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
@@ -147,6 +147,6 @@ def test_parse_near_misses_raise_only_invalid_argument(text: str) -> None:
 
 
 def test_durations_module_imports_only_keyring_errors() -> None:
-    tree = ast.parse((Path(__file__).parent.parent / "raftstore" / "_durations.py").read_text(encoding="utf-8"))
+    tree = ast.parse((Path(__file__).parent.parent / "raftstore" / "state" / "_durations.py").read_text(encoding="utf-8"))
     ours = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level > 0]
-    assert [(node.level, node.module) for node in ours] == [(1, "keyring._errors")]
+    assert [(node.level, node.module) for node in ours] == [(2, "keyring._errors")]

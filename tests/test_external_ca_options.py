@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import click
 import pytest
 
-from raftstore._external_ca import external_ca_entry, updated_external_cas
+from raftstore.manager._external_ca import external_ca_entry, updated_external_cas
 from raftstore.cli._external_ca import parse_external_ca
 from raftstore.keyring import InvalidArgument, create_root_ca, public_key_fingerprint
 

@@ -10,14 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from raftstore import InvalidArgument, InvalidCertificate, InvalidRecord, ProtocolError
-from raftstore._backup import read_backup
-from raftstore._frames import FrameBuffer, decode_payload
-from raftstore._node_state import split_host_port
-from raftstore._objects import validate_name
-from raftstore._segments import MAGIC, SegmentLog
+from raftstore.manager._backup import read_backup
+from raftstore.net._frames import FrameBuffer, decode_payload
+from raftstore.storage._node_state import split_host_port
+from raftstore.state._objects import validate_name
+from raftstore.storage._segments import MAGIC, SegmentLog
 from segment_chain import CHAIN
-from raftstore._snapshot_file import decode_snapshot, encode_snapshot
-from raftstore._state_machine import StateMachine
+from raftstore.storage._snapshot_file import decode_snapshot, encode_snapshot
+from raftstore.state._state_machine import StateMachine
 from raftstore.keyring import JoinToken, UnlockKey, create_root_ca, issue_certificate
 
 NOW = datetime(2026, 11, 23, tzinfo=timezone.utc)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from raftstore._logging import configure_logging, set_log_context
+from raftstore.telemetry._logging import configure_logging, set_log_context
 
 
 @pytest.fixture

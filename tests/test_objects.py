@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from raftstore import InvalidArgument
-from raftstore._objects import CONFIG_MAX_BYTES, SECRET_MAX_BYTES, public_view, validate_data, validate_name
-from raftstore._state_machine import StateMachine
+from raftstore.state._objects import CONFIG_MAX_BYTES, SECRET_MAX_BYTES, public_view, validate_data, validate_name
+from raftstore.state._state_machine import StateMachine
 
 ALNUM = string.ascii_letters + string.digits
 INNER = ALNUM + "-_."

@@ -9,8 +9,8 @@ from typing import Any, Callable
 import pytest
 
 from raftstore import NoQuorum, Timeout
-from raftstore._proposer import Proposer
-from raftstore._state_machine import Outcome
+from raftstore.manager._proposer import Proposer
+from raftstore.state._state_machine import Outcome
 
 LEADER_WAIT = 0.3
 

@@ -1,6 +1,6 @@
 """The seams we use in pysyncobj: if an upgrade moves one, these fail loudly.
 
-``raftstore._pysyncobj_adapter`` replaces pysyncobj's journal factory, its
+``raftstore.raft._pysyncobj_adapter`` replaces pysyncobj's journal factory, its
 pickle module and its apply step, drives ``doTick`` itself and reads a few
 private attributes. Each is checked here against the installed pysyncobj.
 """
@@ -15,8 +15,8 @@ import pysyncobj.poller
 import pysyncobj.syncobj as syncobj_module
 from pysyncobj import SyncObj
 
-from raftstore import _pysyncobj_adapter as adapter
-from raftstore import _raft_transport as transport
+from raftstore.raft import _pysyncobj_adapter as adapter
+from raftstore.raft import _raft_transport as transport
 
 
 def test_pinned_version() -> None:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from raftstore._renewal import CertificateRenewer
+from raftstore.node._renewal import CertificateRenewer
 from raftstore.keyring import CERT_BACKDATE, CertificateIdentity
 
 ISSUED = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -10,7 +10,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from raftstore._state_machine import RetiredKey, StateMachine
+from raftstore.state._state_machine import RetiredKey, StateMachine
 
 NOW = "2026-01-01T00:00:00.000000Z"
 

@@ -17,14 +17,14 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from raftstore._bootstrap import bootstrap_actions, initialize_cluster
-from raftstore._keystore import KeyStore
-from raftstore._manager import Manager
-from raftstore._node_state import StatePaths
-from raftstore._pysyncobj_adapter import RaftConfig
-from raftstore._snapshot_file import read_snapshot
+from raftstore.node._bootstrap import bootstrap_actions, initialize_cluster
+from raftstore.storage._keystore import KeyStore
+from raftstore.manager._manager import Manager
+from raftstore.storage._node_state import StatePaths
+from raftstore.raft._pysyncobj_adapter import RaftConfig
+from raftstore.storage._snapshot_file import read_snapshot
 from raftstore.keyring import UpdateOutOfSequence
-from raftstore._local_cluster import free_port, wait_until
+from raftstore.tools._local_cluster import free_port, wait_until
 
 FAST_RAFT = RaftConfig(
     election_timeout_min=0.1,

@@ -30,8 +30,8 @@ from linearizability import Operation, Verdict, check
 from netproxy import Proxy
 
 from raftstore import ControlClient, LockedError, NoQuorum, NotFound, RaftstoreError, UpdateOutOfSequence
-from raftstore._local_cluster import Cluster, Node, wait_until
-from raftstore._raft_transport import DIAL_MAP_ENV
+from raftstore.tools._local_cluster import Cluster, Node, wait_until
+from raftstore.raft._raft_transport import DIAL_MAP_ENV
 
 __all__ = ["FaultCluster", "Workload", "Scenario", "run_scenario", "report_dir"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness import FaultCluster, Scenario, run_scenario
-from raftstore._local_cluster import wait_until
+from raftstore.tools._local_cluster import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from raftstore._cluster_client import call_any_manager
-from raftstore._local_cluster import Cluster, Node, wait_until
-from raftstore._tls import TlsIdentity
+from raftstore.net._cluster_client import call_any_manager
+from raftstore.tools._local_cluster import Cluster, Node, wait_until
+from raftstore.net._tls import TlsIdentity
 
 
 def managers(cluster: Cluster, count: int) -> list[Node]:

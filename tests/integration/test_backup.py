@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from raftstore._local_cluster import Cluster, wait_until
+from raftstore.tools._local_cluster import Cluster, wait_until
 
 pytestmark = pytest.mark.integration
 

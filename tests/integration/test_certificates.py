@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from raftstore._clock import OFFSET_FILE_ENV
-from raftstore._local_cluster import Cluster, Node, free_port, wait_until
-from raftstore._tls import TlsIdentity, client_context
+from raftstore.node._clock import OFFSET_FILE_ENV
+from raftstore.tools._local_cluster import Cluster, Node, free_port, wait_until
+from raftstore.net._tls import TlsIdentity, client_context
 from raftstore.keyring import (
     CLIENT_ROLE,
     certificate_identity,
@@ -85,7 +85,7 @@ def _tls_connect(node: Node, chain: bytes, key: bytes, roots: bytes) -> None:
     context = client_context(TlsIdentity(chain, key, roots), roots)
     with socket.create_connection(("127.0.0.1", node.port), timeout=10) as raw:
         with context.wrap_socket(raw) as sock:
-            from raftstore._frames import read_frame, write_frame
+            from raftstore.net._frames import read_frame, write_frame
 
             write_frame(sock, {"channel": "api"})
             read_frame(sock)

@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from raftstore._check_perf import PERF_PREFIX, histogram_quantile
-from raftstore._local_cluster import Cluster, Node
+from raftstore.tools._check_perf import PERF_PREFIX, histogram_quantile
+from raftstore.tools._local_cluster import Cluster, Node
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
-from raftstore._daemon import WRONG_UNLOCK_KEY
-from raftstore._local_cluster import Cluster, Node, wait_until
+from raftstore.node._daemon import WRONG_UNLOCK_KEY
+from raftstore.tools._local_cluster import Cluster, Node, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from raftstore._local_cluster import Cluster, Node, wait_until
-from raftstore._segments import MAGIC
+from raftstore.tools._local_cluster import Cluster, Node, wait_until
+from raftstore.storage._segments import MAGIC
 
 pytestmark = pytest.mark.integration
 

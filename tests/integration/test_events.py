@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from raftstore import NotFound
-from raftstore._local_cluster import RAFTSTORE, Cluster, wait_until
-from raftstore._state_machine import StateMachine
+from raftstore.tools._local_cluster import RAFTSTORE, Cluster, wait_until
+from raftstore.state._state_machine import StateMachine
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from cfssl_server import CFSSL, PROFILES, SKIP_REASON, CfsslServer
-from raftstore._local_cluster import Cluster, Node, free_port, wait_until
+from raftstore.tools._local_cluster import Cluster, Node, free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(CFSSL is None, reason=SKIP_REASON)]
 
@@ -195,8 +195,8 @@ def test_the_first_transaction_holds_no_root_key(cfssl: CfsslServer, tmp_path: P
     """What init proposes to the replicated store: the root certificate and the services, never a key."""
     import msgpack
 
-    from raftstore._bootstrap import bootstrap_actions, initialize_cluster
-    from raftstore._node_state import StatePaths
+    from raftstore.node._bootstrap import bootstrap_actions, initialize_cluster
+    from raftstore.storage._node_state import StatePaths
 
     paths = StatePaths(tmp_path / "data")
     paths.create()
@@ -220,8 +220,8 @@ def test_a_silent_service_costs_one_timeout_then_the_next_signs(cfssl: CfsslServ
     import socket
     import time
 
-    from raftstore import _external_ca
-    from raftstore._external_ca import external_ca_entry, sign_with_external_ca
+    from raftstore.manager import _external_ca
+    from raftstore.manager._external_ca import external_ca_entry, sign_with_external_ca
     from raftstore.keyring import WORKER_ROLE, Unavailable, generate_private_key, make_csr, new_id
 
     assert _external_ca.SIGN_BUDGET < 15

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from raftstore import ControlClient, RaftstoreError
-from raftstore._frames import encode_frame, read_frame, write_frame
-from raftstore._local_cluster import Cluster, Node
+from raftstore.net._frames import encode_frame, read_frame, write_frame
+from raftstore.tools._local_cluster import Cluster, Node
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +113,7 @@ def test_garbage_instead_of_a_tls_handshake(live: Node, data: bytes) -> None:
 
 def test_join_with_hostile_params_changes_nothing(live: Node) -> None:
     roots = (live.data_dir / "certificates" / "swarm-root-ca.crt").read_bytes()
-    from raftstore._cluster_client import ClusterClient
+    from raftstore.net._cluster_client import ClusterClient
 
     nodes_before = live.run("node", "ls", "-q").stdout
     token = live.run("join-token", "-q", "worker").stdout.strip()

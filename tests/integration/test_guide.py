@@ -29,7 +29,7 @@ from typing import Iterator
 
 import pytest
 
-from raftstore._local_cluster import free_port
+from raftstore.tools._local_cluster import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from membership import (
     records_agree_with_raft,
 )
 
-from raftstore._local_cluster import RAFTSTORE, Cluster, wait_until
+from raftstore.tools._local_cluster import RAFTSTORE, Cluster, wait_until
 
 pytestmark = pytest.mark.integration
 

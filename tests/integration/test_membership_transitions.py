@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from membership import healthy_voting_member, leader_info, managers, node_id, records_agree_with_raft
 
-from raftstore._local_cluster import Cluster, wait_until
+from raftstore.tools._local_cluster import Cluster, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from raftstore import Timeout
-from raftstore._local_cluster import Cluster, free_port
-from raftstore._proposer import Proposer
+from raftstore.tools._local_cluster import Cluster, free_port
+from raftstore.manager._proposer import Proposer
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from raftstore._local_cluster import RAFTSTORE, Cluster, Node, free_port, wait_until
-from raftstore._demo import run_demo
+from raftstore.tools._local_cluster import RAFTSTORE, Cluster, Node, free_port, wait_until
+from raftstore.tools._demo import run_demo
 
 pytestmark = pytest.mark.integration
 

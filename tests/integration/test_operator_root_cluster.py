@@ -10,8 +10,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import SignatureAlgorithmOID
 
-from raftstore._frames import STRANGER_FRAME_BYTES
-from raftstore._local_cluster import Cluster
+from raftstore.net._frames import STRANGER_FRAME_BYTES
+from raftstore.tools._local_cluster import Cluster
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command is not installed")
 

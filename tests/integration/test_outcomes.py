@@ -18,7 +18,7 @@ import pytest
 from membership import managers
 
 from raftstore import ControlClient, NoQuorum, NotFound, RaftstoreError, Timeout
-from raftstore._local_cluster import Cluster, Node, Result, wait_until
+from raftstore.tools._local_cluster import Cluster, Node, Result, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from raftstore._frames import read_frame, write_frame
-from raftstore._local_cluster import Cluster, Node
-from raftstore._tls import TlsIdentity, client_context
+from raftstore.net._frames import read_frame, write_frame
+from raftstore.tools._local_cluster import Cluster, Node
+from raftstore.net._tls import TlsIdentity, client_context
 from raftstore.keyring import (
     MANAGER_ROLE,
     JoinToken,
@@ -127,7 +127,7 @@ def test_certificate_of_another_cluster_fails_the_handshake(formed: tuple[Cluste
 def test_a_data_dir_too_deep_for_a_unix_socket_is_one_line(tmp_path_factory: pytest.TempPathFactory) -> None:
     import subprocess
 
-    from raftstore._local_cluster import RAFTSTORE
+    from raftstore.tools._local_cluster import RAFTSTORE
 
     deep = tmp_path_factory.mktemp("deep") / ("d" * 120)
     result = subprocess.run(RAFTSTORE + ["daemon", "--data-dir", str(deep)], capture_output=True, text=True,

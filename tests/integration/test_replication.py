@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from raftstore._local_cluster import Cluster, Node, wait_until
+from raftstore.tools._local_cluster import Cluster, Node, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from raftstore._local_cluster import Cluster, Node
+from raftstore.tools._local_cluster import Cluster, Node
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ from typing import Iterator
 
 import pytest
 
-from raftstore._delivery import MEMORY_FILESYSTEMS, filesystem_type
-from raftstore._local_cluster import RAFTSTORE, Cluster, Node, wait_until
+from raftstore.node._delivery import MEMORY_FILESYSTEMS, filesystem_type
+from raftstore.tools._local_cluster import RAFTSTORE, Cluster, Node, wait_until
 
 pytestmark = pytest.mark.integration
 

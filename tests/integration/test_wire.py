@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from netproxy import Proxy
-from raftstore._local_cluster import Cluster, wait_until
+from raftstore.tools._local_cluster import Cluster, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,7 @@
 """A deterministic simulation of raftstore's Raft layer (etcd rafttest / FoundationDB style).
 
 What runs here is the real code: N ``RaftNode`` objects of
-``raftstore._pysyncobj_adapter`` (pysyncobj's ``SyncObj`` with our apply hook,
+``raftstore.raft._pysyncobj_adapter`` (pysyncobj's ``SyncObj`` with our apply hook,
 our append-entries rule, our ``_TransportAdapter`` with its group-commit sync
 and ack filter, and the ``SealedJournal`` on real segment files in a temporary
 directory). Only three things are replaced, all from one seed:
@@ -73,9 +73,9 @@ from typing import Any, Callable, Iterator
 
 import pysyncobj.syncobj as pysyncobj_module
 
-from raftstore import _pysyncobj_adapter as adapter
-from raftstore._frames import FrameBuffer, encode_frame
-from raftstore._segments import SegmentLog
+from raftstore.raft import _pysyncobj_adapter as adapter
+from raftstore.net._frames import FrameBuffer, encode_frame
+from raftstore.storage._segments import SegmentLog
 from raftstore.keyring import DataKey, Keyring, RecordKind, entry_context, seal
 
 __all__ = [

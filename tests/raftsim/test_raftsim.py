@@ -25,8 +25,8 @@ from simulation import (
     seeds,
 )
 
-from raftstore import _pysyncobj_adapter as adapter
-from raftstore._raft_transport import RaftTransportCore
+from raftstore.raft import _pysyncobj_adapter as adapter
+from raftstore.raft._raft_transport import RaftTransportCore
 
 #: Seeds that lose an entry acknowledged to its client under pysyncobj's own rule.
 LOST_ACK_SEEDS = [

@@ -13,9 +13,9 @@ from typing import Any
 
 from cryptography import x509
 
-from raftstore._frames import read_frame, write_frame
-from raftstore._local_cluster import Node
-from raftstore._tls import TlsIdentity, client_context
+from raftstore.net._frames import read_frame, write_frame
+from raftstore.tools._local_cluster import Node
+from raftstore.net._tls import TlsIdentity, client_context
 
 
 def node_identity(node: Node) -> TlsIdentity:

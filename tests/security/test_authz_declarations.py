@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from raftstore._authz import (
+from raftstore.api._authz import (
     ADMIN,
     ADMIN_WHILE_LOCKED,
     ANYONE,
@@ -26,8 +26,8 @@ from raftstore._authz import (
     StoreView,
     authorize,
 )
-from raftstore._cluster_service import NODE_API, ClusterService
-from raftstore._methods import ALLOWED, METHODS, method
+from raftstore.api._cluster_service import NODE_API, ClusterService
+from raftstore.api._methods import ALLOWED, METHODS, method
 from raftstore.keyring import CLIENT_ROLE, MANAGER_ROLE, CertificateIdentity, PermissionDenied
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -61,7 +61,7 @@ def test_the_raft_channel_is_declared() -> None:
 
 
 def test_an_undeclared_control_method_is_refused_on_every_transport(tmp_path: Path) -> None:
-    from raftstore._daemon import Daemon
+    from raftstore.node._daemon import Daemon
 
     daemon = Daemon(tmp_path / "d")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from authz_wire import call, cluster_api, node_identity, raft_channel
 
-from raftstore._local_cluster import Cluster, wait_until
+from raftstore.tools._local_cluster import Cluster, wait_until
 
 pytestmark = pytest.mark.integration
 

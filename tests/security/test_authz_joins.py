@@ -13,7 +13,7 @@ import time
 import pytest
 from authz_wire import call, cluster_api
 
-from raftstore._local_cluster import Cluster, wait_until
+from raftstore.tools._local_cluster import Cluster, wait_until
 from raftstore.keyring import JoinToken, generate_private_key, make_csr
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from raftstore._rate_limit import JoinLimiter
+from raftstore.net._rate_limit import JoinLimiter
 from raftstore.keyring import RateLimited
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from authz_wire import call, cluster_api, control_call, files_identity, node_identity, raft_channel, serial_of
 
-from raftstore._local_cluster import Cluster, free_port
+from raftstore.tools._local_cluster import Cluster, free_port
 
 pytestmark = pytest.mark.integration
 

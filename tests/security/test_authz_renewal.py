@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from authz_wire import call, cluster_api, node_identity
 
-from raftstore._clock import OFFSET_FILE_ENV
-from raftstore._local_cluster import Cluster, wait_until
-from raftstore._tls import TlsIdentity
+from raftstore.node._clock import OFFSET_FILE_ENV
+from raftstore.tools._local_cluster import Cluster, wait_until
+from raftstore.net._tls import TlsIdentity
 from raftstore.keyring import generate_private_key, make_csr, sign_possession
 
 pytestmark = pytest.mark.integration

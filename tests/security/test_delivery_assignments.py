@@ -14,7 +14,7 @@ import time
 import pytest
 from authz_wire import call, cluster_api, files_identity, node_identity
 
-from raftstore._local_cluster import Cluster
+from raftstore.tools._local_cluster import Cluster
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from raftstore._admission import ConnectionPool, Slot
+from raftstore.net._admission import ConnectionPool, Slot
 
 
 @pytest.fixture

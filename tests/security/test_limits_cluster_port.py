@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from raftstore._frames import read_frame, write_frame
-from raftstore._local_cluster import Cluster, Node, wait_until
+from raftstore.net._frames import read_frame, write_frame
+from raftstore.tools._local_cluster import Cluster, Node, wait_until
 
 pytestmark = pytest.mark.integration
 

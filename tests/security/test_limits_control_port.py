@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from raftstore._frames import read_frame, write_frame
-from raftstore._local_cluster import Cluster, Node, free_port
+from raftstore.net._frames import read_frame, write_frame
+from raftstore.tools._local_cluster import Cluster, Node, free_port
 from raftstore.keyring import MANAGER_ROLE, create_root_ca, generate_private_key, issue_certificate, make_csr, new_id
 
 pytestmark = pytest.mark.integration

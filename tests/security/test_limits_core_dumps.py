@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from raftstore._local_cluster import RAFTSTORE, Cluster, Node, free_port, wait_until
+from raftstore.tools._local_cluster import RAFTSTORE, Cluster, Node, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from raftstore._local_cluster import RAFTSTORE, Cluster, free_port
+from raftstore.tools._local_cluster import RAFTSTORE, Cluster, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from raftstore._frames import read_frame, write_frame
-from raftstore._local_cluster import Cluster
+from raftstore.net._frames import read_frame, write_frame
+from raftstore.tools._local_cluster import Cluster
 from raftstore.keyring import JoinToken, create_root_ca
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from raftstore._local_cluster import Cluster, Node, wait_until
-from raftstore._snapshot_file import decode_snapshot, encode_snapshot
+from raftstore.tools._local_cluster import Cluster, Node, wait_until
+from raftstore.storage._snapshot_file import decode_snapshot, encode_snapshot
 
 pytestmark = pytest.mark.integration
 

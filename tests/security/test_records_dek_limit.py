@@ -11,9 +11,9 @@ import signal
 
 import pytest
 
-from raftstore._control import ControlClient
-from raftstore._local_cluster import Cluster, Node, wait_until
-from raftstore._manager import ROTATE_DEK_AFTER, ROTATE_DEK_AFTER_ENV, dek_rotation_threshold
+from raftstore.net._control import ControlClient
+from raftstore.tools._local_cluster import Cluster, Node, wait_until
+from raftstore.manager._manager import ROTATE_DEK_AFTER, ROTATE_DEK_AFTER_ENV, dek_rotation_threshold
 
 pytestmark = pytest.mark.integration
 

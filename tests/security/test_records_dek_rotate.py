@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from raftstore._control import ControlClient
-from raftstore._local_cluster import Cluster, Node, wait_until
-from raftstore._segments import FRAME_OVERHEAD, HEADER_SIZE, SEGMENT_HEADER_SIZE
-from raftstore._snapshot_file import read_snapshot
+from raftstore.net._control import ControlClient
+from raftstore.tools._local_cluster import Cluster, Node, wait_until
+from raftstore.storage._segments import FRAME_OVERHEAD, HEADER_SIZE, SEGMENT_HEADER_SIZE
+from raftstore.storage._snapshot_file import read_snapshot
 from raftstore.keyring import RaftstoreError, record_key_id
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from raftstore._local_cluster import Cluster, Node, free_port
+from raftstore.tools._local_cluster import Cluster, Node, free_port
 
 pytestmark = pytest.mark.integration
 

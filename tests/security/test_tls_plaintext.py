@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from raftstore._frames import read_frame, write_frame
-from raftstore._local_cluster import Cluster, free_port
+from raftstore.net._frames import read_frame, write_frame
+from raftstore.tools._local_cluster import Cluster, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from raftstore._local_cluster import Cluster, Node, wait_until
+from raftstore.tools._local_cluster import Cluster, Node, wait_until
 from raftstore.keyring import private_key_matches_certificate, public_key_fingerprint
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""Durable writes (raftstore/_fsutil.py)."""
+"""Durable writes (raftstore/storage/_fsutil.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-import raftstore._fsutil as fsutil
-from raftstore._fsutil import atomic_write, fsync_directory, fsync_file, storage_error
+import raftstore.storage._fsutil as fsutil
+from raftstore.storage._fsutil import atomic_write, fsync_directory, fsync_file, storage_error
 from raftstore.keyring import StorageError
 
 

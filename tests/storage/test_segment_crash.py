@@ -25,8 +25,8 @@ from typing import Callable
 
 import pytest
 
-import raftstore._segments as segments_mod
-from raftstore._segments import SegmentLog
+import raftstore.storage._segments as segments_mod
+from raftstore.storage._segments import SegmentLog
 from segment_chain import CHAIN
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="maps fds to paths via /proc")

@@ -10,7 +10,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from raftstore._segments import SegmentLog
+from raftstore.storage._segments import SegmentLog
 from segment_chain import CHAIN
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import raftstore._segments as segments_mod
-from raftstore._segments import SegmentLog, _frame, _segment_header
+import raftstore.storage._segments as segments_mod
+from raftstore.storage._segments import SegmentLog, _frame, _segment_header
 from segment_chain import CHAIN
 from raftstore.keyring import InvalidRecord, StorageError
 

@@ -1,4 +1,4 @@
-"""Contract tests for the on-disk Raft log (raftstore/_segments.py)."""
+"""Contract tests for the on-disk Raft log (raftstore/storage/_segments.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from raftstore._segments import FRAME_OVERHEAD, HEADER_SIZE, MAGIC, SEGMENT_HEADER_SIZE, SegmentLog
+from raftstore.storage._segments import FRAME_OVERHEAD, HEADER_SIZE, MAGIC, SEGMENT_HEADER_SIZE, SegmentLog
 from segment_chain import CHAIN
 from raftstore.keyring import InvalidRecord
 

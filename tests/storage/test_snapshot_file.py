@@ -1,4 +1,4 @@
-"""Snapshot files (raftstore/_snapshot_file.py)."""
+"""Snapshot files (raftstore/storage/_snapshot_file.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raftstore._snapshot_file import MAGIC, decode_snapshot, encode_snapshot, read_snapshot, write_snapshot
+from raftstore.storage._snapshot_file import MAGIC, decode_snapshot, encode_snapshot, read_snapshot, write_snapshot
 from raftstore.keyring import InvalidRecord, StorageError
 
 u64 = st.integers(0, 2**64 - 1)
@@ -111,8 +111,8 @@ def test_read_snapshot_names_the_file(tmp_path):
 
 CRASHING_WRITER = """
 import os, sys
-import raftstore._fsutil as fsutil
-from raftstore._snapshot_file import write_snapshot
+import raftstore.storage._fsutil as fsutil
+from raftstore.storage._snapshot_file import write_snapshot
 
 real_write = os.write
 
@@ -141,7 +141,7 @@ def test_crash_mid_write_leaves_the_old_snapshot(tmp_path):
 
 
 def test_failed_write_leaves_the_old_snapshot_and_no_temp_file(tmp_path, monkeypatch):
-    import raftstore._fsutil as fsutil
+    import raftstore.storage._fsutil as fsutil
 
     path = tmp_path / "snapshot"
     write_snapshot(path, 1, 1, b"old")

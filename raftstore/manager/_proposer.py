@@ -1,0 +1,299 @@
+"""Group commit above pysyncobj: one Raft entry carries every proposal that waited.
+
+While an entry is in flight, new proposals queue; when it resolves, everything
+queued goes out as the next entry — one seal, one append and one fsync per
+manager for the whole group. Under load the groups grow by themselves; a lone
+write goes out at once (pysyncobj runs with ``appendEntriesUseBatch=False``).
+
+Retries are safe because every proposal carries a 128-bit id and the state
+machine applies no id twice: an entry whose fate is unknown (the leader changed,
+the message was lost) is resubmitted as the same bytes, and whichever copy
+commits first decides the outcome; the other is a no-op that returns the same
+outcome.
+
+Honest outcomes. A proposal is handed to pysyncobj only while there is a
+leader to take it (we lead with a quorum connected, or we are connected to
+the leader). What was never handed over can be refused for certain:
+``NoQuorum`` once no leader has been usable for ``leader_wait`` (about one
+election timeout); a manager that has not seen a leader since it started
+gives the first election up to ``first_leader_wait``, so that a command sent
+right after a restart is not refused while the managers are still voting. Once handed over, pysyncobj may still commit it at any
+time (it keeps queued commands until a leader appears), so a failure to learn
+its fate is always ``Timeout``, "may or may not have been applied"; the
+client's retry with the same proposal id then gets the first outcome.
+
+Nothing here reads the wall clock for the store: ``clock`` (from the daemon)
+stamps each proposal with the time the state machine records.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import msgpack
+
+from ..telemetry._metrics import PROPOSAL_SECONDS, PROPOSALS_COMMITTED, PROPOSALS_FAILED
+from ..state._state_machine import MAX_TRANSACTION_BYTES, Outcome
+from ..keyring import InvalidArgument, NoQuorum, RaftstoreError, Timeout
+
+__all__ = ["Proposer", "RETIRED", "new_proposal_id"]
+
+#: What the apply hook returns for an entry sealed under a retired DEK term.
+RETIRED = "retired"
+
+_SUCCESS = 0
+#: How often a waiting caller checks whether its proposal can still be decided.
+_POLL = 0.05
+
+
+def new_proposal_id() -> bytes:
+    return os.urandom(16)
+
+
+@dataclass
+class _Pending:
+    proposal_id: bytes
+    actions: list[Any]
+    encoded_size: int
+    now: str = ""
+    enqueued_at: float = 0.0
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: Outcome | None = None
+    submitted: bool = False
+    abandoned: bool = False  # the caller gave up waiting
+
+
+@dataclass
+class _Batch:
+    proposals: list[_Pending]
+    payload: bytes
+    attempt: int = 1
+    submitted_at: float = 0.0
+
+
+class Proposer:
+    """Queues proposals, seals them in groups and submits them to Raft."""
+
+    def __init__(
+        self,
+        *,
+        submit: Callable[[bytes, Callable[[Any, int], None]], None],
+        seal_entry: Callable[[bytes], bytes],
+        clock: Callable[[], str],
+        has_leader: Callable[[], bool],
+        max_inflight: int = 1,
+        max_batch_bytes: int = 2 * 2**20,
+        resubmit_after: float = 1.0,
+        actor: str = "",
+        leader_wait: float = 1.5,
+        first_leader_wait: float = 10.0,
+    ) -> None:
+        """``has_leader``: whether a proposal handed over now reaches a leader (see the module doc).
+
+        ``leader_wait``: how long without such a leader before a proposal that
+        was never handed over is refused; one that was is given up (``Timeout``)
+        after twice that, since a new leader may still commit it.
+        """
+        self._submit = submit
+        self._actor = actor  # this manager's node id, carried by each proposal for the events it causes
+        self._seal_entry = seal_entry
+        self._clock = clock
+        self._has_leader = has_leader
+        self._max_inflight = max_inflight
+        self._max_batch_bytes = max_batch_bytes
+        self._resubmit_after = resubmit_after
+        self._leader_wait = leader_wait
+        self._first_leader_wait = max(leader_wait, first_leader_wait)
+        # Refreshed by the watchdog (and on a leader change), read by everyone
+        # else: asking Raft on every proposal would cost more than the proposal.
+        self._usable = False
+        self._leader_seen_at = 0.0
+        self._lock = threading.Lock()
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._inflight: dict[int, _Batch] = {}
+        self._next_batch = 0
+        self._closed = False
+        self._watchdog = threading.Thread(target=self._watch, name="proposer-watchdog", daemon=True)
+        self._watchdog.start()
+        self.entries_submitted = 0
+        self.proposals_committed = 0
+
+    # ------------------------------------------------------------- public
+
+    def propose(self, actions: list[Any], *, proposal_id: bytes | None = None, timeout: float = 10.0) -> Outcome:
+        """Commit one transaction through Raft and return its outcome (blocking)."""
+        encoded = msgpack.packb(actions, use_bin_type=True)
+        if len(encoded) > MAX_TRANSACTION_BYTES:
+            raise InvalidArgument(
+                f"transaction of {len(encoded)} bytes exceeds the limit of {MAX_TRANSACTION_BYTES} bytes (1.5 MiB)"
+            )
+        pending = _Pending(proposal_id or new_proposal_id(), actions, len(encoded))
+        started = time.perf_counter()
+        try:
+            outcome = self._wait_for(pending, timeout)
+        except RaftstoreError as error:
+            PROPOSALS_FAILED.labels(error.code).inc()
+            raise
+        PROPOSAL_SECONDS.observe(time.perf_counter() - started)
+        if outcome.ok:
+            PROPOSALS_COMMITTED.inc()
+        else:
+            PROPOSALS_FAILED.labels(outcome.error_code).inc()
+        return outcome
+
+    def _wait_for(self, pending: _Pending, timeout: float) -> Outcome:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if self._closed:
+                raise NoQuorum("this manager is shutting down")
+            pending.enqueued_at = time.monotonic()
+            self._queue.append(pending)
+            self._pump()
+        while not pending.done.wait(min(_POLL, max(0.0, deadline - time.monotonic()))):
+            with self._lock:
+                if pending.done.is_set():
+                    break
+                now = time.monotonic()
+                leaderless = 0.0 if self._usable else now - max(self._leader_seen_at, pending.enqueued_at)
+                if not pending.submitted:
+                    if leaderless >= (self._leader_wait if self._leader_seen_at else self._first_leader_wait):
+                        self._queue.remove(pending)
+                        raise NoQuorum()
+                    if now >= deadline:
+                        self._queue.remove(pending)
+                        raise NoQuorum(f"the request waited {timeout:.0f}s behind earlier ones and was not applied")
+                elif now >= deadline or leaderless >= 2 * self._leader_wait:
+                    pending.abandoned = True
+                    if now >= deadline:
+                        raise Timeout()
+                    raise Timeout(
+                        f"the leader was lost for {leaderless:.1f}s before this request's outcome was known; "
+                        "it may or may not have been applied"
+                    )
+        assert pending.outcome is not None
+        return pending.outcome
+
+    def _refresh_leader(self) -> bool:
+        """Ask whether a proposal handed over now reaches a leader; remember the answer and when it was yes."""
+        usable = self._usable = self._has_leader()
+        if usable:
+            self._leader_seen_at = time.monotonic()
+        return usable
+
+    def barrier(self, timeout: float = 10.0) -> int:
+        """An entry committed after this call began: reads after it are linearizable."""
+        try:
+            outcome = self.propose([{"op": "read"}], timeout=timeout)
+        except Timeout:  # a read changes nothing: the write's "may or may not have been applied" would mislead
+            raise Timeout("timed out waiting for the cluster to confirm this read; nothing was changed") from None
+        if not outcome.ok:
+            raise RaftstoreError(outcome.error_message)
+        return int(outcome.results[0])
+
+    def leader_changed(self) -> None:
+        """A new leader: resubmit what is in flight now rather than after the resubmission delay."""
+        self._refresh_leader()
+        with self._lock:
+            for batch in self._inflight.values():
+                batch.submitted_at = 0.0
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            waiting = list(self._queue)
+            self._queue.clear()
+            for batch in self._inflight.values():
+                waiting.extend(batch.proposals)
+            self._inflight.clear()
+        for pending in waiting:
+            if not pending.done.is_set():
+                if pending.submitted:  # Raft may still commit it elsewhere
+                    error: RaftstoreError = Timeout(
+                        "this manager stopped before the request's outcome was known; "
+                        "it may or may not have been applied"
+                    )
+                else:
+                    error = NoQuorum("this manager is shutting down; the request was not applied")
+                pending.outcome = Outcome.failure(error)
+                pending.done.set()
+
+    # ------------------------------------------------------------- internals
+
+    def _pump(self) -> None:
+        """Submit queued proposals while there is room in flight and a leader to take them (lock held)."""
+        while self._queue and len(self._inflight) < self._max_inflight and not self._closed and self._usable:
+            group: list[_Pending] = []
+            size = 0
+            while self._queue and (not group or size + self._queue[0].encoded_size <= self._max_batch_bytes):
+                pending = self._queue.popleft()
+                pending.submitted = True
+                size += pending.encoded_size
+                group.append(pending)
+            now = self._clock()
+            for pending in group:
+                pending.now = now
+            self._send(group)
+
+    def _send(self, group: list[_Pending]) -> None:
+        plaintext = msgpack.packb([[p.proposal_id, p.now, p.actions] + ([self._actor] if self._actor else [])
+                                   for p in group], use_bin_type=True)
+        batch = _Batch(group, self._seal_entry(plaintext))
+        number = self._next_batch
+        self._next_batch += 1
+        self._inflight[number] = batch
+        self._submit_batch(number, batch)
+
+    def _submit_batch(self, number: int, batch: _Batch) -> None:
+        batch.submitted_at = time.monotonic()
+        attempt = batch.attempt
+        self.entries_submitted += 1
+        self._submit(batch.payload, lambda result, error: self._resolved(number, attempt, result, error))
+
+    def _resolved(self, number: int, attempt: int, result: Any, error: int) -> None:
+        with self._lock:
+            batch = self._inflight.get(number)
+            if batch is None:
+                return  # an earlier copy already decided it
+            if error != _SUCCESS:
+                if attempt == batch.attempt:
+                    batch.submitted_at = 0.0  # resubmit on the watchdog's next pass
+                return
+            del self._inflight[number]
+            if result == RETIRED:
+                # Sealed under a DEK term retired while it was in flight: the
+                # state machine applied none of it, so reseal and go again.
+                self._send(batch.proposals)
+                return
+            if not isinstance(result, list) or len(result) != len(batch.proposals):
+                result = [Outcome.failure(RaftstoreError("the entry was applied without outcomes"))] * len(
+                    batch.proposals
+                )
+            for pending, outcome in zip(batch.proposals, result):
+                pending.outcome = outcome
+                pending.done.set()
+            self.proposals_committed += len(batch.proposals)
+            self._pump()
+
+    def _watch(self) -> None:
+        """Resubmit entries whose fate went unreported; give up on abandoned ones."""
+        while not self._closed:
+            time.sleep(_POLL)
+            usable = self._refresh_leader()
+            now = time.monotonic()
+            with self._lock:
+                for number, batch in list(self._inflight.items()):
+                    if all(p.abandoned for p in batch.proposals):
+                        # Every caller timed out: free the slot. If a copy still
+                        # commits, its outcome is recorded and a retry with the
+                        # same proposal id will receive it.
+                        del self._inflight[number]
+                        continue
+                    if now - batch.submitted_at >= self._resubmit_after and usable:
+                        batch.attempt += 1
+                        self._submit_batch(number, batch)
+                self._pump()

@@ -1,0 +1,190 @@
+"""Keeping this node's certificate fresh.
+
+Every node renews at a random moment between 50% and 80% of its
+certificate's lifetime (so that a cluster's nodes do not all come at once),
+at once when a CA rotation asks for it, and as soon as a manager can be
+reached when the certificate has expired. Failures back off exponentially
+(1 s, 2 s, ... 60 s). Each renewal makes a new key; the old one is
+replaced on disk only after the new certificate has arrived.
+
+A manager renews itself locally with the CA key from its own store (an
+expired manager certificate could not complete a TLS handshake, not even
+with itself). A worker asks a manager over mutual TLS, or, when its
+certificate has expired, proves possession of the old key by signing the
+request (TLS refuses expired client certificates). The managers renew an
+expired certificate only within a grace period (the cluster's certificate
+expiry, at most 7 days) and only the one on record; a refusal says so, and
+this node then reports that it must rejoin (``info`` and the log) instead of
+retrying in silence.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..net._cluster_client import call_any_manager, call_any_manager_anonymous
+from ..storage._fsutil import atomic_write
+from ..storage._keystore import KeyStore
+from ..keyring import (
+    CERT_BACKDATE,
+    CertificateIdentity,
+    PermissionDenied,
+    RaftstoreError,
+    certificate_identity,
+    generate_private_key,
+    make_csr,
+    sign_possession,
+)
+
+if TYPE_CHECKING:
+    from ._daemon import Daemon
+
+__all__ = ["CertificateRenewer", "issued_identity", "install_pair"]
+
+MAX_BACKOFF = 60.0
+
+
+def issued_identity(daemon: "Daemon", chain_pem: bytes) -> CertificateIdentity:
+    """The identity in a certificate a manager issued to this node, refused if it names another node."""
+    node = daemon.node
+    assert node is not None
+    new = certificate_identity(chain_pem)
+    if new.node_id != node.node_id or new.cluster_id != node.cluster_id:
+        raise RaftstoreError("the renewed certificate names another node")
+    return new
+
+
+def install_pair(daemon: "Daemon", chain_pem: bytes, key_pem: bytes, sealed_under: Any) -> CertificateIdentity:
+    """Replace this node's key and certificate so that a crash leaves a matching pair (see
+    KeyStore.install_certificate); the key is sealed under ``sealed_under`` (a KEK) when given."""
+    new = issued_identity(daemon, chain_pem)
+    assert daemon.node is not None
+    KeyStore(daemon.paths, daemon.node.cluster_id).install_certificate(chain_pem, key_pem, sealed_under)
+    return new
+
+
+class CertificateRenewer:
+    def __init__(self, daemon: "Daemon", rng: random.Random | None = None) -> None:
+        self.daemon = daemon
+        self._rng = rng or random.Random()
+        self._due: tuple[datetime, datetime] | None = None  # (for not_after, due at)
+        self._forced = False
+        self._failures = 0
+        self._retry_at: datetime | None = None
+        self.last_error: str | None = None
+        #: Set when the managers refused to renew an expired certificate: only a rejoin helps.
+        self.rejoin_error: str | None = None
+
+    def request(self) -> None:
+        """Renew at the next opportunity (a CA rotation needs new certificates)."""
+        self._forced = True
+        self._retry_at = None
+
+    def due_at(self, identity: CertificateIdentity) -> datetime:
+        if self._due is None or self._due[0] != identity.not_after:
+            # The lifetime runs from issuance: NotBefore is back-dated for clock
+            # skew, and counting that hour would make a 1h certificate due at once.
+            issued = min(identity.not_before + CERT_BACKDATE, identity.not_after)
+            lifetime = identity.not_after - issued
+            self._due = (identity.not_after, issued + lifetime * self._rng.uniform(0.5, 0.8))
+        return self._due[1]
+
+    def tick(self) -> None:
+        identity = self.daemon.certificate_identity()
+        if identity is None:
+            return
+        now = self.daemon.clock.now()
+        if not (self._forced or now >= self.due_at(identity)):
+            return
+        if self._retry_at is not None and now < self._retry_at:
+            return
+        expired = now >= identity.not_after
+        try:
+            self.renew(expired)
+        except PermissionDenied as error:
+            if expired:
+                self._refused(error)
+            self._failures += 1
+            self._retry_at = now + timedelta(seconds=MAX_BACKOFF)
+            self.last_error = str(error)
+            return
+        except RaftstoreError as error:
+            self._failures += 1
+            delay = min(MAX_BACKOFF, 2.0 ** (self._failures - 1)) * self._rng.uniform(0.8, 1.2)
+            self._retry_at = now + timedelta(seconds=delay)
+            if self.last_error != str(error):
+                self.daemon.log(f"certificate renewal failed (retrying with backoff): {error}")
+            self.last_error = str(error)
+            return
+        self._failures = 0
+        self._retry_at = None
+        self._forced = False
+        self.last_error = None
+        self.rejoin_error = None
+
+    def _refused(self, error: PermissionDenied) -> None:
+        """The managers will not renew this expired certificate: say once, clearly, what the operator must do."""
+        message = (f"certificate expired and the managers refuse to renew it ({error}); this node must rejoin: "
+                   "run \"raftstore leave --force\", then \"raftstore join\" with a join token")
+        if self.rejoin_error != message:
+            self.daemon.warn(message)
+        self.rejoin_error = message
+
+    def renew(self, expired: bool) -> None:
+        daemon = self.daemon
+        node = daemon.node
+        if node is None:
+            return
+        key = generate_private_key()
+        csr = make_csr(key)
+        if daemon.manager is not None:
+            reply = daemon.cluster_service.issue_for(node.node_id, csr, daemon.certificate_identity())
+            identity = daemon.manager.tls_identity()
+        else:
+            assert daemon.worker is not None
+            identity = daemon.worker.identity()
+            addrs = list(daemon.worker.node.manager_addrs)
+            if expired:
+                reply = call_any_manager_anonymous(
+                    addrs,
+                    "node.renew_expired",
+                    {
+                        "cert_chain_pem": identity.cert_chain_pem,
+                        "csr_pem": csr,
+                        "proof": sign_possession(identity.key_pem, csr),
+                    },
+                    trusted_roots_pem=identity.trusted_roots_pem,
+                    cluster_id=node.cluster_id,
+                )
+            else:
+                reply = call_any_manager(
+                    addrs,
+                    "node.renew",
+                    {"csr_pem": csr},
+                    trusted_roots_pem=identity.trusted_roots_pem,
+                    identity=identity,
+                    cluster_id=node.cluster_id,
+                )
+        self.install(reply, key)
+
+    def install(self, reply: dict[str, Any], key_pem: bytes) -> None:
+        """Put a certificate for this node's current role, and its new key, in place and in use."""
+        daemon = self.daemon
+        node = daemon.node
+        assert node is not None
+        chain = bytes(reply["cert_chain_pem"])
+        keystore = KeyStore(daemon.paths, node.cluster_id)
+        manager = daemon.manager
+        sealed_under = manager.kek if manager is not None and keystore.needs_unlock_key() else None
+        new = install_pair(daemon, chain, key_pem, sealed_under)
+        bundle = reply.get("trust_bundle_pem")
+        if isinstance(bundle, bytes) and bundle:
+            atomic_write(daemon.paths.root_ca, bundle, mode=0o644)
+        if manager is not None:
+            manager.reload_tls_identity(key_pem)
+        elif daemon.worker is not None:
+            daemon.worker.set_key(key_pem)
+        daemon.reset_tls()
+        daemon.log(f"certificate renewed: valid until {new.not_after:%Y-%m-%d %H:%M:%S} UTC ({new.role})")

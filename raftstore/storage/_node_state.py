@@ -1,0 +1,163 @@
+"""``state.json``: what this node is. Nothing secret lives here.
+
+The file is small, written atomically, and read at every start to decide
+whether the daemon is inactive, a manager (possibly locked) or a worker.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._fsutil import atomic_write
+from ..keyring import InvalidArgument, StorageError
+
+__all__ = ["NodeState", "StatePaths"]
+
+MANAGER = "manager"
+WORKER = "worker"
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """The data directory layout of DESIGN.md."""
+
+    root: Path
+
+    @property
+    def raft(self) -> Path:
+        return self.root / "raft"
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def certificates(self) -> Path:
+        return self.root / "certificates"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "raftstore.sock"
+
+    @property
+    def root_ca(self) -> Path:
+        return self.certificates / "swarm-root-ca.crt"
+
+    @property
+    def node_cert(self) -> Path:
+        return self.certificates / "swarm-node.crt"
+
+    @property
+    def node_key(self) -> Path:
+        return self.certificates / "swarm-node.key"
+
+    @property
+    def lock_file(self) -> Path:
+        """Held (flock) by the daemon serving this directory, for its whole life."""
+        return self.root / "raftstore.lock"
+
+    def create(self) -> None:
+        for directory in (self.root, self.raft, self.keys, self.certificates):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class NodeState:
+    cluster_id: str
+    node_id: str
+    role: str  # manager | worker
+    listen_addr: str
+    advertise_addr: str
+    # The Raft configuration this node started its log with (managers).
+    bootstrap_members: list[list[str]] = field(default_factory=list)
+    # Managers this node knows how to reach (workers use them for renewals and reads).
+    manager_addrs: list[str] = field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def sole_manager(cls, cluster_id: str, node_id: str, listen_addr: str, advertise_addr: str) -> "NodeState":
+        """A manager whose Raft log starts with itself alone (init, restore from a backup)."""
+        return cls(
+            cluster_id=cluster_id,
+            node_id=node_id,
+            role=MANAGER,
+            listen_addr=listen_addr,
+            advertise_addr=advertise_addr,
+            bootstrap_members=[[node_id, advertise_addr]],
+            manager_addrs=[advertise_addr],
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> "NodeState | None":
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            data: dict[str, Any] = json.loads(raw)
+            return cls(
+                cluster_id=str(data["cluster_id"]),
+                node_id=str(data["node_id"]),
+                role=str(data["role"]),
+                listen_addr=str(data["listen_addr"]),
+                advertise_addr=str(data["advertise_addr"]),
+                bootstrap_members=[list(m) for m in data.get("bootstrap_members", [])],
+                manager_addrs=[str(a) for a in data.get("manager_addrs", [])],
+            )
+        except (ValueError, KeyError, TypeError):
+            raise StorageError(f"{path} is damaged; it is not the node state this daemon wrote") from None
+
+    def save(self, path: Path) -> None:
+        atomic_write(path, self.to_json(), mode=0o600)
+
+    def replace(self, **changes: Any) -> "NodeState":
+        data = asdict(self)
+        data.update(changes)
+        return NodeState(**data)
+
+
+def split_host_port(address: str, default_port: int | None = None) -> tuple[str, int]:
+    """Parse HOST:PORT (IPv6 in brackets); a bare host takes ``default_port``."""
+    text = address.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, ""
+    if not port_text:
+        if default_port is None:
+            raise InvalidArgument(f"invalid address {address!r}: expected HOST:PORT")
+        port_text = str(default_port)
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise InvalidArgument(f"invalid port in {address!r}") from None
+    if not host or not 0 < port < 65536:
+        raise InvalidArgument(f"invalid address {address!r}: expected HOST:PORT")
+    return host, port
+
+
+def listen_tcp(address: str, backlog: int) -> socket.socket:
+    """A listening TCP socket on HOST:PORT, or one InvalidArgument line saying why not."""
+    host, port = split_host_port(address)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as error:
+        sock.close()
+        raise InvalidArgument(f"cannot listen on {address}: {error.strerror}") from None
+    sock.listen(backlog)
+    return sock
