@@ -43,11 +43,13 @@ from typing import TYPE_CHECKING, Any
 
 from ._authz import ANYONE, MANAGER, NODE, NODE_IN_ROLE, Allowed, Caller, allow, authorize, recorded_serials
 from ..node._bootstrap import node_record_action
-from ..manager._ca_rotation import finish_if_converged, signing_key_fingerprint, trust_bundle
+from ..manager._ca_rotation import finish_if_converged
+from ..manager._roots import signing_key_fingerprint, trust_bundle
 from ..state._durations import format_duration
-from ..manager._external_ca import issue_node_certificate
+from ..manager._issuance import issue_node_certificate
 from ..manager._membership import MembershipReconciler
 from ..net._rate_limit import JoinLimiter
+from ..state._grants import read_granted
 from ..keyring import (
     MANAGER_ROLE,
     WORKER_ROLE,
@@ -185,7 +187,7 @@ class ClusterService:
         }
 
     def _sign(self, spec: dict[str, Any], csr: bytes, node_id: str, role: str) -> bytes:
-        """Signed here with the root's key, or by the cluster's external CA (see _external_ca)."""
+        """Signed here with the root's key, or by the cluster's external CA (the one place: ``_issuance``)."""
         return issue_node_certificate(spec, csr, node_id=node_id, role=role, now=self.daemon.clock.now(),
                                       cluster_id=self.daemon.require_manager().node.cluster_id)
 
@@ -348,8 +350,6 @@ class ClusterService:
         return self._read_granted(caller, "configs", params)
 
     def _read_granted(self, caller: Caller, table: str, params: dict[str, Any]) -> Any:
-        from ._object_methods import read_granted
-
         kind = table[:-1]
         ref = params.get(kind)
         if not isinstance(ref, str):
@@ -373,4 +373,4 @@ class ClusterService:
         self.membership.run()
         manager = self.daemon.manager
         if manager is not None and manager.status().get("is_leader"):
-            finish_if_converged(self.daemon)
+            finish_if_converged(manager, self.daemon.log)

@@ -149,7 +149,7 @@ def _manager(daemon: "Daemon") -> list[Finding]:
                            "add or demote one manager (raftstore node promote/demote)"))
     out += _external_cas(spec)
     if spec.get("root_rotation"):
-        status = rotation_status(daemon, "local")
+        status = rotation_status(manager, "local")
         rows = {r["id"]: r for r in _node_rows(daemon)}
         down = [n["id"] for n in status["waiting_for"] if rows.get(n["id"], {}).get("status") == "down"]
         if down:
@@ -165,8 +165,8 @@ def _manager(daemon: "Daemon") -> list[Finding]:
 
 def _external_cas(spec: dict[str, Any]) -> list[Finding]:
     """Each external CA that does not answer; critical when none that signs now does (joins and renewals fail)."""
-    from ..manager._ca_rotation import signing_root
     from ..manager._external_ca import entries_for, probe_all
+    from ..manager._roots import signing_root
 
     if not spec.get("external_cas"):
         return []

@@ -22,8 +22,9 @@ from ._authz import ADMIN, ADMIN_WHILE_LOCKED, Allowed
 from ..node._bootstrap import bootstrap_actions, initialize_cluster, join_cluster
 from ..net._cluster_client import ClusterClient
 from ..net._control import Stream
+from ..manager._cluster_settings import cluster_spec, update_cluster
 from ..manager._external_ca import MAX_EXTERNAL_CAS, probe_all, require_answering, updated_external_cas
-from ..storage._node_state import MANAGER, NodeState, split_host_port
+from ..storage._node_state import MANAGER, split_host_port
 from ..node._roles import check_quorum_after_removal, remove_manager
 from ..state._state_machine import StateMachine
 from ..keyring import (
@@ -32,7 +33,6 @@ from ..keyring import (
     InvalidArgument,
     JoinToken,
     NoQuorum,
-    NotFound,
     NotInitialized,
     RaftstoreError,
     UnlockKey,
@@ -79,11 +79,7 @@ def _read(daemon: "Daemon", params: dict[str, Any]) -> StateMachine:
 
 def _committed_cluster_spec(daemon: "Daemon") -> dict[str, Any]:
     """The cluster object's spec after a barrier: what every cluster-wide setting is read from."""
-    cluster = daemon.require_manager().read_barrier().cluster()
-    if cluster is None:
-        raise NoQuorum("the cluster object is not committed yet")
-    spec: dict[str, Any] = cluster["spec"]
-    return spec
+    return cluster_spec(daemon.require_manager())
 
 
 # ------------------------------------------------------------------ info
@@ -379,41 +375,6 @@ def _leave_raft(daemon: "Daemon", manager: "Manager") -> str | None:
 # ------------------------------------------------------------------ cluster settings
 
 
-def update_cluster(
-    daemon: "Daemon",
-    mutate: Callable[[dict[str, Any], "Manager"], list[dict[str, Any]]],
-    attempts: int = 5,
-) -> dict[str, Any]:
-    """Read the cluster object, change its spec with ``mutate`` and commit (retrying races)."""
-    manager = daemon.require_manager()
-    for attempt in range(attempts):
-        state = manager.read_barrier()
-        cluster = state.cluster()
-        if cluster is None:
-            raise NoQuorum("the cluster object is not committed yet")
-        spec = _copy(cluster["spec"])
-        extra = mutate(spec, manager)
-        try:
-            manager.propose(
-                [{"op": "update", "table": "cluster", "id": cluster["id"], "version": cluster["version"], "spec": spec}]
-                + extra
-            )
-            return spec
-        except UpdateOutOfSequence:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
-
-
 @method("join_token", allow=ADMIN)
 def join_token(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     role = params.get("role")
@@ -426,7 +387,7 @@ def join_token(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
             spec["join_tokens"][role] = str(JoinToken.parse(spec["join_tokens"][role]).rotated())
             return []
 
-        spec = update_cluster(daemon, rotate)
+        spec = update_cluster(daemon.require_manager(), rotate)
         daemon.log(f"{role} join token rotated")
     else:
         spec = _committed_cluster_spec(daemon)
@@ -452,7 +413,7 @@ def unlock_key(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
             spec["kek_version"] = int(spec.get("kek_version", 1)) + 1
             return []
 
-        spec = update_cluster(daemon, rotate)
+        spec = update_cluster(daemon.require_manager(), rotate)
         daemon.log("unlock key rotated")
         return {"unlock_key": spec["unlock_key"], "rotated": True}
     return {"unlock_key": current["unlock_key"], "rotated": False}
@@ -497,7 +458,7 @@ def update(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
             outcome["dek_term"] = extra[0]["key_id"]
         return extra
 
-    spec = update_cluster(daemon, change)
+    spec = update_cluster(daemon.require_manager(), change)
     daemon.log("cluster settings updated" + (f"; data encryption key rotated to term {outcome['dek_term']}"
                                              if "dek_term" in outcome else ""))
     return {"autolock": bool(spec.get("autolock")), "cert_expiry_seconds": spec["cert_expiry_seconds"],
@@ -507,7 +468,7 @@ def update(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
 
 def _check_new_external_cas(daemon: "Daemon", options: list[Any]) -> None:
     """Before committing: the external CAs being added answer, and sign with the root that signs now."""
-    from ..manager._ca_rotation import signing_root
+    from ..manager._roots import signing_root
 
     spec = _committed_cluster_spec(daemon)
     entries = updated_external_cas(spec, options, [])[-len(options):]
@@ -633,7 +594,7 @@ def node_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
         current = manager.state.find("nodes", node_id)
         return [{"op": "delete", "table": "nodes", "id": node_id}] if current else []
 
-    update_cluster(daemon, forget)
+    update_cluster(daemon.require_manager(), forget)
     daemon.heartbeats.pop(node_id, None)
     daemon.log(f"node {node_id} removed from the cluster")
     return {"id": node_id, "removed": True}
@@ -799,13 +760,6 @@ def ping(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return {"mode": daemon.mode}
 
 
-def _not_found(what: str) -> RaftstoreError:
-    return NotFound(what)
-
-
-__all__ += ["update_cluster", "NodeState"]
-
-
 # ------------------------------------------------------------------ CA
 
 
@@ -814,18 +768,19 @@ def ca(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     from ..manager._ca_rotation import rotation_status, start_rotation
 
     if params.get("rotate"):
-        return start_rotation(daemon, daemon.clock.now(), params.get("ca_cert_pem"), params.get("ca_key_pem"),
-                              _external_cas(params))
+        now, external_cas = daemon.clock.now(), _external_cas(params)
+        return start_rotation(daemon.require_manager(), daemon.log, now, params.get("ca_cert_pem"),
+                              params.get("ca_key_pem"), external_cas)
     if params.get("ca_cert_pem") or params.get("ca_key_pem") or params.get("external_cas"):
         raise InvalidArgument("--ca-cert, --ca-key and --external-ca only go with --rotate")
-    return rotation_status(daemon, str(params.get("consistency") or "linearizable"))
+    return rotation_status(daemon.require_manager(), str(params.get("consistency") or "linearizable"))
 
 
 @method("ca.issue_client", allow=ADMIN)
 def ca_issue_client(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     """A client certificate for the remote control API (OU swarm-client), for the key in a CSR."""
-    from ..manager._ca_rotation import trust_bundle
-    from ..manager._external_ca import issue_node_certificate
+    from ..manager._issuance import issue_node_certificate
+    from ..manager._roots import trust_bundle
     from ..keyring import CLIENT_ROLE, certificate_identity, new_id
 
     csr = params.get("csr_pem")
@@ -847,8 +802,9 @@ def ca_issue_client(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
 def ca_issue_server(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     """A daemon's server certificate for the remote control API (serverAuth only), naming the hosts
     clients dial, for the key in a CSR (``ca issue-server``)."""
-    from ..manager._ca_rotation import signing_root, trust_bundle
-    from ..keyring import issue_daemon_certificate, new_id
+    from ..manager._issuance import issue_node_certificate
+    from ..manager._roots import trust_bundle
+    from ..keyring import DAEMON_ROLE, new_id
 
     csr, hosts = params.get("csr_pem"), params.get("sans")
     if not isinstance(csr, bytes):
@@ -857,20 +813,8 @@ def ca_issue_server(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
         raise InvalidArgument("--san takes a DNS name or an IP address")
     manager = daemon.require_manager()
     spec = _committed_cluster_spec(daemon)
-    root, intermediates = signing_root(spec)
-    if root.key_pem is None:
-        raise InvalidArgument("the cluster does not hold its root key (external CA): have your CA sign a server "
-                              "certificate with serverAuth and the hosts clients dial, and give it to daemon --tlscert")
-    chain = issue_daemon_certificate(
-        root,
-        csr,
-        name=f"daemon-{new_id()[:12]}",
-        cluster_id=manager.node.cluster_id,
-        hosts=hosts,
-        now=daemon.clock.now(),
-        validity=timedelta(seconds=int(spec["cert_expiry_seconds"])),
-        intermediates_pem=intermediates,
-    )
+    chain = issue_node_certificate(spec, csr, node_id=f"daemon-{new_id()[:12]}", cluster_id=manager.node.cluster_id,
+                                   role=DAEMON_ROLE, now=daemon.clock.now(), hosts=hosts)
     daemon.log(f"issued a daemon certificate for {', '.join(hosts)} for the remote control API")
     return {"cert_chain_pem": chain, "ca_pem": trust_bundle(spec)}
 
@@ -891,7 +835,7 @@ def ca_revoke_client(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]
         spec["revoked_client_serials"] = sorted(set(revoked) | {text})
         return []
 
-    update_cluster(daemon, revoke)
+    update_cluster(daemon.require_manager(), revoke)
     daemon.log(f"client certificate {text} revoked")
     return {"serial": text, "revoked": True, "already_revoked": outcome["already"]}
 

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 from ._authz import ADMIN
 from ._methods import method
 from ..state._objects import parse_labels, public_view, validate_data, validate_name
-from ..keyring import InvalidArgument, NotFound, PermissionDenied, UpdateOutOfSequence, new_id
+from ..state._grants import read_granted
+from ..keyring import InvalidArgument, UpdateOutOfSequence, new_id
 
 if TYPE_CHECKING:
     from ..node._daemon import Daemon
     from ..state._state_machine import StateMachine
 
-__all__ = ["read_granted", "granted_objects"]
+__all__: list[str] = []
 
 
 def _ref(params: dict[str, Any], key: str) -> str:
@@ -87,21 +88,6 @@ def _change_grants(daemon: "Daemon", table: str, params: dict[str, Any], grant: 
         daemon.log(f"{kind} {obj['id']} {'granted to' if grant else 'revoked from'} node {node_id}")
         return {"id": obj["id"], "node": node_id, "changed": True}
     raise UpdateOutOfSequence()
-
-
-def read_granted(state: "StateMachine", table: str, node_id: str, ref: str) -> bytes:
-    """The data of secret or config ``ref`` if ``node_id`` holds a grant; otherwise nothing about it."""
-    obj = state.find_exact(table, ref)
-    if obj is None or node_id not in obj["spec"].get("grants", []):
-        raise PermissionDenied("permission denied")
-    return bytes(obj["spec"]["data"])
-
-
-def granted_objects(state: "StateMachine", node_id: str) -> dict[str, list[dict[str, Any]]]:
-    """What is granted to ``node_id``: per table, each object's id, name and version (never its data)."""
-    return {table: [{"id": o["id"], "name": o["name"], "version": o["version"]}
-                    for o in state.list(table) if node_id in o["spec"].get("grants", [])]
-            for table in ("secrets", "configs")}
 
 
 def _read_own(daemon: "Daemon", table: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -209,5 +195,3 @@ def config_revoke(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
 def config_read(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     return _read_own(daemon, "configs", params)
 
-
-__all__ += ["NotFound"]

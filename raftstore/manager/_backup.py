@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from ..node._bootstrap import clear_partial, node_record_action
-from ._external_ca import issue_node_certificate
+from ._issuance import issue_node_certificate
 from ..storage._fsutil import atomic_write
 from ..storage._keystore import KeyStore
 from ..storage._node_state import NodeState
