@@ -184,11 +184,11 @@ def _external_cas(spec: dict[str, Any]) -> list[Finding]:
 
 
 def _node_rows(daemon: "Daemon") -> list[dict[str, Any]]:
-    from ._methods import node_row
+    from ._views import node_row
 
     manager = daemon.manager
     assert manager is not None
-    return [node_row(daemon, manager, r) for r in manager.state.list("nodes")]
+    return [node_row(manager, r, daemon.heartbeats) for r in manager.state.list("nodes")]
 
 
 def _human(delta: timedelta) -> str:

@@ -14,7 +14,6 @@ settings retry that conflict a few times, since they re-read and re-apply.
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -23,10 +22,11 @@ from ..node._bootstrap import bootstrap_actions, initialize_cluster, join_cluste
 from ..net._cluster_client import ClusterClient
 from ..net._control import Stream
 from ..manager._cluster_settings import cluster_spec, update_cluster
-from ..manager._external_ca import MAX_EXTERNAL_CAS, probe_all, require_answering, updated_external_cas
+from ..manager._external_ca import MAX_EXTERNAL_CAS, require_answering, updated_external_cas
 from ..storage._node_state import MANAGER, split_host_port
 from ..node._roles import check_quorum_after_removal, remove_manager
 from ..state._state_machine import StateMachine
+from ._views import node_info, node_row
 from ..keyring import (
     MIN_CERT_VALIDITY,
     AlreadyInitialized,
@@ -87,93 +87,7 @@ def _committed_cluster_spec(daemon: "Daemon") -> dict[str, Any]:
 
 @method("info", allow=ADMIN_WHILE_LOCKED)
 def info(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    from ..node._daemon import FAILED, INACTIVE, LOCKED
-
-    node = daemon.node
-    out: dict[str, Any] = {
-        "state": daemon.mode,
-        "node_id": node.node_id if node else None,
-        "cluster_id": node.cluster_id if node else None,
-        "role": node.role if node else None,
-        "locked": daemon.mode == LOCKED,
-        "autolock": None,
-        "leader": None,
-        "is_leader": False,
-        "managers": None,
-        "nodes": None,
-        "raft": None,
-        "cert_expiry_seconds": None,
-        "ca_rotation_in_progress": None,
-        "ca_config": None,
-        "listen_addr": node.listen_addr if node else None,
-        "advertise_addr": node.advertise_addr if node else None,
-        "data_dir": str(daemon.paths.root),
-        "secrets_dir": str(daemon.secrets_dir.path) if daemon.delivery is not None and daemon.secrets_dir else None,
-        "metrics_addr": daemon.metrics.address if daemon.metrics is not None else None,
-        "error": daemon.failure if daemon.mode == FAILED else None,
-    }
-    if daemon.mode == INACTIVE:
-        return out
-    identity = daemon.certificate_identity()
-    if identity is not None:
-        out["cert_expiry_seconds"] = int((identity.not_after - daemon.clock.now()).total_seconds())
-    if daemon.mode == LOCKED:
-        out["autolock"] = True
-        return out
-    if daemon.worker is not None:
-        out["manager_addrs"] = list(daemon.worker.node.manager_addrs)
-        out["removed"] = daemon.worker.removed
-        out["error"] = daemon.renewer.rejoin_error or daemon.worker.last_error
-        return out
-    manager = daemon.manager
-    if manager is None:
-        return out
-    status = manager.status()
-    cluster = manager.state.cluster()
-    out["leader"] = status.get("leader")
-    out["is_leader"] = bool(status.get("is_leader"))
-    out["managers"] = len(status.get("members", []))
-    out["nodes"] = len(manager.state.list("nodes"))
-    out["raft"] = {
-        "term": status.get("term"),
-        "commit_index": status.get("commit_index"),
-        "applied_index": status.get("applied_index"),
-        "log_entries": status.get("log_entries"),
-        "members": [{"node_id": i, "addr": a} for i, a in status.get("members", [])],
-        "connected": status.get("connected", []),
-    }
-    if cluster is not None:
-        spec = cluster["spec"]
-        out["autolock"] = bool(spec.get("autolock"))
-        out["ca_rotation_in_progress"] = spec.get("root_rotation") is not None
-        out["cluster_cert_expiry_seconds"] = spec.get("cert_expiry_seconds")
-        out["ca_config"] = ca_config(spec)
-        out["external_cas"] = probe_all(spec)
-    out["kek_version"] = manager.kek.version
-    keyring = manager.keys.keyring
-    out["dek_terms"] = list(keyring.key_ids)
-    out["dek_active"] = keyring.active_id
-    out["dek_records"] = manager.state.records_sealed(keyring.active_id)
-    return out
-
-
-def ca_config(spec: dict[str, Any]) -> dict[str, Any]:
-    """The cluster's CA settings as ``docker system info`` shows them ("CA Configuration")."""
-    from ..state._durations import format_duration
-
-    seconds = int(spec["cert_expiry_seconds"])
-    external = []
-    for entry in spec.get("external_cas") or []:  # a map, or the --external-ca text protocol=cfssl,url=...
-        fields = entry if isinstance(entry, dict) else dict(
-            part.partition("=")[::2] for part in str(entry).split(",") if "=" in part)
-        external.append({"protocol": str(fields.get("protocol", "cfssl")), "url": str(fields.get("url", ""))})
-    return {
-        "expiry_seconds": seconds,
-        "expiry": format_duration(timedelta(seconds=seconds)),
-        "external_cas": external,
-        "root_rotation_in_progress": spec.get("root_rotation") is not None,
-        "force_rotate": int(spec.get("force_rotate", 0)),
-    }
+    return node_info(daemon)
 
 
 # ------------------------------------------------------------------ init / join / unlock / leave
@@ -478,52 +392,18 @@ def _check_new_external_cas(daemon: "Daemon", options: list[Any]) -> None:
 # ------------------------------------------------------------------ nodes
 
 
-def node_row(daemon: "Daemon", manager: "Manager", record: dict[str, Any]) -> dict[str, Any]:
-    status = manager.status()
-    members = {i for i, _ in status.get("members", [])}
-    connected = set(status.get("connected", []))
-    spec = record["spec"]
-    node_id = record["id"]
-    if spec.get("role") == "manager" or node_id in members:
-        if node_id == status.get("leader"):
-            manager_status = "Leader"
-        elif node_id == manager.node.node_id or node_id in connected:
-            manager_status = "Reachable"
-        else:
-            manager_status = "Unreachable"
-        ready = manager_status != "Unreachable"
-    else:
-        manager_status = ""
-        seen = daemon.heartbeats.get(node_id)
-        ready = seen is not None and time.monotonic() - seen < 15.0
-    return {
-        "id": node_id,
-        "hostname": spec.get("hostname", ""),
-        "role": spec.get("role"),
-        "status": "ready" if ready else "down",
-        "availability": spec.get("availability", "active"),
-        "manager_status": manager_status,
-        "addr": spec.get("addr"),
-        "version": record["version"],
-        "created_at": record["created_at"],
-        "updated_at": record["updated_at"],
-        "labels": record["labels"],
-        "self": node_id == manager.node.node_id,
-    }
-
-
 @method("node.ls", allow=ADMIN)
 def node_ls(daemon: "Daemon", params: dict[str, Any]) -> list[dict[str, Any]]:
     state = _read(daemon, params)
     manager = daemon.require_manager()
-    return [node_row(daemon, manager, r) for r in state.list("nodes")]
+    return [node_row(manager, r, daemon.heartbeats) for r in state.list("nodes")]
 
 
 @method("node.inspect", allow=ADMIN)
 def node_inspect(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     state = _read(daemon, params)
     manager = daemon.require_manager()
-    return node_row(daemon, manager, state.get("nodes", _str(params, "node")))
+    return node_row(manager, state.get("nodes", _str(params, "node")), daemon.heartbeats)
 
 
 def _set_role(daemon: "Daemon", ref: str, role: str, attempts: int = 5) -> dict[str, Any]:
@@ -575,7 +455,7 @@ def node_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
             f"can't remove node {node_id}: it is the manager you are talking to; "
             "run \"raftstore leave\" on it, or \"node rm\" on another manager"
         )
-    row = node_row(daemon, manager, record)
+    row = node_row(manager, record, daemon.heartbeats)
     if row["status"] == "ready" and not params.get("force"):
         raise InvalidArgument(
             f"node {node_id} is not down and can't be removed; use --force to remove it anyway"

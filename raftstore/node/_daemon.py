@@ -47,7 +47,7 @@ from ._delivery import Delivery, SecretsDir
 from ..storage._keystore import KeyStore
 from ..telemetry._logging import set_log_context
 from ..manager._manager import Manager
-from ..telemetry._metrics import MetricsServer
+from ..api._http import MetricsServer
 from ..storage._node_state import WORKER, NodeState, StatePaths
 from ..storage._paths import default_data_dir
 from ..raft._pysyncobj_adapter import RaftConfig
