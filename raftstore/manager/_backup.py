@@ -28,7 +28,7 @@ from ._external_ca import issue_node_certificate
 from ..storage._fsutil import atomic_write
 from ..storage._keystore import KeyStore
 from ..storage._node_state import NodeState
-from ..raft._pysyncobj_adapter import KeySource, install_single_member
+from ..raft import CurrentKeyring, install_single_member
 from ..storage._snapshot_file import decode_snapshot, encode_snapshot
 from ..state._state_machine import StateMachine
 from ..keyring import (
@@ -194,7 +194,7 @@ def complete_restore(daemon: "Daemon", node: NodeState, keyring: Keyring, kek: K
     last = (bytes([1]), backup.index, backup.term)
     prev = (bytes([1]), backup.index - 1, backup.term)
     install_single_member(
-        daemon.paths.raft, KeySource(keyring, node.cluster_id), last, prev, (node.node_id, node.advertise_addr),
+        daemon.paths.raft, CurrentKeyring(keyring, node.cluster_id), last, prev, (node.node_id, node.advertise_addr),
         state_bytes, daemon.log,
     )
     pending.unlink()
