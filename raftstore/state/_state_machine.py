@@ -39,6 +39,7 @@ from ..keyring import (
     InvalidArgument,
     NotFound,
     RaftstoreError,
+    RetiredKey,
     UpdateOutOfSequence,
 )
 
@@ -70,12 +71,6 @@ _IMMUTABLE_SPEC_FIELDS = {
     "secrets": ("data",),
     "configs": ("data",),
 }
-
-
-class RetiredKey(RaftstoreError):
-    """The entry was sealed under a DEK term that the cluster has retired; reseal and retry."""
-
-    default_message = "entry sealed under a retired data key"
 
 
 @dataclass(frozen=True)
