@@ -14,7 +14,7 @@ from typing import Any
 from ._fsutil import atomic_write
 from ..keyring import StorageError
 
-__all__ = ["NodeState", "StatePaths"]
+__all__ = ["NodeState", "StatePaths", "MANAGER", "WORKER"]
 
 MANAGER = "manager"
 WORKER = "worker"
