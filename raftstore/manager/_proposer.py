@@ -36,9 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..telemetry._metrics import PROPOSAL_SECONDS, PROPOSALS_COMMITTED, PROPOSALS_FAILED
-from ..state._actions import read_action
-from ..state._outcomes import Outcome
-from ..state._proposals import MAX_TRANSACTION_BYTES, encode_actions, encode_entry, encode_proposal
+from ..state import MAX_TRANSACTION_BYTES, Outcome, encode_actions, encode_entry, encode_proposal, read_action
 from ..keyring import InvalidArgument, NoQuorum, RaftstoreError, Timeout
 
 __all__ = ["Proposer", "RETIRED", "new_proposal_id"]
