@@ -160,9 +160,9 @@ def stage_restore(daemon: "Daemon", data: bytes, *, force: bool, listen_addr: st
     daemon.become_inactive()
     clear_partial(daemon.paths)
     # The backup's own wrapped keyring becomes this node's: the same KEK opens it.
-    atomic_write(daemon.paths.keys / "keyring", backup.keyring_wrapped)
-    if backup.plain_kek is not None:
-        atomic_write(daemon.paths.keys / "kek", msgpack.packb({"version": backup.kek_version, "secret": backup.plain_kek}))
+    KeyStore(daemon.paths, backup.cluster_id).adopt_keyring(
+        backup.keyring_wrapped, kek_version=backup.kek_version, plain_kek=backup.plain_kek
+    )
     atomic_write(daemon.paths.root / PENDING_RESTORE, data)
     restored = NodeState.sole_manager(backup.cluster_id, new_id(), listen_addr, advertise_addr)
     restored.save(daemon.paths.state_file)

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from ._frames import MAX_FRAME_BYTES, STRANGER_FRAME_BYTES, raise_for_reply, read_frame, write_frame
-from ..storage._node_state import split_host_port
+from ._addresses import split_host_port
 from ._tls import TlsIdentity, client_context, peer_identity
 from ..keyring import (
     MANAGER_ROLE,
