@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "ControlClient": ".net._control",
-    "Daemon": ".node._daemon",
+    "serve": ".api._serve",
     "SecretsDir": ".node._delivery",
     "DEFAULT_SECRETS_DIR": ".node._delivery",
     "SystemClock": ".node._clock",
