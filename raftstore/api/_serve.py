@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..keyring import CertificateIdentity
-from ..node._clock import Clock
 from ..node._daemon import ApiWiring, Daemon
 from ..node._delivery import SecretsDir
-from ..raft._pysyncobj_adapter import RaftConfig
 from ..state._state_machine import StateMachine
 from ..telemetry._metrics import MetricsServer
 from ._authz import RAFT_CHANNEL, Caller, StoreView, authorize
@@ -52,29 +50,12 @@ def api_wiring() -> ApiWiring:
     )
 
 
-def build_daemon(
-    data_dir: Path,
-    *,
-    listen_addr: str | None = None,
-    clock: Clock | None = None,
-    raft_config: RaftConfig = RaftConfig(),
-    remote_api: tuple[str, ssl.SSLContext | None] | None = None,
-    metrics_addr: tuple[str, int] | None = None,
-    secrets_dir: SecretsDir | None = None,
-    secrets_dir_required: bool = False,
-) -> Daemon:
-    """A daemon for ``data_dir``, wired to this API layer, not yet running (see ``Daemon.run``)."""
-    return Daemon(
-        data_dir,
-        api=api_wiring(),
-        listen_addr=listen_addr,
-        clock=clock,
-        raft_config=raft_config,
-        remote_api=remote_api,
-        metrics_addr=metrics_addr,
-        secrets_dir=secrets_dir,
-        secrets_dir_required=secrets_dir_required,
-    )
+def build_daemon(data_dir: Path, **options: Any) -> Daemon:
+    """A daemon for ``data_dir``, wired to this API layer, not yet running (see ``Daemon.run``).
+
+    ``options`` are the Daemon's keyword arguments (addresses, clock, Raft timing, secrets directory).
+    """
+    return Daemon(data_dir, api=api_wiring(), **options)
 
 
 def serve(

@@ -120,6 +120,8 @@ class ApiWiring:
 
 
 class Daemon:
+    """One node's process: its data directory, its mode and role, the control socket and the maintenance loop."""
+
     def __init__(
         self,
         data_dir: Path,
