@@ -781,7 +781,7 @@ def snapshot_save(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
 
 @method("snapshot.restore", allow=ADMIN)
 def snapshot_restore(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    from ..manager._backup import stage_restore
+    from ..node._transitions import stage_restore
     from ..node._daemon import LOCKED
 
     data = params.get("data")
