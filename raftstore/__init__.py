@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "ControlClient": ".net._control",
-    "Daemon": ".node._daemon",
+    "serve": ".api._serve",
     "SecretsDir": ".node._delivery",
     "DEFAULT_SECRETS_DIR": ".node._delivery",
     "SystemClock": ".node._clock",
@@ -29,12 +29,12 @@ _LAZY = {
     "Thresholds": ".tools._check_perf",
     "format_duration": ".state._durations",
     "parse_duration": ".state._durations",
-    "split_host_port": ".storage._node_state",
-    "is_loopback_host": ".net._control",
+    "split_host_port": ".net._addresses",
+    "is_loopback_host": ".net._addresses",
     "configure_logging": ".telemetry._logging",
     "LOG_FORMATS": ".telemetry._logging",
     "LOG_LEVELS": ".telemetry._logging",
-    "RaftConfig": ".raft._pysyncobj_adapter",
+    "RaftConfig": ".raft",
     "generate_private_key": ".keyring",
     "make_csr": ".keyring",
 }

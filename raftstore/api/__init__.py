@@ -10,35 +10,47 @@ It owns:
 - the cluster port's node API (``ClusterService``, ``NODE_API``);
 - ``doctor``'s audit, and the read-only views that ``info``, ``node ls`` and
   ``/metrics`` share (``_views``);
-- the metrics and health HTTP endpoints (``MetricsServer``, ``health``).
+- the metrics and health HTTP endpoints (``MetricsServer``, ``health``);
+- the serve function, the one place that builds a daemon wired to all of
+  the above (``_serve``).
 
-The api sits above ``node`` and never imports ``Daemon``: everything here is
-typed against ``Host`` (``_host``), the short list of what it uses of the
-daemon.
+Everything here but the serve function is typed against ``Host`` (``_host``),
+the short list of what the API uses of the daemon, and never imports
+``Daemon``.
+
+Names load on first use, as in the other packages.
 """
 
-from ._authz import RAFT_CHANNEL, Caller, StoreView, authorize
-from ._cluster_service import NODE_API, ClusterService
-from ._doctor import Finding, audit
-from ._host import Host
-from ._http import MetricsServer, health
-from ._methods import ALLOWED, METHODS, method
-from ._views import node_info
+from __future__ import annotations
 
-__all__ = [
-    "ALLOWED",
-    "METHODS",
-    "method",
-    "RAFT_CHANNEL",
-    "Caller",
-    "StoreView",
-    "authorize",
-    "NODE_API",
-    "ClusterService",
-    "Finding",
-    "audit",
-    "Host",
-    "MetricsServer",
-    "health",
-    "node_info",
-]
+import importlib
+from typing import Any
+
+# The public names of each module, listed here so that __all__ needs no import. METHODS and ALLOWED
+# come from _methods, which imports every method module: only then are they filled.
+_PUBLIC = {
+    "_methods": ["METHODS", "ALLOWED", "method"],
+    "_authz": ["RAFT_CHANNEL", "Caller", "StoreView", "authorize"],
+    "_cluster_service": ["ClusterService", "NODE_API"],
+    "_doctor": ["Finding", "audit"],
+    "_host": ["Host"],
+    "_http": ["MetricsServer", "health"],
+    "_views": ["node_info", "ca_config", "node_row"],
+    "_serve": ["serve", "build_daemon", "api_wiring"],
+}
+_LAZY = {name: module for module, names in _PUBLIC.items() for name in names}
+
+__all__ = [*_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -30,10 +30,13 @@ from ..manager._cluster_settings import cluster_spec, update_cluster
 from ..manager._external_ca import require_answering, updated_external_cas
 from ..manager._issuance import issue_node_certificate
 from ..manager._roots import signing_root, trust_bundle
+from ..manager._membership import check_quorum_after_removal, remove_manager
+from ..net import split_host_port
 from ..net._cluster_client import ClusterClient
 from ..node._bootstrap import bootstrap_actions, initialize_cluster, join_cluster
-from ..node._roles import check_quorum_after_removal, remove_manager
-from ..storage._node_state import MANAGER, split_host_port
+from ..node._modes import FAILED, INACTIVE, LOCKED, MANAGER_MODE
+from ..node._transitions import force_new_cluster
+from ..storage._node_state import MANAGER
 from ._authz import ADMIN, ADMIN_WHILE_LOCKED
 from ._node_methods import set_node_role
 from ._params import addresses_param, cert_expiry_param, external_cas_param, text_param
@@ -66,12 +69,8 @@ def ping(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
 
 @method("init", allow=ADMIN)
 def init(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
-    from ..node._daemon import INACTIVE
-
     with host.lock:
         if params.get("force_new_cluster"):
-            from ..node._force_new_cluster import force_new_cluster
-
             return force_new_cluster(host)
         if host.mode != INACTIVE:
             raise AlreadyInitialized()
@@ -108,8 +107,6 @@ def init(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
 
 @method("join", allow=ADMIN)
 def join(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
-    from ..node._daemon import INACTIVE
-
     with host.lock:
         if host.mode != INACTIVE:
             raise AlreadyInitialized()
@@ -166,8 +163,6 @@ def leave(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
     that cannot take part (locked, failed), just goes, and the answer carries
     the warning.
     """
-    from ..node._daemon import FAILED, INACTIVE, LOCKED, MANAGER_MODE
-
     force = bool(params.get("force"))
     warning: str | None = None
     with host.lock:
@@ -213,7 +208,7 @@ def _leave_raft(host: "Host", manager: "Manager") -> str | None:
     node_id = manager.node.node_id
     try:
         set_node_role(manager, node_id, "worker")
-        remove_manager(host, node_id, timeout=10.0)
+        remove_manager(manager, node_id, timeout=10.0)
     except RaftstoreError as error:
         return (
             f"this manager could not leave Raft properly ({error}); on another manager, run "

@@ -60,7 +60,7 @@ from ..keyring import (
 )
 from ..manager._ca_rotation import finish_if_converged
 from ..manager._issuance import issue_node_certificate
-from ..manager._membership import MembershipReconciler
+from ..manager._membership import MembershipReconciler, remove_manager
 from ..manager._roots import signing_key_fingerprint, trust_bundle
 from ..net._rate_limit import JoinLimiter
 from ..node._bootstrap import node_record_action
@@ -334,9 +334,7 @@ class ClusterService:
         node_id = params.get("node_id")
         if not isinstance(node_id, str):
             raise InvalidArgument("raft.remove needs a node_id")
-        from ..node._roles import remove_manager
-
-        remove_manager(self.host, node_id)
+        remove_manager(self.host.require_manager(), node_id)
         return {"removed": node_id}
 
     def raft_step_down(self, caller: Caller, params: dict[str, Any]) -> Any:

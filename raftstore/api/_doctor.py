@@ -17,6 +17,7 @@ from ..keyring import CERT_BACKDATE
 from ..manager._ca_rotation import rotation_status
 from ..manager._external_ca import entries_for, probe_all
 from ..manager._roots import signing_root
+from ..node._modes import INACTIVE, LOCKED, MANAGER_MODE
 from ._authz import ADMIN
 from ._registry import method
 from ._views import node_row
@@ -47,8 +48,6 @@ def doctor(host: "Host", params: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def audit(host: "Host") -> list[Finding]:
-    from ..node._daemon import INACTIVE, LOCKED, MANAGER_MODE
-
     findings: list[Finding] = []
     if host.mode == INACTIVE:
         return [Finding("info", "membership", "this node is not part of a cluster", 'run "raftstore init" or "raftstore join"')]

@@ -3,7 +3,7 @@
 The operator's command only changes a node's record (and, for a demotion or
 removal of a manager, the Raft configuration, so that quorum is checked and
 kept while the manager still answers); each node converges to its record by
-itself (``node._roles``).
+itself (``node._transitions``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..keyring import InvalidArgument, UpdateOutOfSequence
 from ..manager._cluster_settings import update_cluster
-from ..node._roles import check_quorum_after_removal, remove_manager
+from ..manager._membership import check_quorum_after_removal, remove_manager
 from ._authz import ADMIN
 from ._params import read_state, text_param
 from ._registry import method
@@ -75,7 +75,7 @@ def node_demote(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
         check_quorum_after_removal(manager, node_id)
     set_node_role(manager, node_id, "worker")
     if node_id in members:
-        remove_manager(host, node_id)
+        remove_manager(manager, node_id)
     host.log(f"manager {node_id} demoted to worker")
     return {"id": node_id, "role": "worker"}
 
@@ -102,7 +102,7 @@ def node_rm(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
         )
     if node_id in {i for i, _ in manager.status().get("members", [])}:
         check_quorum_after_removal(manager, node_id)
-        remove_manager(host, node_id)
+        remove_manager(manager, node_id)
 
     def forget(spec: dict[str, Any], _: "Manager") -> list[dict[str, Any]]:
         if node_id not in spec["removed_nodes"]:

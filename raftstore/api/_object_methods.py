@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..keyring import InvalidArgument, UpdateOutOfSequence, new_id
+from ..node._modes import MANAGER_MODE, WORKER_MODE
 from ..state._grants import read_granted
 from ..state._objects import parse_labels, public_view, validate_data, validate_name
 from ._authz import ADMIN
@@ -85,8 +86,6 @@ def _change_grants(host: "Host", table: str, params: dict[str, Any], grant: bool
 
 def _read_own(host: "Host", table: str, params: dict[str, Any]) -> dict[str, Any]:
     """Read a secret or config granted to THIS node: a worker asks a manager over its own mTLS identity."""
-    from ..node._daemon import MANAGER_MODE, WORKER_MODE
-
     kind = table[:-1]
     ref = text_param(params, kind)
     if host.mode == WORKER_MODE and host.worker is not None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..keyring import MIN_CERT_VALIDITY, InvalidArgument
 from ..manager._external_ca import MAX_EXTERNAL_CAS
-from ..storage._node_state import split_host_port
+from ..net import split_host_port
 
 if TYPE_CHECKING:
     from ..state._state_machine import StateMachine

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..keyring import InvalidArgument
-from ..manager._backup import create_backup, read_backup, stage_restore
+from ..manager._backup import create_backup, read_backup
+from ..node._modes import LOCKED
+from ..node._transitions import stage_restore
 from ._authz import ADMIN
 from ._params import addresses_param
 from ._registry import method
@@ -31,8 +33,6 @@ def snapshot_save(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
 
 @method("snapshot.restore", allow=ADMIN)
 def snapshot_restore(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
-    from ..node._daemon import LOCKED
-
     data = params.get("data")
     if not isinstance(data, bytes):
         raise InvalidArgument("a backup file is required")

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..manager._external_ca import probe_all
+from ..node._modes import FAILED, INACTIVE, LOCKED
 from ..state._durations import format_duration
 
 if TYPE_CHECKING:
@@ -27,8 +28,6 @@ WORKER_DOWN_AFTER = 15.0
 
 def node_info(host: "Host") -> dict[str, Any]:
     """What ``raftstore info`` shows: mode, identity, Raft, certificates and keys, as far as the mode allows."""
-    from ..node._daemon import FAILED, INACTIVE, LOCKED
-
     node = host.node
     out: dict[str, Any] = {
         "state": host.mode,
