@@ -4,7 +4,7 @@ Each listener declares, next to its methods, which kinds of caller may use
 each one (STYLE rule 13), and runs ``authorize`` before any handler:
 
 =====================  ===================================================
-control socket and     ``_methods.ALLOWED`` (the ``allow=`` of ``@method``)
+control socket and     ``_registry.ALLOWED`` (the ``allow=`` of ``@method``)
 remote control API
 cluster port, node     ``_cluster_service.NODE_API``
 API

@@ -41,13 +41,6 @@ from datetime import timedelta
 from math import isfinite
 from typing import TYPE_CHECKING, Any
 
-from ._authz import ANYONE, MANAGER, NODE, NODE_IN_ROLE, Allowed, Caller, allow, authorize, recorded_serials
-from ..node._bootstrap import node_record_action
-from ..manager._ca_rotation import finish_if_converged, signing_key_fingerprint, trust_bundle
-from ..state._durations import format_duration
-from ..manager._external_ca import issue_node_certificate
-from ..manager._membership import MembershipReconciler
-from ..net._rate_limit import JoinLimiter
 from ..keyring import (
     MANAGER_ROLE,
     WORKER_ROLE,
@@ -65,9 +58,18 @@ from ..keyring import (
     verify_certificate_chain,
     verify_possession,
 )
+from ..manager._ca_rotation import finish_if_converged
+from ..manager._issuance import issue_node_certificate
+from ..manager._membership import MembershipReconciler, remove_manager
+from ..manager._roots import signing_key_fingerprint, trust_bundle
+from ..net._rate_limit import JoinLimiter
+from ..node._bootstrap import node_record_action
+from ..state._durations import format_duration
+from ..state._grants import read_granted
+from ._authz import ANYONE, MANAGER, NODE, NODE_IN_ROLE, Allowed, Caller, allow, authorize, recorded_serials
 
 if TYPE_CHECKING:
-    from ..node._daemon import Daemon
+    from ._host import Host
 
 __all__ = ["ClusterService", "NODE_API", "renewal_grace"]
 
@@ -100,10 +102,12 @@ def renewal_grace(spec: dict[str, Any]) -> timedelta:
 
 
 class ClusterService:
-    def __init__(self, daemon: "Daemon") -> None:
-        self.daemon = daemon
+    """The node API of one daemon: each method of ``NODE_API``, after ``authorize``, and periodic housekeeping."""
+
+    def __init__(self, host: "Host") -> None:
+        self.host = host
         self.join_limiter = JoinLimiter()
-        self.membership = MembershipReconciler(daemon)
+        self.membership = MembershipReconciler(host)
 
     def handle(
         self, identity: CertificateIdentity | None, method: str, params: dict[str, Any], address: str | None = None
@@ -113,20 +117,20 @@ class ClusterService:
             raise InvalidArgument(f"unknown method {method!r}")
         attribute, allowed = entry
         caller = Caller("cluster", True, identity, address)
-        authorize(allowed, caller, self.daemon.store_view())
+        authorize(allowed, caller, self.host.store_view())
         return getattr(self, attribute)(caller, params)
 
     # ------------------------------------------------------------- helpers
 
     def _cluster(self, consistency: str = "linearizable") -> dict[str, Any]:
-        state = self.daemon.require_manager().read_barrier(consistency)
+        state = self.host.require_manager().read_barrier(consistency)
         cluster = state.cluster()
         if cluster is None:
             raise NoQuorum("the cluster object is not committed yet")
         return cluster
 
     def removed_nodes(self) -> set[str]:
-        manager = self.daemon.manager
+        manager = self.host.manager
         cluster = manager.state.cluster() if manager is not None else None
         return set(cluster["spec"].get("removed_nodes", [])) if cluster else set()
 
@@ -150,7 +154,7 @@ class ClusterService:
 
     def join(self, caller: Caller, params: dict[str, Any]) -> Any:
         """Admit a new node: rate limit, then the token against committed local state, and only then Raft."""
-        manager = self.daemon.require_manager()
+        manager = self.host.require_manager()
         self.join_limiter.admit(caller.address, time.monotonic())
         token = params.get("token")
         csr = params.get("csr_pem")
@@ -172,7 +176,7 @@ class ClusterService:
         record = node_record_action(node_id, "manager" if is_manager else "worker", addr, hostname)
         record["spec"].update(self._cert_fields(spec, chain, None))
         manager.propose([record])
-        self.daemon.log(f"node {node_id} joined as {'manager' if is_manager else 'worker'} from {addr}")
+        self.host.log(f"node {node_id} joined as {'manager' if is_manager else 'worker'} from {addr}")
         status = manager.status()
         return {
             "node_id": node_id,
@@ -185,9 +189,9 @@ class ClusterService:
         }
 
     def _sign(self, spec: dict[str, Any], csr: bytes, node_id: str, role: str) -> bytes:
-        """Signed here with the root's key, or by the cluster's external CA (see _external_ca)."""
-        return issue_node_certificate(spec, csr, node_id=node_id, role=role, now=self.daemon.clock.now(),
-                                      cluster_id=self.daemon.require_manager().node.cluster_id)
+        """Signed here with the root's key, or by the cluster's external CA (the one place: ``_issuance``)."""
+        return issue_node_certificate(spec, csr, node_id=node_id, role=role, now=self.host.clock.now(),
+                                      cluster_id=self.host.require_manager().node.cluster_id)
 
     @staticmethod
     def _cert_fields(spec: dict[str, Any], chain: bytes, previous: CertificateIdentity | None) -> dict[str, Any]:
@@ -210,7 +214,7 @@ class ClusterService:
 
         ``previous`` is the certificate it replaces (None: none to keep).
         """
-        manager = self.daemon.require_manager()
+        manager = self.host.require_manager()
         for attempt in range(5):
             state = manager.read_barrier()
             record = state.find("nodes", node_id)
@@ -237,20 +241,20 @@ class ClusterService:
         raise UpdateOutOfSequence()
 
     def manager_addresses(self) -> list[str]:
-        manager = self.daemon.require_manager()
+        manager = self.host.require_manager()
         return [address for _, address in manager.status().get("members", [])]
 
     def raft_join(self, caller: Caller, params: dict[str, Any]) -> Any:
         node_id = self._caller(caller).node_id
-        manager = self.daemon.require_manager()
+        manager = self.host.require_manager()
         record = manager.state.get("nodes", node_id)  # authorize read it after a barrier
         if not manager.raft.is_member(node_id) and node_id != manager.node.node_id:
             manager.change_membership(True, node_id, record["spec"]["addr"])
-            self.daemon.log(f"manager {node_id} added to the Raft configuration")
+            self.host.log(f"manager {node_id} added to the Raft configuration")
         return {"members": [list(m) for m in manager.status().get("members", [])]}
 
     def keyring_fetch(self, caller: Caller, params: dict[str, Any]) -> Any:
-        manager = self.daemon.require_manager()
+        manager = self.host.require_manager()
         spec = self._cluster()["spec"]
         return {
             "keyring": manager.keys.keyring.to_bytes(),
@@ -261,8 +265,8 @@ class ClusterService:
 
     def heartbeat(self, caller: Caller, params: dict[str, Any]) -> Any:
         node_id = self._caller(caller).node_id
-        self.daemon.heartbeats[node_id] = time.monotonic()
-        manager = self.daemon.require_manager()
+        self.host.heartbeats[node_id] = time.monotonic()
+        manager = self.host.require_manager()
         record = manager.state.find("nodes", node_id)
         cluster = manager.state.cluster()
         spec = cluster["spec"] if cluster else None
@@ -297,9 +301,9 @@ class ClusterService:
         chain, csr, proof = params.get("cert_chain_pem"), params.get("csr_pem"), params.get("proof")
         if not all(isinstance(v, bytes) for v in (chain, csr, proof)):
             raise InvalidArgument("renew_expired needs the old certificate, a CSR and a proof")
-        manager = self.daemon.require_manager()
+        manager = self.host.require_manager()
         spec = self._cluster("local")["spec"]
-        now = self.daemon.clock.now()
+        now = self.host.clock.now()
         try:
             old = verify_certificate_chain(chain, trust_bundle(spec), now, allow_expired_leaf=True)
         except InvalidCertificate:
@@ -323,20 +327,18 @@ class ClusterService:
                 f"permission denied: this is not the certificate on record for node {old.node_id}; "
                 "the node must rejoin the cluster"
             )
-        self.daemon.log(f"renewing the expired certificate of node {old.node_id}")
+        self.host.log(f"renewing the expired certificate of node {old.node_id}")
         return self.issue_for(old.node_id, csr, old)
 
     def raft_remove(self, caller: Caller, params: dict[str, Any]) -> Any:
         node_id = params.get("node_id")
         if not isinstance(node_id, str):
             raise InvalidArgument("raft.remove needs a node_id")
-        from ..node._roles import remove_manager
-
-        remove_manager(self.daemon, node_id)
+        remove_manager(self.host.require_manager(), node_id)
         return {"removed": node_id}
 
     def raft_step_down(self, caller: Caller, params: dict[str, Any]) -> Any:
-        manager = self.daemon.require_manager()
+        manager = self.host.require_manager()
         if manager.status().get("is_leader"):
             manager.raft.transfer_leadership()
         return {}
@@ -348,13 +350,11 @@ class ClusterService:
         return self._read_granted(caller, "configs", params)
 
     def _read_granted(self, caller: Caller, table: str, params: dict[str, Any]) -> Any:
-        from ._object_methods import read_granted
-
         kind = table[:-1]
         ref = params.get(kind)
         if not isinstance(ref, str):
             raise InvalidArgument(f"{kind}.read needs a {kind} name or id")
-        state = self.daemon.require_manager().state  # authorize (node-in-role) read it after a barrier
+        state = self.host.require_manager().state  # authorize (node-in-role) read it after a barrier
         return {"data": read_granted(state, table, self._caller(caller).node_id, ref)}
 
     def assignments(self, caller: Caller, params: dict[str, Any]) -> Any:
@@ -364,13 +364,13 @@ class ClusterService:
         since, wait = params.get("since"), params.get("wait", 0)
         if not (since is None or isinstance(since, str)) or not isinstance(wait, (int, float)) or not isfinite(wait):
             raise InvalidArgument("node.assignments takes since (a tag) and wait (seconds)")
-        return wait_for_assignments(self.daemon, self._caller(caller).node_id, since, min(max(wait, 0), MAX_POLL_WAIT))
+        return wait_for_assignments(self.host, self._caller(caller).node_id, since, min(max(wait, 0), MAX_POLL_WAIT))
 
     # ------------------------------------------------------------- periodic
 
     def maintain(self) -> None:
         """Housekeeping that needs the cluster view (called about once a second)."""
         self.membership.run()
-        manager = self.daemon.manager
+        manager = self.host.manager
         if manager is not None and manager.status().get("is_leader"):
-            finish_if_converged(self.daemon)
+            finish_if_converged(manager, self.host.log)

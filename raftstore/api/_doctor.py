@@ -11,15 +11,21 @@ from __future__ import annotations
 import stat
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..keyring import CERT_BACKDATE
+from ..manager._ca_rotation import rotation_status
+from ..manager._external_ca import entries_for, probe_all
+from ..manager._roots import signing_root
+from ..node._modes import INACTIVE, LOCKED, MANAGER_MODE
+from ._authz import ADMIN
+from ._registry import method
+from ._views import node_row
 
 if TYPE_CHECKING:
-    from ..node._daemon import Daemon
+    from ._host import Host
 
-__all__ = ["Finding", "audit"]
+__all__ = ["Finding", "audit", "doctor"]
 
 NEAR_EXPIRY_FRACTION = 0.2
 NEAR_EXPIRY_MIN = timedelta(hours=24)
@@ -36,44 +42,47 @@ class Finding:
         return asdict(self)
 
 
-def audit(daemon: "Daemon") -> list[Finding]:
-    from ..node._daemon import INACTIVE, LOCKED, MANAGER_MODE
+@method("doctor", allow=ADMIN)
+def doctor(host: "Host", params: dict[str, Any]) -> list[dict[str, str]]:
+    return [finding.to_dict() for finding in audit(host)]
 
+
+def audit(host: "Host") -> list[Finding]:
     findings: list[Finding] = []
-    if daemon.mode == INACTIVE:
+    if host.mode == INACTIVE:
         return [Finding("info", "membership", "this node is not part of a cluster", 'run "raftstore init" or "raftstore join"')]
-    findings += _file_modes(daemon)
-    findings += _certificate(daemon)
-    findings += _remote_api(daemon)
-    findings += _secrets_dir(daemon)
-    if daemon.mode == LOCKED:
+    findings += _file_modes(host)
+    findings += _certificate(host)
+    findings += _remote_api(host)
+    findings += _secrets_dir(host)
+    if host.mode == LOCKED:
         findings.append(Finding("info", "locked", "this manager is locked and serves nothing until unlocked",
                                 'run "raftstore unlock" with the cluster\'s unlock key'))
-    if daemon.mode == MANAGER_MODE and daemon.manager is not None:
-        findings += _manager(daemon)
+    if host.mode == MANAGER_MODE and host.manager is not None:
+        findings += _manager(host)
     order = {"critical": 0, "warning": 1, "info": 2}
     return sorted(findings, key=lambda f: (order[f.severity], f.check))
 
 
-def _secrets_dir(daemon: "Daemon") -> list[Finding]:
+def _secrets_dir(host: "Host") -> list[Finding]:
     """Where granted secrets are delivered (see _delivery): a disk is a weakness, no delivery worth knowing."""
-    directory = daemon.secrets_dir
-    if daemon.delivery is not None and directory is not None and directory.allow_disk:
+    directory = host.secrets_dir
+    if host.delivery is not None and directory is not None and directory.allow_disk:
         from ..node._delivery import MEMORY_FILESYSTEMS, filesystem_type
 
         if filesystem_type(directory.path) not in MEMORY_FILESYSTEMS:
             return [Finding("warning", "secrets-dir",
                             f"granted secrets are written to {directory.path}, which is not on tmpfs: they reach a disk",
                             "mount a tmpfs there and restart the daemon without --secrets-dir-not-tmpfs")]
-    if daemon.secrets_dir_problem is not None:
+    if host.secrets_dir_problem is not None:
         return [Finding("info", "secrets-dir",
-                        f"secrets and configs are not delivered to files: {daemon.secrets_dir_problem}",
+                        f"secrets and configs are not delivered to files: {host.secrets_dir_problem}",
                         "give the daemon --secrets-dir DIR on a tmpfs (or --no-secrets-dir to say you mean it)")]
     return []
 
 
-def _file_modes(daemon: "Daemon") -> list[Finding]:
-    paths = daemon.paths
+def _file_modes(host: "Host") -> list[Finding]:
+    paths = host.paths
     secret_files = [paths.node_key, paths.keys / "keyring", paths.keys / "kek", paths.state_file]
     out = []
     for path in secret_files:
@@ -95,19 +104,19 @@ def _file_modes(daemon: "Daemon") -> list[Finding]:
     return out
 
 
-def _certificate(daemon: "Daemon") -> list[Finding]:
-    identity = daemon.certificate_identity()
+def _certificate(host: "Host") -> list[Finding]:
+    identity = host.certificate_identity()
     if identity is None:
-        return [Finding("critical", "certificate", f"no readable node certificate at {daemon.paths.node_cert}",
+        return [Finding("critical", "certificate", f"no readable node certificate at {host.paths.node_cert}",
                         "leave the cluster and join it again")]
-    now = daemon.clock.now()
+    now = host.clock.now()
     remaining = identity.not_after - now
     lifetime = identity.not_after - identity.not_before - CERT_BACKDATE
     if remaining <= timedelta(0):
         return [Finding("critical", "certificate", f"this node's certificate expired at {identity.not_after:%Y-%m-%d %H:%M} UTC",
                         "make sure a manager is reachable: the node renews an expired certificate as soon as one is")]
     if remaining < max(NEAR_EXPIRY_MIN, lifetime * NEAR_EXPIRY_FRACTION):
-        error = daemon.renewer.last_error
+        error = host.renewer.last_error
         reason = f"; the last renewal failed: {error}" if error else ""
         return [Finding("warning", "certificate",
                         f"this node's certificate expires in {_human(remaining)} and has not been renewed{reason}",
@@ -115,10 +124,10 @@ def _certificate(daemon: "Daemon") -> list[Finding]:
     return []
 
 
-def _remote_api(daemon: "Daemon") -> list[Finding]:
-    if daemon.remote_api is None:
+def _remote_api(host: "Host") -> list[Finding]:
+    if host.remote_api is None:
         return []
-    address, context = daemon.remote_api
+    address, context = host.remote_api
     if context is None:
         return [Finding("critical", "remote-api", f"the control API listens on tcp://{address} without TLS "
                         "(--insecure): any local user can control this node through it",
@@ -126,10 +135,8 @@ def _remote_api(daemon: "Daemon") -> list[Finding]:
     return []
 
 
-def _manager(daemon: "Daemon") -> list[Finding]:
-    from ..manager._ca_rotation import rotation_status
-
-    manager = daemon.manager
+def _manager(host: "Host") -> list[Finding]:
+    manager = host.manager
     assert manager is not None
     out: list[Finding] = []
     cluster = manager.state.cluster()
@@ -149,8 +156,8 @@ def _manager(daemon: "Daemon") -> list[Finding]:
                            "add or demote one manager (raftstore node promote/demote)"))
     out += _external_cas(spec)
     if spec.get("root_rotation"):
-        status = rotation_status(daemon, "local")
-        rows = {r["id"]: r for r in _node_rows(daemon)}
+        status = rotation_status(manager, "local")
+        rows = {record["id"]: node_row(manager, record, host.heartbeats) for record in manager.state.list("nodes")}
         down = [n["id"] for n in status["waiting_for"] if rows.get(n["id"], {}).get("status") == "down"]
         if down:
             out.append(Finding("warning", "ca-rotation", f"the CA rotation is waiting for nodes that are down: {', '.join(down)}",
@@ -165,9 +172,6 @@ def _manager(daemon: "Daemon") -> list[Finding]:
 
 def _external_cas(spec: dict[str, Any]) -> list[Finding]:
     """Each external CA that does not answer; critical when none that signs now does (joins and renewals fail)."""
-    from ..manager._ca_rotation import signing_root
-    from ..manager._external_ca import entries_for, probe_all
-
     if not spec.get("external_cas"):
         return []
     rows = probe_all(spec)
@@ -183,17 +187,7 @@ def _external_cas(spec: dict[str, Any]) -> list[Finding]:
     return out
 
 
-def _node_rows(daemon: "Daemon") -> list[dict[str, Any]]:
-    from ._methods import node_row
-
-    manager = daemon.manager
-    assert manager is not None
-    return [node_row(daemon, manager, r) for r in manager.state.list("nodes")]
-
-
 def _human(delta: timedelta) -> str:
     hours = delta.total_seconds() / 3600
     return f"{hours:.1f} hours" if hours < 48 else f"{hours / 24:.0f} days"
 
-
-__all__ += ["Path"]

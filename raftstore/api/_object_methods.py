@@ -8,29 +8,28 @@ node without a grant gets ``permission denied`` whether or not the secret
 exists, so it learns nothing about it. ``config.read`` follows the same rule,
 so that a worker (which has no store to ``inspect``) reads the configs granted
 to it; an operator at a manager still sees any config with ``config inspect``.
+Whether a node holds a grant is decided in one place, ``state._grants``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._authz import ADMIN
-from ._methods import method
+from ..keyring import InvalidArgument, UpdateOutOfSequence, new_id
+from ..node._modes import MANAGER_MODE, WORKER_MODE
+from ..state._grants import read_granted
 from ..state._objects import parse_labels, public_view, validate_data, validate_name
-from ..keyring import InvalidArgument, NotFound, PermissionDenied, UpdateOutOfSequence, new_id
+from ._authz import ADMIN
+from ._params import read_state, text_param
+from ._registry import method
 
 if TYPE_CHECKING:
-    from ..node._daemon import Daemon
     from ..state._state_machine import StateMachine
+    from ._host import Host
 
-__all__ = ["read_granted", "granted_objects"]
-
-
-def _ref(params: dict[str, Any], key: str) -> str:
-    value = params.get(key)
-    if not isinstance(value, str) or not value:
-        raise InvalidArgument(f"{key} is required")
-    return value
+__all__ = ["secret_create", "secret_ls", "secret_inspect", "secret_rm", "secret_grant", "secret_revoke",
+    "secret_read", "config_create", "config_ls", "config_inspect", "config_rm", "config_grant",
+    "config_revoke", "config_read"]
 
 
 def _labels(params: dict[str, Any]) -> dict[str, str]:
@@ -42,22 +41,18 @@ def _labels(params: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in labels.items()}
 
 
-def _create(daemon: "Daemon", table: str, params: dict[str, Any], extra_spec: dict[str, Any]) -> dict[str, Any]:
+def _create(host: "Host", table: str, params: dict[str, Any], extra_spec: dict[str, Any]) -> dict[str, Any]:
     name = validate_name(params.get("name"))
     data = validate_data(table, params.get("data"))
     labels = _labels(params)
-    manager = daemon.require_manager()
+    manager = host.require_manager()
     [result] = manager.propose(
         [{"op": "create", "table": table, "id": new_id(), "name": name, "labels": labels,
           "spec": {"data": data, **extra_spec}}],
         proposal_id=params.get("request_id") if isinstance(params.get("request_id"), bytes) else None,
     )
-    daemon.log(f"{table[:-1]} {result['id']} created")
+    host.log(f"{table[:-1]} {result['id']} created")
     return {"id": result["id"]}
-
-
-def _state(daemon: "Daemon", params: dict[str, Any]) -> "StateMachine":
-    return daemon.require_manager().read_barrier(str(params.get("consistency") or "linearizable"))
 
 
 def _node_ids(state: "StateMachine", refs: Any) -> list[str]:
@@ -66,13 +61,13 @@ def _node_ids(state: "StateMachine", refs: Any) -> list[str]:
     return sorted({state.get("nodes", str(ref))["id"] for ref in refs})
 
 
-def _change_grants(daemon: "Daemon", table: str, params: dict[str, Any], grant: bool) -> dict[str, Any]:
+def _change_grants(host: "Host", table: str, params: dict[str, Any], grant: bool) -> dict[str, Any]:
     kind = table[:-1]
-    manager = daemon.require_manager()
+    manager = host.require_manager()
     for _ in range(5):
         state = manager.read_barrier()
-        obj = state.get(table, _ref(params, kind))
-        node_id = state.get("nodes", _ref(params, "node"))["id"]
+        obj = state.get(table, text_param(params, kind))
+        node_id = state.get("nodes", text_param(params, "node"))["id"]
         grants = set(obj["spec"].get("grants", []))
         if (node_id in grants) == grant:
             return {"id": obj["id"], "node": node_id, "changed": False}
@@ -84,53 +79,36 @@ def _change_grants(daemon: "Daemon", table: str, params: dict[str, Any], grant: 
             )
         except UpdateOutOfSequence:
             continue
-        daemon.log(f"{kind} {obj['id']} {'granted to' if grant else 'revoked from'} node {node_id}")
+        host.log(f"{kind} {obj['id']} {'granted to' if grant else 'revoked from'} node {node_id}")
         return {"id": obj["id"], "node": node_id, "changed": True}
     raise UpdateOutOfSequence()
 
 
-def read_granted(state: "StateMachine", table: str, node_id: str, ref: str) -> bytes:
-    """The data of secret or config ``ref`` if ``node_id`` holds a grant; otherwise nothing about it."""
-    obj = state.find_exact(table, ref)
-    if obj is None or node_id not in obj["spec"].get("grants", []):
-        raise PermissionDenied("permission denied")
-    return bytes(obj["spec"]["data"])
-
-
-def granted_objects(state: "StateMachine", node_id: str) -> dict[str, list[dict[str, Any]]]:
-    """What is granted to ``node_id``: per table, each object's id, name and version (never its data)."""
-    return {table: [{"id": o["id"], "name": o["name"], "version": o["version"]}
-                    for o in state.list(table) if node_id in o["spec"].get("grants", [])]
-            for table in ("secrets", "configs")}
-
-
-def _read_own(daemon: "Daemon", table: str, params: dict[str, Any]) -> dict[str, Any]:
+def _read_own(host: "Host", table: str, params: dict[str, Any]) -> dict[str, Any]:
     """Read a secret or config granted to THIS node: a worker asks a manager over its own mTLS identity."""
-    from ..node._daemon import MANAGER_MODE, WORKER_MODE
-
     kind = table[:-1]
-    ref = _ref(params, kind)
-    if daemon.mode == WORKER_MODE and daemon.worker is not None:
-        return {"data": bytes(daemon.worker.call(f"{kind}.read", {kind: ref})["data"])}
-    manager = daemon.require_manager()
-    assert daemon.mode == MANAGER_MODE
+    ref = text_param(params, kind)
+    if host.mode == WORKER_MODE and host.worker is not None:
+        return {"data": bytes(host.worker.call(f"{kind}.read", {kind: ref})["data"])}
+    manager = host.require_manager()
+    assert host.mode == MANAGER_MODE
     return {"data": read_granted(manager.read_barrier(), table, manager.node.node_id, ref)}
 
 
-def _create_granted(daemon: "Daemon", table: str, params: dict[str, Any]) -> dict[str, Any]:
+def _create_granted(host: "Host", table: str, params: dict[str, Any]) -> dict[str, Any]:
     grants = params.get("grants") or []
-    state = daemon.require_manager().read_barrier() if grants else None
+    state = host.require_manager().read_barrier() if grants else None
     node_ids = _node_ids(state, grants) if state is not None else []
-    return _create(daemon, table, params, {"grants": node_ids})
+    return _create(host, table, params, {"grants": node_ids})
 
 
-def _remove(daemon: "Daemon", table: str, params: dict[str, Any], **delete_flags: Any) -> dict[str, Any]:
+def _remove(host: "Host", table: str, params: dict[str, Any], **delete_flags: Any) -> dict[str, Any]:
     """Delete the object a name or id refers to; the state machine enforces the table's rules (grants)."""
     kind = table[:-1]
-    manager = daemon.require_manager()
-    record = manager.read_barrier().get(table, _ref(params, kind))
+    manager = host.require_manager()
+    record = manager.read_barrier().get(table, text_param(params, kind))
     manager.propose([{"op": "delete", "table": table, "id": record["id"], **delete_flags}])
-    daemon.log(f"{kind} {record['id']} removed")
+    host.log(f"{kind} {record['id']} removed")
     return {"id": record["id"]}
 
 
@@ -138,76 +116,74 @@ def _remove(daemon: "Daemon", table: str, params: dict[str, Any], **delete_flags
 
 
 @method("secret.create", allow=ADMIN)
-def secret_create(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    return _create_granted(daemon, "secrets", params)
+def secret_create(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
+    return _create_granted(host, "secrets", params)
 
 
 @method("secret.ls", allow=ADMIN)
-def secret_ls(daemon: "Daemon", params: dict[str, Any]) -> list[dict[str, Any]]:
-    return [public_view("secrets", s) for s in _state(daemon, params).list("secrets")]
+def secret_ls(host: "Host", params: dict[str, Any]) -> list[dict[str, Any]]:
+    return [public_view("secrets", s) for s in read_state(host, params).list("secrets")]
 
 
 @method("secret.inspect", allow=ADMIN)
-def secret_inspect(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    return public_view("secrets", _state(daemon, params).get("secrets", _ref(params, "secret")))
+def secret_inspect(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
+    return public_view("secrets", read_state(host, params).get("secrets", text_param(params, "secret")))
 
 
 @method("secret.rm", allow=ADMIN)
-def secret_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    return _remove(daemon, "secrets", params, force=bool(params.get("force")))
+def secret_rm(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
+    return _remove(host, "secrets", params, force=bool(params.get("force")))
 
 
 @method("secret.grant", allow=ADMIN)
-def secret_grant(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    return _change_grants(daemon, "secrets", params, grant=True)
+def secret_grant(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
+    return _change_grants(host, "secrets", params, grant=True)
 
 
 @method("secret.revoke", allow=ADMIN)
-def secret_revoke(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    return _change_grants(daemon, "secrets", params, grant=False)
+def secret_revoke(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
+    return _change_grants(host, "secrets", params, grant=False)
 
 
 @method("secret.read", allow=ADMIN)
-def secret_read(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    return _read_own(daemon, "secrets", params)
+def secret_read(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
+    return _read_own(host, "secrets", params)
 
 
 # ------------------------------------------------------------------ configs
 
 
 @method("config.create", allow=ADMIN)
-def config_create(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    return _create_granted(daemon, "configs", params)
+def config_create(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
+    return _create_granted(host, "configs", params)
 
 
 @method("config.ls", allow=ADMIN)
-def config_ls(daemon: "Daemon", params: dict[str, Any]) -> list[dict[str, Any]]:
-    return [public_view("configs", c) for c in _state(daemon, params).list("configs")]
+def config_ls(host: "Host", params: dict[str, Any]) -> list[dict[str, Any]]:
+    return [public_view("configs", c) for c in read_state(host, params).list("configs")]
 
 
 @method("config.inspect", allow=ADMIN)
-def config_inspect(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    return public_view("configs", _state(daemon, params).get("configs", _ref(params, "config")))
+def config_inspect(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
+    return public_view("configs", read_state(host, params).get("configs", text_param(params, "config")))
 
 
 @method("config.rm", allow=ADMIN)
-def config_rm(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    return _remove(daemon, "configs", params, force=bool(params.get("force")))
+def config_rm(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
+    return _remove(host, "configs", params, force=bool(params.get("force")))
 
 
 @method("config.grant", allow=ADMIN)
-def config_grant(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    return _change_grants(daemon, "configs", params, grant=True)
+def config_grant(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
+    return _change_grants(host, "configs", params, grant=True)
 
 
 @method("config.revoke", allow=ADMIN)
-def config_revoke(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    return _change_grants(daemon, "configs", params, grant=False)
+def config_revoke(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
+    return _change_grants(host, "configs", params, grant=False)
 
 
 @method("config.read", allow=ADMIN)
-def config_read(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    return _read_own(daemon, "configs", params)
+def config_read(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
+    return _read_own(host, "configs", params)
 
-
-__all__ += ["NotFound"]

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._authz import ADMIN
-from ..tools._check_perf import PERF_PREFIX
 from ..telemetry._metrics import FSYNC_SECONDS, LEADER_CHANGES, PROPOSAL_SECONDS, counter_value, histogram_snapshot
-from ._methods import method
+from ..tools._check_perf import PERF_PREFIX
+from ._authz import ADMIN
+from ._registry import method
 
 if TYPE_CHECKING:
-    from ..node._daemon import Daemon
+    from ._host import Host
 
 __all__ = ["perf_stats", "perf_cleanup"]
 
 
 @method("perf.stats", allow=ADMIN)
-def perf_stats(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+def perf_stats(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
     """What ``check perf`` compares before and after its load: this process's series and Raft's state."""
-    manager = daemon.require_manager()
+    manager = host.require_manager()
     status = manager.status()
     return {
         "node_id": manager.node.node_id,
@@ -41,9 +41,9 @@ def perf_stats(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
 
 
 @method("perf.cleanup", allow=ADMIN)
-def perf_cleanup(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
+def perf_cleanup(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
     """Delete the keys ``check perf`` loads wrote (under ``PERF_PREFIX`` only), a few thousand per transaction."""
-    manager = daemon.require_manager()
+    manager = host.require_manager()
     keys = [record["key"] for record in manager.read_barrier().kv_list(PERF_PREFIX)]
     for start in range(0, len(keys), _DELETES_PER_TRANSACTION):
         manager.propose([{"op": "kv_delete", "key": key} for key in keys[start:start + _DELETES_PER_TRANSACTION]])

@@ -16,7 +16,7 @@ from ..keyring import CertificateIdentity
 from ..node._daemon import ApiWiring, Daemon
 from ..node._delivery import SecretsDir
 from ..state._state_machine import StateMachine
-from ..telemetry._metrics import MetricsServer
+from ._http import MetricsServer
 from ._authz import RAFT_CHANNEL, Caller, StoreView, authorize
 from ._cluster_service import ClusterService
 from ._methods import ALLOWED, METHODS

@@ -18,13 +18,14 @@
    tokens are regenerated (their digest names the new root). From then on a
    certificate of the old root is refused.
 
-Which root signs, and what a node must trust, is decided here alone.
+Which root signs, and what a node must trust, is decided in ``_roots`` alone.
+The functions here take the manager and the daemon's event log, nothing more.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..keyring import (
     InvalidArgument,
@@ -37,51 +38,34 @@ from ..keyring import (
     public_key_fingerprint,
     root_ca_not_after,
 )
+from ._cluster_settings import update_cluster
+from ._external_ca import cross_sign_with_external_ca, entries_for, external_ca_entry, require_answering
+from ._roots import signing_key_fingerprint
 
 if TYPE_CHECKING:
-    from ..node._daemon import Daemon
     from ._manager import Manager
 
-__all__ = ["signing_root", "trust_bundle", "start_rotation", "rotation_status", "finish_if_converged"]
+__all__ = ["start_rotation", "rotation_status", "finish_if_converged"]
 
 MIN_REMAINING_VALIDITY = timedelta(days=365)
 
 
-def signing_root(spec: dict[str, Any]) -> tuple[RootCA, bytes]:
-    """The root that signs certificates now, and the intermediates that ride with them."""
-    rotation = spec.get("root_rotation")
-    if rotation:
-        return RootCA(rotation["new_cert_pem"], rotation["new_key_pem"]), rotation["cross_signed_pem"]
-    return RootCA(spec["root_ca"]["cert_pem"], spec["root_ca"]["key_pem"]), b""
-
-
-def trust_bundle(spec: dict[str, Any]) -> bytes:
-    """What every node must trust: the root, and during a rotation the new root too."""
-    rotation = spec.get("root_rotation")
-    bundle = spec["root_ca"]["cert_pem"]
-    return bundle + rotation["new_cert_pem"] if rotation else bundle
-
-
-def signing_key_fingerprint(spec: dict[str, Any]) -> str:
-    return public_key_fingerprint(signing_root(spec)[0].cert_pem)
-
-
 def start_rotation(
-    daemon: "Daemon", now: datetime, cert_pem: bytes | None = None, key_pem: bytes | None = None,
-    external_cas: list[Any] | None = None,
+    manager: "Manager", log: Callable[[str], None], now: datetime, cert_pem: bytes | None = None,
+    key_pem: bytes | None = None, external_cas: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Begin a rotation to a generated root, the operator's root and key, or a root whose key stays with
     ``external_cas`` (Swarm's flow: the old root's key, here or at the old root's external CA, cross-signs).
-    """
-    from ..api._methods import update_cluster
 
-    cluster = daemon.require_manager().read_barrier().cluster()
+    ``log`` is the daemon's event log. Returns ``rotation_status`` once the rotation is committed.
+    """
+    cluster = manager.read_barrier().cluster()
     if cluster is None:
         raise InvalidArgument("the cluster object is not committed yet")
     spec = cluster["spec"]
     new, cross_signed, entries = _new_root(spec, now, cert_pem, key_pem, external_cas or [])
 
-    def begin(spec_now: dict[str, Any], manager: "Manager") -> list[dict[str, Any]]:
+    def begin(spec_now: dict[str, Any], _: "Manager") -> list[dict[str, Any]]:
         if spec_now["root_ca"]["cert_pem"] != spec["root_ca"]["cert_pem"]:
             raise InvalidArgument("the root CA changed meanwhile: run the rotation again")
         spec_now["root_rotation"] = {
@@ -95,16 +79,14 @@ def start_rotation(
         spec_now["external_cas"] = [e for e in spec_now.get("external_cas") or [] if e["root_key"] != new_key] + entries
         return []
 
-    update_cluster(daemon, begin)
-    daemon.log("root CA rotation started: every node renews its certificate under the new root")
-    return rotation_status(daemon)
+    update_cluster(manager, begin)
+    log("root CA rotation started: every node renews its certificate under the new root")
+    return rotation_status(manager)
 
 
 def _new_root(spec: dict[str, Any], now: datetime, cert_pem: bytes | None, key_pem: bytes | None,
               external_cas: list[Any]) -> tuple[RootCA, bytes, list[dict[str, Any]]]:
     """The new root, its cross-signed bridge, and the external CAs that sign for it (checked to answer)."""
-    from ._external_ca import cross_sign_with_external_ca, entries_for, external_ca_entry, require_answering
-
     if key_pem is not None and cert_pem is None:
         raise InvalidArgument("--ca-key needs --ca-cert")
     if external_cas and (cert_pem is None or key_pem is not None):
@@ -132,8 +114,8 @@ def _new_root(spec: dict[str, Any], now: datetime, cert_pem: bytes | None, key_p
     return new, cross_sign_with_external_ca(entries_for(spec, old.cert_pem), old.cert_pem, new, now), entries
 
 
-def rotation_status(daemon: "Daemon", consistency: str = "linearizable") -> dict[str, Any]:
-    manager = daemon.require_manager()
+def rotation_status(manager: "Manager", consistency: str = "linearizable") -> dict[str, Any]:
+    """What ``raftstore ca`` shows: the root, and during a rotation how many nodes converged and who is awaited."""
     state = manager.read_barrier(consistency)
     cluster = state.cluster()
     if cluster is None:
@@ -161,15 +143,12 @@ def rotation_status(daemon: "Daemon", consistency: str = "linearizable") -> dict
     return out
 
 
-def finish_if_converged(daemon: "Daemon") -> bool:
+def finish_if_converged(manager: "Manager", log: Callable[[str], None]) -> bool:
     """On the leader: complete a rotation once every node holds a certificate of the new root."""
-    from ..api._methods import update_cluster
-
-    manager = daemon.require_manager()
     cluster = manager.state.cluster()
     if cluster is None or not cluster["spec"].get("root_rotation"):
         return False
-    status = rotation_status(daemon)
+    status = rotation_status(manager)
     if not status["in_progress"] or status["waiting_for"]:
         return False
 
@@ -187,6 +166,6 @@ def finish_if_converged(daemon: "Daemon") -> bool:
         }
         return []
 
-    update_cluster(daemon, complete)
-    daemon.log("root CA rotation complete: the old root is forgotten and both join tokens regenerated")
+    update_cluster(manager, complete)
+    log("root CA rotation complete: the old root is forgotten and both join tokens regenerated")
     return True

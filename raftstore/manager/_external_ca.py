@@ -5,11 +5,11 @@
 bound to the root it signs for (``root_key``: that root's public-key fingerprint), so during a CA
 rotation the services of the old and of the new root are told apart.
 
-When the root that signs now (``_ca_rotation.signing_root``) has no key in the cluster, every
+When the root that signs now (``_roots.signing_root``) has no key in the cluster, every
 certificate a manager would issue (join, renewal, role change, rotation convergence, ``ca
-issue-client``) is instead requested from the services bound to that root, in the order given
-(failover: the next one is tried when one is down or answers wrongly), with CFSSL's
-``/api/v1/cfssl/sign`` JSON protocol:
+issue-client``: all through ``_issuance.issue_node_certificate``) is instead requested from the
+services bound to that root, in the order given (failover: the next one is tried when one is down
+or answers wrongly), with CFSSL's ``/api/v1/cfssl/sign`` JSON protocol:
 
 - request: ``{"certificate_request": CSR, "subject": {"CN": node id, "names": [{"O": cluster id,
   "OU": role}]}, "hosts": [role, node id(, swarm-ca)], "profile": role}``; the profile named after
@@ -34,11 +34,11 @@ import http.client
 import json
 import ssl
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
-from ._ca_rotation import signing_root
+from ._roots import signing_root
 from ..keyring import (
     InvalidArgument,
     InvalidCertificate,
@@ -47,7 +47,6 @@ from ..keyring import (
     certificate_profile,
     check_cross_signed,
     check_issued_certificate,
-    issue_certificate,
     node_csr_key,
     public_key_fingerprint,
     root_csr,
@@ -58,7 +57,6 @@ __all__ = [
     "PROTOCOL",
     "external_ca_entry",
     "entries_for",
-    "issue_node_certificate",
     "sign_with_external_ca",
     "cross_sign_with_external_ca",
     "probe",
@@ -130,28 +128,6 @@ def entries_for(spec: dict[str, Any], root_pem: bytes) -> list[dict[str, Any]]:
     """The external CAs that sign for ``root_pem``, in the order the operator gave them."""
     fingerprint = public_key_fingerprint(root_pem)
     return [entry for entry in spec.get("external_cas") or [] if entry.get("root_key") == fingerprint]
-
-
-def issue_node_certificate(
-    spec: dict[str, Any], csr_pem: bytes, *, node_id: str, cluster_id: str, role: str, now: datetime
-) -> bytes:
-    """A certificate for ``node_id`` from whichever signs now: the root's key here, or its external CAs.
-
-    Returns the leaf followed by the intermediates of a rotation (the cross-signed new root).
-
-    Raises:
-        InvalidCertificate: a bad CSR (local), or every external CA answered wrongly.
-        Unavailable: no external CA could be reached.
-    """
-    root, intermediates = signing_root(spec)
-    if root.key_pem is not None:
-        return issue_certificate(root, csr_pem, node_id=node_id, cluster_id=cluster_id, role=role, now=now,
-                                 validity=timedelta(seconds=int(spec["cert_expiry_seconds"])),
-                                 intermediates_pem=intermediates)
-    entries = entries_for(spec, root.cert_pem)
-    leaf = sign_with_external_ca(entries, root.cert_pem, csr_pem, node_id=node_id, cluster_id=cluster_id, role=role,
-                                 now=now)
-    return leaf + intermediates
 
 
 def sign_with_external_ca(

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..net._cluster_client import ClusterClient, fetch_root_ca
-from ..manager._external_ca import external_ca_entry, issue_node_certificate
+from ..manager._external_ca import external_ca_entry
+from ..manager._issuance import issue_node_certificate
 from ..storage._fsutil import atomic_write
 from ..storage._keystore import KeyStore
 from ..storage._node_state import MANAGER, WORKER, NodeState, StatePaths

@@ -323,7 +323,7 @@ class Daemon:
         cluster = manager.state.cluster()
         if cluster is None:
             return
-        from ..manager._ca_rotation import signing_key_fingerprint, trust_bundle
+        from ..manager._roots import signing_key_fingerprint, trust_bundle
 
         spec = cluster["spec"]
         bundle = trust_bundle(spec)

@@ -111,7 +111,7 @@ class DeliveringNode(RunningManager, Protocol):
 def wait_for_assignments(node: RunningManager, node_id: str, since: str | None, wait: float) -> dict[str, Any]:
     """On a manager: what is granted to ``node_id`` (ids and names), as soon as its tag differs from ``since``,
     or after ``wait`` seconds whatever it is."""
-    from ..api._object_methods import granted_objects
+    from ..state._grants import granted_objects
 
     deadline = time.monotonic() + wait
     while True:
@@ -310,7 +310,7 @@ class _ManagerSource:
         return wait_for_assignments(self.node, self.node_id, since, wait)
 
     def fetch(self, table: str, object_id: str) -> bytes:
-        from ..api._object_methods import read_granted
+        from ..state._grants import read_granted
 
         return read_granted(self.node.require_manager().state, table, self.node_id, object_id)
 

@@ -61,7 +61,7 @@ from ..keyring import (
     new_id,
 )
 from ..manager._backup import PENDING_RESTORE, read_backup, write_pending_restore
-from ..manager._external_ca import issue_node_certificate
+from ..manager._issuance import issue_node_certificate
 from ..manager._manager import Manager
 from ..manager._membership import ask_managers, demote_absent_managers
 from ..net._cluster_client import call_any_manager, try_each_manager

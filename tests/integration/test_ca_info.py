@@ -61,7 +61,7 @@ def test_ca_flags_and_the_ca_configuration_block(cluster: Cluster) -> None:
 
 def test_external_cas_are_listed_in_the_block() -> None:
     """The other half of issue 14 stores external CAs in the cluster spec's ``external_cas``; info lists them."""
-    from raftstore.api._methods import ca_config
+    from raftstore.api._views import ca_config
     from raftstore.cli._swarm import _ca_config_lines
 
     spec = {"cert_expiry_seconds": 90 * 24 * 3600, "force_rotate": 2, "root_rotation": None,
