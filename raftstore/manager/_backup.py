@@ -138,7 +138,6 @@ def read_backup(data: bytes, source: str = "backup") -> Backup:
 
 def write_pending_restore(paths: StatePaths, backup: Backup, data: bytes) -> None:
     """Stage a restore in an emptied data directory: the backup's keys as this node's, and the backup itself.
->>>>>>> node
 
     The node's restore (node/_transitions) finishes it once the keys are open.
     """
