@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import click
 
-from ._common import call, client, connection_options, emit_json, format_option, handle_errors, print_table, _jsonable
+from ._common import client, connection_options, emit_json, format_option, handle_errors, print_table, _jsonable
 
 __all__ = ["register"]
 
@@ -51,7 +50,8 @@ def kv() -> None:
 @handle_errors
 def kv_put(key: str, value: str) -> None:
     """Set KEY to VALUE (- reads the value from standard input). Prints nothing."""
-    call("kv.put", {"key": key, "value": _value(value), "request_id": os.urandom(16)})
+    with client() as c:
+        c.put(key, _value(value))
 
 
 @kv.command("get")
@@ -62,13 +62,14 @@ def kv_put(key: str, value: str) -> None:
 @handle_errors
 def kv_get(key: str, consistency: str, output_format: str) -> None:
     """Print the value of KEY, followed by a newline."""
-    record = call("kv.get", {"key": key, "consistency": consistency})
+    with client() as c:
+        record = c.get(key, consistency=consistency)
     if output_format == "json":
-        emit_json({"key": record["key"], "value": record["value"], "version": record["version"],
-                   "created_version": record["created_version"]})
+        emit_json({"key": record.key, "value": record.value, "version": record.version,
+                   "created_version": record.created_version})
         return
     out = sys.stdout.buffer
-    out.write(record["value"] + b"\n")
+    out.write(record.value + b"\n")
     out.flush()
 
 
@@ -79,7 +80,8 @@ def kv_get(key: str, consistency: str, output_format: str) -> None:
 @handle_errors
 def kv_rm(key: str, version: int | None) -> None:
     """Delete KEY."""
-    call("kv.rm", {"key": key, "version": version, "request_id": os.urandom(16)})
+    with client() as c:
+        c.delete(key, version=version)
 
 
 @kv.command("cas")
@@ -95,7 +97,8 @@ def kv_cas(key: str, value: str, version: int) -> None:
     Otherwise nothing is written and the error names the version KEY is at now
     ("update out of sequence: expected version 12, the key is at version 15").
     """
-    call("kv.cas", {"key": key, "value": _value(value), "version": version, "request_id": os.urandom(16)})
+    with client() as c:
+        c.cas(key, _value(value), version)
 
 
 @kv.command("ls")
@@ -107,15 +110,16 @@ def kv_cas(key: str, value: str, version: int) -> None:
 @handle_errors
 def kv_ls(prefix: str, quiet: bool, consistency: str, output_format: str) -> None:
     """List keys (starting with PREFIX) with their versions."""
-    records = call("kv.ls", {"prefix": prefix, "consistency": consistency})
+    with client() as c:
+        records = c.list(prefix, consistency=consistency)
     if quiet:
         for record in records:
-            click.echo(record["key"])
+            click.echo(record.key)
     elif output_format == "json":
-        emit_json([{"key": r["key"], "version": r["version"], "created_version": r["created_version"],
-                    "size": len(r["value"])} for r in records])
+        emit_json([{"key": r.key, "version": r.version, "created_version": r.created_version,
+                    "size": len(r.value)} for r in records])
     else:
-        print_table(["KEY", "VERSION", "SIZE"], [[r["key"], r["version"], len(r["value"])] for r in records])
+        print_table(["KEY", "VERSION", "SIZE"], [[r.key, r.version, len(r.value)] for r in records])
 
 
 @click.command("events")
@@ -144,16 +148,14 @@ def events_cmd(since: int | None, until: int | None, follow: bool, table: str | 
       raftstore events --table kv --prefix app/ --format json
       raftstore events --since 120 --until 180 --table secrets
     """
-    with client(timeout=None) as c:
-        for event in c.stream("events", {"since": since, "until": until, "follow": follow, "table": table,
-                                         "prefix": prefix}):
+    with client(timeout=None) as c, c.watch(prefix, table=table, since=since, until=until, follow=follow) as events:
+        for event in events:
             if output_format == "json":
-                click.echo(json.dumps(_jsonable(event), sort_keys=True))
+                click.echo(json.dumps(_jsonable(event.to_dict()), sort_keys=True))
             else:
-                label = event["name"] if event["name"] == event["id"] else f"{event['name']} ({event['id']})"
-                actor = f" by {event['actor']}" if event.get("actor") else ""
-                click.echo(f"{event.get('time') or '-'} {event['version']} {event['action']} {event['table']} "
-                           f"{label}{actor}")
+                label = event.name if event.name == event.id else f"{event.name} ({event.id})"
+                actor = f" by {event.actor}" if event.actor else ""
+                click.echo(f"{event.time or '-'} {event.version} {event.action} {event.table} {label}{actor}")
 
 
 def register(group: click.Group) -> None:

@@ -904,4 +904,4 @@ def doctor(daemon: "Daemon", params: dict[str, Any]) -> list[dict[str, str]]:
 
 
 # Methods for secrets and configs live in their own module; importing it registers them.
-from . import _object_methods, _perf_methods  # noqa: E402,F401
+from . import _object_methods, _perf_methods, _txn_methods  # noqa: E402,F401
