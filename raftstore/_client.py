@@ -195,15 +195,14 @@ class Client:
 
         As etcd's Txn, a failed compare is an answer, not an error:
         ``succeeded`` is False, nothing was applied, and ``versions`` says
-        where the compared keys are. Each compare names a key the
-        transaction writes (the store checks versions where it writes): a
-        put guarded by ``Compare(key, 0)`` creates, a guarded delete
-        deletes only that version.
+        where the keys are. Each compare names a key the transaction writes
+        (the store checks versions where it writes): a put guarded by
+        ``Compare(key, 0)`` creates, a guarded delete deletes only that
+        version. A delete of a missing key fails the transaction the same way.
 
         Raises:
             InvalidArgument: a key written twice, a compare on an unwritten
                 key, no operation, more than 1024; nothing is applied.
-            NotFound: a delete of a missing key; nothing is applied.
         """
         compare_list = [c.to_wire() for c in compares]
         operation_list = [op.to_wire() for op in operations]

@@ -77,7 +77,7 @@ class Put:
 
 @dataclass(frozen=True)
 class Delete:
-    """A transaction's operation: delete ``key`` (which must exist, or the whole transaction fails)."""
+    """A transaction's operation: delete ``key`` (which must exist, or the transaction is not applied)."""
 
     key: str
 
@@ -93,9 +93,10 @@ class TxnResult:
     """The outcome of ``Client.txn``, as etcd's TxnResponse: applied entirely, or not at all.
 
     ``succeeded``: every compare held and every operation was applied at
-    ``version``. Otherwise nothing was applied; ``conflict`` is the store's
-    message and ``versions`` the version of each compared key as the
-    answering manager saw it just after (0: absent), to re-read and retry from.
+    ``version``. Otherwise nothing was applied: a compare failed or a key to
+    delete was missing. ``conflict`` is the store's message and ``versions``
+    the version of each key the transaction names as the answering manager
+    saw it just after (0: absent), to re-read and retry from.
     """
 
     succeeded: bool

@@ -12,6 +12,10 @@ the operation on its key: a put becomes a ``cas`` and a delete a versioned
 ``kv_delete``. A compare on a key the transaction does not write is refused
 up front rather than checked in a second, racing step.
 
+A delete needs its key to exist: a transaction that deletes a missing key
+is not applied, as if it had compared (etcd would delete nothing and go on;
+here the key's absence most likely means the caller's view is stale).
+
 Every input is checked before anything is proposed, each failure one
 ``InvalidArgument`` line, so a bad transaction changes nothing and costs no
 log entry. A failed compare is not an error of the request: the reply says
@@ -123,11 +127,10 @@ def txn_actions(params: dict[str, Any]) -> list[dict[str, Any]]:
 @method("kv.txn", allow=ADMIN)
 def kv_txn(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     """Apply a transaction as one log entry: ``{"succeeded", "version", "results"}``, or ``succeeded: false``
-    with ``conflict`` (the message) and ``versions`` (each compared key's version here, just after).
+    with ``conflict`` (the message) and ``versions`` (the version here, just after, of each key it names).
 
     Raises:
         InvalidArgument: a malformed transaction (see ``txn_actions``); nothing is proposed.
-        NotFound: a delete of a key that does not exist; nothing is applied.
         NoQuorum, Timeout: as any write (retry with the same request_id).
     """
     actions = txn_actions(params)
@@ -135,9 +138,9 @@ def kv_txn(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
     manager = daemon.require_manager()
     try:
         results = manager.propose(actions, proposal_id=request_id)
-    except UpdateOutOfSequence as conflict:
-        compares = _compares(params.get("compares"))
-        versions = {key: _version_here(manager.state, key) for key in compares}
+    except (UpdateOutOfSequence, NotFound) as conflict:  # a compare failed, or a key to delete is missing
+        keys = [a["key"] for a in actions]
+        versions = {key: _version_here(manager.state, key) for key in keys}
         return {"succeeded": False, "version": None, "results": [], "conflict": str(conflict), "versions": versions}
     version = max((int(r["version"]) for r in results), default=None)
     return {"succeeded": True, "version": version, "results": results}
