@@ -1,4 +1,4 @@
-"""Key/value commands (``kv put|get|rm|ls|cas``) and ``events``."""
+"""Key/value commands (``kv put|get|rm|ls|cas|txn``) and ``events``, through ``raftstore.Client``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import sys
 
 import click
 
-from ._common import client, connection_options, emit_json, format_option, handle_errors, print_table, _jsonable
+from raftstore import Compare, Delete, Put
+
+from ._common import client, connection_options, emit_json, fail, format_option, handle_errors, print_table, _jsonable
 
 __all__ = ["register"]
 
@@ -39,6 +41,7 @@ def kv() -> None:
       echo -n hello | raftstore kv put greeting -
       raftstore kv get greeting
       raftstore kv cas greeting world --version 12
+      raftstore kv txn --compare a=12 --put a=1 --put b=2
       raftstore kv ls app/ --format json
     """
 
@@ -99,6 +102,47 @@ def kv_cas(key: str, value: str, version: int) -> None:
     """
     with client() as c:
         c.cas(key, _value(value), version)
+
+
+def _pair(text: str, what: str, option: str) -> tuple[str, str]:
+    key, sep, rest = text.partition("=") if what == "VALUE" else text.rpartition("=")
+    if not sep or not key or (what == "VERSION" and not rest.isdigit()):
+        raise click.BadParameter(f"{text!r} is not KEY={what}", param_hint=option)
+    return key, rest
+
+
+@kv.command("txn")
+@click.option("--compare", "compares", multiple=True, metavar="KEY=VERSION",
+              help="Only if KEY is at VERSION (0: does not exist); KEY must also be put or removed (repeatable).")
+@click.option("--put", "puts", multiple=True, metavar="KEY=VALUE", help="Set KEY to VALUE (repeatable).")
+@click.option("--rm", "removals", multiple=True, metavar="KEY", help="Delete KEY, which must exist (repeatable).")
+@connection_options
+@handle_errors
+def kv_txn(compares: tuple[str, ...], puts: tuple[str, ...], removals: tuple[str, ...]) -> None:
+    """Put and delete several keys as one log entry, only if every --compare holds. Prints the version.
+
+    All or nothing: when a compare fails (or a key to delete is missing)
+    nothing is applied, and the error names the version found (exit 1).
+
+    \b
+    Examples:
+      raftstore kv txn --compare queue/job-1=12 --rm queue/job-1 --put running/job-1=worker-3
+      raftstore kv txn --compare app/lock=0 --put app/lock=me
+    """
+    conditions = []
+    for text in compares:
+        key, version = _pair(text, "VERSION", "--compare")
+        conditions.append(Compare(key, int(version)))
+    operations: list[Put | Delete] = []
+    for text in puts:
+        key, value = _pair(text, "VALUE", "--put")
+        operations.append(Put(key, value.encode()))
+    operations += [Delete(key) for key in removals]
+    with client() as c:
+        result = c.txn(conditions, operations)
+    if not result.succeeded:
+        fail(f"transaction not applied: {result.conflict}")
+    click.echo(result.version)
 
 
 @kv.command("ls")

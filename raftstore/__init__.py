@@ -27,6 +27,7 @@ _LAZY = {
     "Compare": "._client_types",
     "Put": "._client_types",
     "Delete": "._client_types",
+    "Operation": "._client_types",
     "TxnResult": "._client_types",
     "Event": "._client_types",
     "Member": "._client_types",

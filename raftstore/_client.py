@@ -245,25 +245,32 @@ class Client:
         return bytes(self._read("config.read", {"config": name})["data"])
 
     def secrets(self) -> List[ObjectInfo]:
-        """Every secret's metadata and grants (never its data).
+        """Every secret's metadata and grants (never its data): which nodes may read which secret.
 
         Raises:
-            NotManager: the endpoint is a worker, which holds no store.
+            NotManager: every endpoint is a worker, which holds no store.
         """
         return [ObjectInfo.from_wire(r) for r in self._read("secret.ls", {})]
 
     def configs(self) -> List[ObjectInfo]:
-        """Every config's metadata and grants.
+        """Every config's metadata and grants: which nodes may read which config.
 
         Raises:
-            NotManager: the endpoint is a worker, which holds no store.
+            NotManager: every endpoint is a worker, which holds no store.
         """
         return [ObjectInfo.from_wire(r) for r in self._read("config.ls", {})]
 
     # ------------------------------------------------------------------ cluster
 
     def info(self) -> ClusterInfo:
-        """What the answering node says about itself and its cluster (its Raft view, leader, members)."""
+        """What the answering node says about itself and its cluster (its Raft view, leader, members).
+
+        Answered by a locked manager or a worker too (with no Raft view), so it
+        tells a program what state the node is in.
+
+        Raises:
+            Unavailable: no endpoint could be reached within the retry budget.
+        """
         return ClusterInfo.from_wire(self._read("info", {}))
 
     # ------------------------------------------------------------------ lifetime

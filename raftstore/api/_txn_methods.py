@@ -110,6 +110,7 @@ def txn_actions(params: dict[str, Any]) -> list[dict[str, Any]]:
     actions: list[dict[str, Any]] = []
     for op, key, value in operations:
         version = compares.get(key)
+        action: dict[str, Any]
         if op == "put":
             action = {"op": "put", "key": key, "value": value} if version is None else \
                 {"op": "cas", "key": key, "value": value, "version": version}

@@ -123,3 +123,19 @@ def test_the_remote_control_api_with_an_admin_certificate(manager: Manager, tmp_
         impostor.put("remote/key", b"from a node")
     with Client(manager.node.host) as local:
         assert local.get("remote/key").value == b"over TLS"
+
+
+def test_kv_txn_on_the_command_line(manager: Manager) -> None:
+    node = manager.node
+    done = node.run("kv", "txn", "--compare", "cli/lock=0", "--put", "cli/lock=me", "--put", "cli/owner=a=b")
+    version = int(done.stdout)
+    assert node.run("kv", "get", "cli/owner").stdout == "a=b\n"
+    assert node.run("kv", "get", "cli/lock", "--format", "json").json["version"] == version
+    again = node.run("kv", "txn", "--compare", "cli/lock=0", "--put", "cli/lock=you", check=False)
+    assert again.returncode == 1
+    assert again.stderr == (f"Error: transaction not applied: update out of sequence: expected version 0, "
+                            f"the key is at version {version}\n")
+    unwritten = node.run("kv", "txn", "--compare", "cli/other=0", "--put", "cli/lock=x", check=False)
+    assert unwritten.returncode == 1 and "which no operation writes" in unwritten.stderr
+    assert node.run("kv", "txn", "--compare", "cli/lock=v1", "--put", "cli/lock=x", check=False).returncode == 2
+    assert node.run("kv", "get", "cli/lock").stdout == "me\n"
