@@ -60,8 +60,10 @@ class Client:
     """A connection to a raftstore cluster through one or more of its managers.
 
     ``endpoints``: one endpoint or a list; each is a control socket path,
-    ``unix:///path`` or ``tcp://HOST:PORT``. Default: the local control
-    socket, where ``raftstore`` looks without ``-H``. Requests go to one
+    ``unix:///path`` or ``tcp://HOST:PORT``. Default: the control socket in
+    the default data directory (``$RAFTSTORE_DATA_DIR``, else
+    /var/lib/raftstore as root, else ~/.local/share/raftstore), where
+    ``raftstore`` looks without ``-H`` or ``$RAFTSTORE_HOST``. Requests go to one
     endpoint at a time; another is tried when it cannot be reached or cannot
     serve (no leader, locked, a worker). Every manager serves reads and
     writes (a follower hands writes to the leader), so any order works.

@@ -8,7 +8,9 @@ duplicating a write (the block after the ``<!-- test: the leader is killed
 write is there once), runs a transaction, and watches a prefix from a
 version. The blocks read their endpoints from the environment: the three
 control sockets, and a fourth way in, the third manager's remote control API
-over mutual TLS with a client certificate from ``ca issue-client``.
+over mutual TLS with a client certificate from ``ca issue-client``. Beside
+the program, a watch of the test's own, opened on the leader, follows the
+failover block's writes across the kill: each once, in order.
 
 A failing block fails the test with the program's output, which names the
 block and the docs/client.md line, and the daemons' logs (the ``cluster``
@@ -131,7 +133,19 @@ def test_the_client_doc_runs_and_survives_the_leader(cluster: Cluster, tmp_path:
     m3.start(["-H", f"tcp://127.0.0.1:{tls_port}", "--tlsverify", "--tlscacert", str(server / "ca.pem"),
               "--tlscert", str(server / "cert.pem"), "--tlskey", str(server / "key.pem")])
     managers = [m1, m2, m3]
-    cluster.leader(managers)
+    leader = cluster.leader(managers)  # the watch below starts there: on the manager to be killed
+    watcher = Client([leader.host] + [m.host for m in managers if m is not leader])
+    watch = watcher.watch("log/", since=watcher.info().applied_index)
+    watched: list[tuple[int, str, str]] = []
+
+    def consume() -> None:
+        for event in watch:
+            watched.append((event.version, event.action, event.name))
+            if len(watched) == 300:
+                return
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
 
     blocks = python_blocks(DOC.read_text())
     env = {**os.environ, "RAFTSTORE_ENDPOINTS": ",".join(m.host for m in managers),
@@ -171,3 +185,9 @@ def test_the_client_doc_runs_and_survives_the_leader(cluster: Cluster, tmp_path:
     assert killer.killed is not None and killer.killed.process is not None
     assert killer.killed.process.returncode == -signal.SIGKILL
     assert f"answered last by {killer.killed.host}" not in text
+    # A watch of this test's own, opened on the leader before the program ran, followed it across the kill.
+    consumer.join(60)
+    watch.close()
+    watcher.close()
+    assert [(action, name) for _, action, name in watched] == [("create", f"log/{n:04}") for n in range(300)]
+    assert [version for version, _, _ in watched] == sorted({version for version, _, _ in watched})
