@@ -142,7 +142,7 @@ def daemon_cmd(data_dir: Path | None, listen_addr: str | None, hosts: str | None
         remote = _remote_api(hosts, tlsverify, tls, insecure, tlscacert, tlscert, tlskey)
         metrics = split_host_port(metrics_addr) if metrics_addr else None
         secrets = _secrets_dir(secrets_dir, secrets_dir_not_tmpfs, no_secrets_dir)
-        raftstore.Daemon(data_dir or default_data_dir(), listen_addr=listen_addr, remote_api=remote,
-                         metrics_addr=metrics, secrets_dir=secrets, secrets_dir_required=secrets_dir is not None).run()
+        raftstore.serve(data_dir or default_data_dir(), listen_addr=listen_addr, remote_api=remote,
+                        metrics_addr=metrics, secrets_dir=secrets, secrets_dir_required=secrets_dir is not None)
     except RaftstoreError as error:
         fail(str(error))

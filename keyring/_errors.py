@@ -23,11 +23,14 @@ each carries the exact one-line message an operator sees::
      +-- NodeRemoved              this node was removed from the cluster
      +-- NotLeader / NoQuorum / Unavailable / Timeout   the cluster could not answer
      +-- StorageError             the disk refused (full, read-only, ...)
+     +-- RetiredKey               an entry sealed under a DEK term the cluster has retired
      +-- RateLimited              too many attempts (joins) from one address or in all
      +-- ProtocolError            a peer or client sent bytes we do not understand
 
 Every class keeps a stable ``code`` (its name) so that errors crossing the
-control API arrive as the same class on the other side.
+control API, or coming back in a proposal's outcome, arrive as the same class
+on the other side. ``error_class`` knows only the classes declared here, so
+every class of the tree is declared here (tests/test_error_codes.py checks).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ __all__ = [
     "Unavailable",
     "Timeout",
     "StorageError",
+    "RetiredKey",
     "ProtocolError",
     "RateLimited",
     "error_class",
@@ -176,6 +180,12 @@ class StorageError(RaftstoreError):
     default_message = "storage error"
 
 
+class RetiredKey(RaftstoreError):
+    """The entry was sealed under a DEK term that the cluster has retired; reseal and retry."""
+
+    default_message = "entry sealed under a retired data key"
+
+
 class RateLimited(RaftstoreError):
     default_message = "too many requests; try again later"
 
@@ -184,7 +194,12 @@ class ProtocolError(RaftstoreError):
     default_message = "protocol error"
 
 
-_BY_CODE = {cls.__name__: cls for cls in (RaftstoreError, *RaftstoreError.__subclasses__())}
+def _tree(root: type[RaftstoreError]) -> list[type[RaftstoreError]]:
+    return [root, *(cls for subclass in root.__subclasses__() for cls in _tree(subclass))]
+
+
+# The error-code table: every class above, by its code.
+_BY_CODE = {cls.__name__: cls for cls in _tree(RaftstoreError)}
 
 
 def error_class(code: str) -> type[RaftstoreError]:

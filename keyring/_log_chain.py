@@ -8,7 +8,7 @@ is opened. A record swapped, moved, replayed or dropped from the middle of the
 log no longer matches, and the attacker who can write the disk cannot make a
 new tag without the DEK.
 
-Recipe (this module alone computes it; ``raftstore/storage/_segments.py`` lays the
+Recipe (this module alone computes it; ``raftstore/storage/_segment_format.py`` lays the
 result out on disk)::
 
     chain key = HKDF-SHA256(ikm = the DEK of term key_id, salt = cluster id (UTF-8),

@@ -153,7 +153,12 @@ class KeySource(Protocol):
 
 
 def entry_context(entry_id: bytes) -> bytes:
-    """The place of a log entry: its 128-bit proposal id (unique per proposal).
+    """The place of a log entry: its 128-bit entry id, drawn at random each time an entry is sealed.
+
+    One entry carries a batch of proposals (group commit), so the id is unique
+    per entry, not per proposal; each proposal's own id travels inside the
+    plaintext. An entry resubmitted unchanged keeps its id; one resealed (its
+    DEK term was retired while it was in flight) draws a new one.
 
     Raises:
         ValueError: ``entry_id`` is not exactly 16 bytes.

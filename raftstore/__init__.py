@@ -3,8 +3,9 @@
 The public surface is what this module exports; everything in underscore
 modules is private. Programs use ``raftstore.Client`` (docs/client.md), its
 result types and the error tree: every error raftstore raises on purpose is a
-``RaftstoreError``, and ``Compacted`` (a ``NotFound``) is the client's. ``raftstore.keyring`` holds the cryptography and
-``raftstore.cli`` the command line. Names load on first use, so that the
+``RaftstoreError``, and ``Compacted`` (a ``NotFound``) is the client's.
+``raftstore.keyring`` holds the cryptography and ``raftstore.cli`` the
+command line. Names load on first use, so that the
 command line starts quickly.
 """
 
@@ -36,7 +37,7 @@ _LAZY = {
     "Compacted": "._client_types",
     # What the command line and the tools use.
     "ControlClient": ".net._control",
-    "Daemon": ".node._daemon",
+    "serve": ".api._serve",
     "SecretsDir": ".node._delivery",
     "DEFAULT_SECRETS_DIR": ".node._delivery",
     "SystemClock": ".node._clock",
@@ -47,13 +48,13 @@ _LAZY = {
     "Thresholds": ".tools._check_perf",
     "format_duration": ".state._durations",
     "parse_duration": ".state._durations",
-    "split_host_port": ".storage._node_state",
-    "is_loopback_host": ".net._control",
-    "parse_host": ".net._control",
+    "split_host_port": ".net._addresses",
+    "is_loopback_host": ".net._addresses",
+    "parse_host": ".net._addresses",
     "configure_logging": ".telemetry._logging",
     "LOG_FORMATS": ".telemetry._logging",
     "LOG_LEVELS": ".telemetry._logging",
-    "RaftConfig": ".raft._pysyncobj_adapter",
+    "RaftConfig": ".raft",
     "generate_private_key": ".keyring",
     "make_csr": ".keyring",
 }

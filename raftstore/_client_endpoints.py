@@ -46,8 +46,9 @@ from .keyring import (
     Timeout,
     Unavailable,
 )
-from .net._control import ControlClient, parse_host
-from .storage._paths import default_data_dir
+from .net import ControlClient
+from .net._addresses import parse_host
+from .storage import default_data_dir
 
 __all__ = ["Attempts", "Connections", "default_endpoint", "normalize_endpoint", "tls_context"]
 

@@ -21,7 +21,7 @@ from .keyring import NotFound, RaftstoreError
 
 if TYPE_CHECKING:
     from ._client_endpoints import Connections
-    from .net._control import ControlClient
+    from .net import ControlClient
 
 __all__ = ["Watch"]
 

@@ -125,14 +125,14 @@ def test_a_directory_swapped_after_the_check_cannot_redirect_a_secret(tmp_path: 
 
 
 def test_the_default_directory_unusable_turns_delivery_off_a_named_one_stops_the_daemon(tmp_path: Path) -> None:
-    from raftstore.node._daemon import Daemon
+    from raftstore.api._serve import build_daemon
 
     if filesystem_type(tmp_path) in MEMORY_FILESYSTEMS:
         pytest.skip("the temporary directory is itself on tmpfs here")
-    default = Daemon(tmp_path / "d1", secrets_dir=SecretsDir(tmp_path / "s1"))
+    default = build_daemon(tmp_path / "d1", secrets_dir=SecretsDir(tmp_path / "s1"))
     default._open_secrets_dir()
     assert default.delivery is None and "is not on tmpfs" in (default.secrets_dir_problem or "")
-    named = Daemon(tmp_path / "d2", secrets_dir=SecretsDir(tmp_path / "s2"), secrets_dir_required=True)
+    named = build_daemon(tmp_path / "d2", secrets_dir=SecretsDir(tmp_path / "s2"), secrets_dir_required=True)
     with pytest.raises(InvalidArgument, match="is not on tmpfs"):
         named._open_secrets_dir()
 

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from raftstore import InvalidArgument, InvalidCertificate, InvalidRecord, ProtocolError
 from raftstore.manager._backup import read_backup
 from raftstore.net._frames import FrameBuffer, decode_payload
-from raftstore.storage._node_state import split_host_port
+from raftstore.net._addresses import split_host_port
 from raftstore.state._objects import validate_name
-from raftstore.storage._segments import MAGIC, SegmentLog
+from raftstore.storage._segment_format import MAGIC
+from raftstore.storage._segments import SegmentLog
 from segment_chain import CHAIN
 from raftstore.storage._snapshot_file import decode_snapshot, encode_snapshot
 from raftstore.state._state_machine import StateMachine

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import raftstore
@@ -46,7 +47,62 @@ def _imported_only_by(library: str, module_file: str) -> None:
 
 
 def test_only_the_adapter_imports_pysyncobj() -> None:
-    _imported_only_by("pysyncobj", "_pysyncobj_adapter.py")
+    """The adapter is the package raftstore/raft/: no module outside it imports pysyncobj."""
+    raft = ROOT / "raftstore" / "raft"
+    for folder in ("raftstore", "cli", "keyring"):
+        for path in _sources(folder):
+            if path.parent != raft:
+                assert not any(name.startswith("pysyncobj") for name in _imports(path)), path
+
+
+def _pysyncobj_private_names() -> set[str]:
+    """The underscore names pysyncobj defines or sets on its objects (``def _x``, ``self._x``)."""
+    import pysyncobj
+
+    names: set[str] = set()
+    for source in Path(pysyncobj.__file__).parent.glob("*.py"):
+        text = source.read_text()
+        names.update(re.findall(r"\bself\.(_[A-Za-z]\w*)", text))
+        names.update(re.findall(r"\bdef (_[A-Za-z]\w*)", text))
+    return {name for name in names if not name.startswith("__")}
+
+
+def test_only_the_seams_module_touches_pysyncobj_private_names() -> None:
+    """raftstore/raft/_seams.py holds every use of pysyncobj's internals.
+
+    Elsewhere: no name-mangled attribute (``_SyncObj__x``), no underscore
+    attribute of pysyncobj's that the module does not define itself, no
+    pysyncobj module object (which is what a module-level swap needs), and
+    only public names from ``from pysyncobj... import``.
+    """
+    import pkgutil
+
+    import pysyncobj
+
+    private = _pysyncobj_private_names()
+    submodules = {module.name for module in pkgutil.iter_modules(pysyncobj.__path__)}
+    seams = ROOT / "raftstore" / "raft" / "_seams.py"
+    for path in _sources("raftstore"):
+        if path == seams:
+            continue
+        tree = ast.parse(path.read_text())
+        own = {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+        own |= {
+            target.attr
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Assign, ast.AnnAssign))
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            if isinstance(target, ast.Attribute)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                assert not any(alias.name.startswith("pysyncobj") for alias in node.names), f"{path}: import pysyncobj"
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pysyncobj"):
+                for alias in node.names:
+                    assert not alias.name.startswith("_") and alias.name not in submodules, f"{path}: {alias.name}"
+            elif isinstance(node, ast.Attribute):
+                assert not re.fullmatch(r"_[A-Za-z]+__\w+", node.attr), f"{path}: {node.attr}"
+                assert node.attr not in private or node.attr in own, f"{path}: {node.attr}"
 
 
 def test_no_pickle_in_project_code() -> None:

@@ -1,8 +1,8 @@
 """The seams we use in pysyncobj: if an upgrade moves one, these fail loudly.
 
-``raftstore.raft._pysyncobj_adapter`` replaces pysyncobj's journal factory, its
-pickle module and its apply step, drives ``doTick`` itself and reads a few
-private attributes. Each is checked here against the installed pysyncobj.
+``raftstore.raft._seams`` replaces pysyncobj's journal factory, its pickle
+module and its apply step, drives ``doTick`` itself and reads a few private
+attributes. Each is checked here against the installed pysyncobj.
 """
 
 from __future__ import annotations
@@ -15,24 +15,26 @@ import pysyncobj.poller
 import pysyncobj.syncobj as syncobj_module
 from pysyncobj import SyncObj
 
-from raftstore.raft import _pysyncobj_adapter as adapter
+from raftstore.raft import _append_rule as append_rule
+from raftstore.raft import _envelope as envelope
 from raftstore.raft import _raft_transport as transport
+from raftstore.raft import _seams as seams
 
 
 def test_pinned_version() -> None:
     from pysyncobj.version import VERSION
 
-    assert VERSION == "0.3.17", "re-check every seam in _pysyncobj_adapter before moving the pin"
+    assert VERSION == "0.3.17", "re-check every seam in raftstore/raft/_seams.py before moving the pin"
 
 
 def test_journal_factory_seam() -> None:
     source = inspect.getsource(SyncObj.__init__)
     assert "createJournal(self.__conf.journalFile)" in source
-    assert syncobj_module.createJournal is adapter._create_journal
+    assert syncobj_module.createJournal is seams._create_journal
 
 
 def test_pickle_is_replaced_and_only_dumps_loads_are_used() -> None:
-    assert syncobj_module.pickle is adapter._MsgpackCodec
+    assert syncobj_module.pickle is seams.MsgpackCodec
     source = inspect.getsource(syncobj_module)
     used = set(re.findall(r"\bpickle\.(\w+)", source))
     assert used <= {"dumps", "loads"}, used
@@ -52,7 +54,7 @@ def test_unknown_command_type_is_skipped_by_pysyncobj() -> None:
     # Our ENTRY_TYPE must be one pysyncobj would not interpret itself.
     source = inspect.getsource(syncobj_module._COMMAND_TYPE)
     values = {int(v) for v in re.findall(r"=\s*(\d+)", source)}
-    assert adapter.ENTRY_TYPE not in values
+    assert envelope.ENTRY_TYPE not in values
 
 
 def test_poller_contract() -> None:
@@ -69,13 +71,13 @@ def test_serializer_hooks_signature() -> None:
 
 
 def test_membership_codec_round_trip() -> None:
-    member = adapter.RaftMember("n1", "127.0.0.1:1")
-    decoded = adapter._MsgpackCodec.loads(adapter._MsgpackCodec.dumps(["add", "n1", member]))
+    member = seams.RaftMember("n1", "127.0.0.1:1")
+    decoded = seams.MsgpackCodec.loads(seams.MsgpackCodec.dumps(["add", "n1", member]))
     assert decoded[0] == "add" and decoded[2] == member and decoded[2].address == "127.0.0.1:1"
 
 
 def test_snapshot_receive_seam() -> None:
-    # _SnapshotReceiver replaces the serializer instance that receives a leader's snapshot.
+    # SnapshotReceiver (installed by RaftCore.receive_snapshots_with) replaces the serializer instance that receives a leader's snapshot.
     source = inspect.getsource(SyncObj)
     assert "self.__serializer = Serializer(" in source
     assert "if self.__serializer.setTransmissionData(serialized):\n                    self.__loadDumpFile(clearJournal=True)" in source
@@ -83,8 +85,8 @@ def test_snapshot_receive_seam() -> None:
 
 
 def test_append_entries_seam() -> None:
-    # _RaftCore rewrites a follower's append-entries before pysyncobj's handler
-    # runs, relying on exactly these steps of it (see _RaftCore._append_rule).
+    # RaftCore rewrites a follower's append-entries before pysyncobj's handler
+    # runs, relying on exactly these steps of it (see _append_rule.rewrite_append_entries).
     assert "setOnMessageReceivedCallback(self.__onMessageReceived)" in inspect.getsource(SyncObj.__init__)
     source = inspect.getsource(SyncObj._SyncObj__onMessageReceived)
     for line in (
@@ -99,11 +101,11 @@ def test_append_entries_seam() -> None:
     ):
         assert line in source, line
     for name in ("_SyncObj__onMessageReceived", "_SyncObj__sendNextNodeIdx"):
-        assert hasattr(SyncObj, name) and name in vars(adapter._RaftCore), name
+        assert hasattr(SyncObj, name) and name in vars(seams.RaftCore), name
 
 
-def _plan(ours: dict[int, int], prev: int, entries: list[tuple[int, int]]) -> adapter.AppendPlan:
-    return adapter.plan_append(
+def _plan(ours: dict[int, int], prev: int, entries: list[tuple[int, int]]) -> append_rule.AppendPlan:
+    return append_rule.plan_append(
         ours.__getitem__, max(ours), prev, ours[prev], [(b"", index, term) for index, term in entries]
     )
 

@@ -18,11 +18,11 @@ ISSUED = datetime(2026, 1, 1, tzinfo=timezone.utc)
 def test_due_between_50_and_80_percent(hours: int, seed: int) -> None:
     validity = timedelta(hours=hours)
     identity = CertificateIdentity("n", "c", "swarm-worker", ISSUED - CERT_BACKDATE, ISSUED + validity)
-    due = CertificateRenewer(daemon=None, rng=random.Random(seed)).due_at(identity)  # type: ignore[arg-type]
+    due = CertificateRenewer(hooks=None, rng=random.Random(seed)).due_at(identity)  # type: ignore[arg-type]
     assert ISSUED + validity * 0.5 <= due <= ISSUED + validity * 0.8
 
 
 def test_due_time_is_stable_per_certificate() -> None:
     identity = CertificateIdentity("n", "c", "swarm-worker", ISSUED - CERT_BACKDATE, ISSUED + timedelta(hours=1))
-    renewer = CertificateRenewer(daemon=None)  # type: ignore[arg-type]
+    renewer = CertificateRenewer(hooks=None)  # type: ignore[arg-type]
     assert renewer.due_at(identity) == renewer.due_at(identity)

@@ -21,7 +21,7 @@ from raftstore.node._bootstrap import bootstrap_actions, initialize_cluster
 from raftstore.storage._keystore import KeyStore
 from raftstore.manager._manager import Manager
 from raftstore.storage._node_state import StatePaths
-from raftstore.raft._pysyncobj_adapter import RaftConfig
+from raftstore.raft import RaftConfig
 from raftstore.storage._snapshot_file import read_snapshot
 from raftstore.keyring import UpdateOutOfSequence
 from raftstore.tools._local_cluster import free_port, wait_until

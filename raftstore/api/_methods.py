@@ -23,7 +23,8 @@ from ..node._bootstrap import bootstrap_actions, initialize_cluster, join_cluste
 from ..net._cluster_client import ClusterClient
 from ..net._control import Stream
 from ..manager._external_ca import MAX_EXTERNAL_CAS, probe_all, require_answering, updated_external_cas
-from ..storage._node_state import MANAGER, NodeState, split_host_port
+from ..storage._node_state import MANAGER, NodeState
+from ..net import split_host_port
 from ..node._roles import check_quorum_after_removal, remove_manager
 from ..state._state_machine import StateMachine
 from ..keyring import (
@@ -780,7 +781,7 @@ def snapshot_save(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
 
 @method("snapshot.restore", allow=ADMIN)
 def snapshot_restore(daemon: "Daemon", params: dict[str, Any]) -> dict[str, Any]:
-    from ..manager._backup import stage_restore
+    from ..node._transitions import stage_restore
     from ..node._daemon import LOCKED
 
     data = params.get("data")

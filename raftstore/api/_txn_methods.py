@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ._authz import ADMIN
 from ._methods import _proposal_id, method
 from ..keyring import InvalidArgument, NotFound, UpdateOutOfSequence
+from ..state import cas_action, kv_delete_action, put_action
 
 if TYPE_CHECKING:
     from ..node._daemon import Daemon
@@ -110,18 +111,14 @@ def txn_actions(params: dict[str, Any]) -> list[dict[str, Any]]:
     actions: list[dict[str, Any]] = []
     for op, key, value in operations:
         version = compares.get(key)
-        action: dict[str, Any]
         if op == "put":
-            action = {"op": "put", "key": key, "value": value} if version is None else \
-                {"op": "cas", "key": key, "value": value, "version": version}
+            assert value is not None
+            actions.append(put_action(key, value) if version is None else cas_action(key, value, version))
+        elif version == 0:
+            raise InvalidArgument(f"delete of {key!r} with compare version 0: a key that must not exist "
+                                  "cannot be deleted")
         else:
-            if version == 0:
-                raise InvalidArgument(f"delete of {key!r} with compare version 0: a key that must not exist "
-                                      "cannot be deleted")
-            action = {"op": "kv_delete", "key": key}
-            if version is not None:
-                action["version"] = version
-        actions.append(action)
+            actions.append(kv_delete_action(key, version=version))
     return actions
 
 

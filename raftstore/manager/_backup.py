@@ -11,47 +11,39 @@ backup, like the cluster's disks, protects nothing on its own).
 Restoring on a fresh node, or with ``--force`` over a node of another cluster,
 makes that node the only manager of the backup's cluster at the backup's
 position: with autolock it starts locked and the source cluster's unlock key
-opens it. The other managers of the old cluster can then join again.
+opens it. The other managers of the old cluster can then join again. This
+module owns the file and what a restore stages from it
+(``write_pending_restore``); the node's role change is node/_transitions'.
 """
 
 from __future__ import annotations
 
-import socket
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgpack
 
-from ..node._bootstrap import clear_partial, node_record_action
-from ._external_ca import issue_node_certificate
 from ..storage._fsutil import atomic_write
 from ..storage._keystore import KeyStore
-from ..storage._node_state import NodeState
-from ..raft._pysyncobj_adapter import KeySource, install_single_member
+from ..storage._node_state import StatePaths
 from ..storage._snapshot_file import decode_snapshot, encode_snapshot
-from ..state._state_machine import StateMachine
 from ..keyring import (
-    MANAGER_ROLE,
     InvalidArgument,
     InvalidRecord,
     KeyEncryptionKey,
     Keyring,
     RecordKind,
     UnlockKey,
-    generate_private_key,
-    make_csr,
-    new_id,
     open_record,
     seal,
     wrap_keyring,
 )
 
 if TYPE_CHECKING:
-    from ..node._daemon import Daemon
     from ._manager import Manager
 
-__all__ = ["Backup", "create_backup", "read_backup", "PENDING_RESTORE"]
+__all__ = ["Backup", "create_backup", "read_backup", "write_pending_restore", "PENDING_RESTORE"]
 
 FORMAT = "raftstore-backup/1"
 PENDING_RESTORE = "restore.pending"
@@ -144,66 +136,14 @@ def read_backup(data: bytes, source: str = "backup") -> Backup:
     return backup
 
 
-def stage_restore(daemon: "Daemon", data: bytes, *, force: bool, listen_addr: str, advertise_addr: str) -> NodeState:
-    """Write what the restored node needs to open (keys, state.json, the pending backup); nothing Raft yet."""
-    backup = read_backup(data)
-    node = daemon.node
-    if node is not None and not force:
-        if node.cluster_id != backup.cluster_id:
-            raise InvalidArgument(
-                f"this backup is of cluster {backup.cluster_id}, and this node belongs to cluster {node.cluster_id}; "
-                "use --force to replace this node's data with it"
-            )
-        raise InvalidArgument(
-            f"this node is already part of cluster {node.cluster_id}; restoring replaces its data: use --force"
-        )
-    daemon.become_inactive()
-    clear_partial(daemon.paths)
-    # The backup's own wrapped keyring becomes this node's: the same KEK opens it.
-    atomic_write(daemon.paths.keys / "keyring", backup.keyring_wrapped)
-    if backup.plain_kek is not None:
-        atomic_write(daemon.paths.keys / "kek", msgpack.packb({"version": backup.kek_version, "secret": backup.plain_kek}))
-    atomic_write(daemon.paths.root / PENDING_RESTORE, data)
-    restored = NodeState.sole_manager(backup.cluster_id, new_id(), listen_addr, advertise_addr)
-    restored.save(daemon.paths.state_file)
-    return restored
+def write_pending_restore(paths: StatePaths, backup: Backup, data: bytes) -> None:
+    """Stage a restore in an emptied data directory: the backup's keys as this node's, and the backup itself.
+>>>>>>> node
 
-
-def complete_restore(daemon: "Daemon", node: NodeState, keyring: Keyring, kek: KeyEncryptionKey) -> bytes:
-    """With the keys open: certificates for this node, and a one-member Raft at the backup's position.
-
-    Returns the node's private key (PEM). The pending file is removed last, so
-    a crash anywhere before that repeats the whole step.
+    The node's restore (node/_transitions) finishes it once the keys are open.
     """
-    pending = daemon.paths.root / PENDING_RESTORE
-    backup = read_backup(pending.read_bytes(), str(pending))
-    state_bytes = backup.open_state(keyring)
-    state = StateMachine()
-    state.load(msgpack.unpackb(state_bytes, raw=False))
-    cluster = state.cluster()
-    if cluster is None:
-        raise InvalidRecord(f"{pending} holds no cluster object")
-    spec = cluster["spec"]
-    key_pem = generate_private_key()
-    chain = issue_node_certificate(spec, make_csr(key_pem), node_id=node.node_id, cluster_id=node.cluster_id,
-                                   role=MANAGER_ROLE, now=daemon.clock.now())
-    atomic_write(daemon.paths.root_ca, spec["root_ca"]["cert_pem"], mode=0o644)
-    atomic_write(daemon.paths.node_cert, chain, mode=0o644)
-    keystore = KeyStore(daemon.paths, node.cluster_id)
-    keystore.write_node_key(key_pem, None if keystore.has_plain_kek() else kek)
-    last = (bytes([1]), backup.index, backup.term)
-    prev = (bytes([1]), backup.index - 1, backup.term)
-    install_single_member(
-        daemon.paths.raft, KeySource(keyring, node.cluster_id), last, prev, (node.node_id, node.advertise_addr),
-        state_bytes, daemon.log,
+    # The backup's own wrapped keyring becomes this node's: the same KEK opens it.
+    KeyStore(paths, backup.cluster_id).adopt_keyring(
+        backup.keyring_wrapped, kek_version=backup.kek_version, plain_kek=backup.plain_kek
     )
-    pending.unlink()
-    daemon.log(f"restored cluster {node.cluster_id} from a backup at index {backup.index}; this node is its only manager")
-    return key_pem
-
-
-def restored_node_record(node: NodeState) -> dict[str, Any]:
-    return node_record_action(node.node_id, "manager", node.advertise_addr, socket.gethostname())
-
-
-__all__ += ["stage_restore", "complete_restore", "restored_node_record"]
+    atomic_write(paths.root / PENDING_RESTORE, data)

@@ -22,7 +22,7 @@ from ..storage._keystore import KeyStore
 from ..telemetry._metrics import LEADER_CHANGES, SEAL_SECONDS
 from ..storage._node_state import NodeState, StatePaths
 from ._proposer import RETIRED, Proposer
-from ..raft._pysyncobj_adapter import FAIL_REASONS, KeySource, RaftConfig, RaftNode
+from ..raft import FAIL_REASONS, CurrentKeyring, RaftConfig, RaftNode, parse_envelope, seal_envelope, unsealed_envelope
 from ..storage._snapshot_file import read_snapshot
 from ..state._state_machine import Outcome, StateMachine, decode_proposal
 from ..net._tls import TlsIdentity, client_context
@@ -33,15 +33,11 @@ from ..keyring import (
     KeyEncryptionKey,
     Keyring,
     RaftstoreError,
-    RecordKind,
     Timeout,
     UnlockKey,
     Unavailable,
-    entry_context,
     error_class,
-    open_record,
     record_key_id,
-    seal,
     unwrap_data_key,
     wrap_data_key,
 )
@@ -49,10 +45,6 @@ from ..keyring import (
 __all__ = ["Manager", "raise_for_outcome", "ROTATE_DEK_AFTER", "ROTATE_DEK_AFTER_ENV", "dek_rotation_threshold"]
 
 log = logging.getLogger("raftstore.manager")
-
-_ENTRY_ID_BYTES = 16
-# Marks an entry of the benchmark control without sealing (a sealed record starts with version 1).
-_UNSEALED = b"\x00"
 
 #: A DEK seals at most 2**31 records (random 96-bit nonces); the leader rotates
 #: it once the log holds 2**30 entries sealed under it, which leaves room for
@@ -101,7 +93,7 @@ class Manager:
         self.node = node
         self.keystore = keystore
         self.kek = kek
-        self.keys = KeySource(keyring, node.cluster_id)
+        self.keys = CurrentKeyring(keyring, node.cluster_id)
         self._node_key_pem = node_key_pem
         self._clock = clock
         self._on_fatal = on_fatal
@@ -190,15 +182,12 @@ class Manager:
     # ----------------------------------------------------------------- write path
 
     def _seal_entry(self, plaintext: bytes) -> bytes:
-        entry_id = os.urandom(_ENTRY_ID_BYTES)
         if self._benchmark.no_sealing:
-            return entry_id + _UNSEALED + plaintext
+            return unsealed_envelope(plaintext)
         started = time.perf_counter()
-        sealed = seal(
-            self.keys.keyring.active, RecordKind.ENTRY, self.node.cluster_id, entry_context(entry_id), plaintext
-        )
+        envelope = seal_envelope(self.keys.keyring.active, self.node.cluster_id, plaintext)
         SEAL_SECONDS.observe(time.perf_counter() - started)
-        return entry_id + sealed
+        return envelope
 
     def propose(self, actions: list[dict[str, Any]], *, proposal_id: bytes | None = None, timeout: float = 10.0) -> list[Any]:
         """Commit a transaction; returns its per-action results or raises its error."""
@@ -237,17 +226,15 @@ class Manager:
     # ----------------------------------------------------------------- apply path (tick thread)
 
     def _apply(self, index: int, payload: bytes) -> Any:
-        entry_id, sealed = payload[:_ENTRY_ID_BYTES], payload[_ENTRY_ID_BYTES:]
-        if sealed[:1] == _UNSEALED:
-            return self._apply_unsealed(index, sealed[1:])
+        envelope = parse_envelope(payload)
+        if not envelope.sealed:
+            return self._apply_unsealed(index, envelope.unsealed_plaintext)
         try:
-            key_id = record_key_id(sealed)
+            key_id = envelope.key_id()
             if key_id < self.state.retired_below:
                 self.state.advance(index)
                 return RETIRED
-            plaintext = open_record(
-                self.keys.keyring, RecordKind.ENTRY, self.node.cluster_id, entry_context(entry_id), sealed
-            )
+            plaintext = envelope.open(self.keys.keyring, self.node.cluster_id)
             batch = msgpack.unpackb(plaintext, raw=False)
             proposals = [decode_proposal(raw) for raw in batch]
         except (InvalidRecord, ValueError, TypeError) as error:

@@ -25,6 +25,12 @@ restore from a backup) leaves the other managers' records behind; those
 nodes carry another history and must join again, never be added back.
 ``demote_absent_managers`` turns their records into workers' first, and the
 reconciler adds nothing while ``hold`` says a rebuild is under way.
+
+Taking a manager out of Raft (``remove_manager``) lives here too, with its
+quorum check: an operator's demote or removal, a manager leaving, and the
+reconciler all do it the same way. pysyncobj cannot remove the leader from the
+configuration, so removing the leader first hands leadership to a caught-up
+follower.
 """
 
 from __future__ import annotations
@@ -32,17 +38,17 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
-from ..net._cluster_client import ClusterClient
-from ..keyring import InvalidArgument, RaftstoreError
+from ..net._cluster_client import ClusterClient, call_any_manager
+from ..keyring import InvalidArgument, NoQuorum, RaftstoreError
 
 if TYPE_CHECKING:
-    from ..node._daemon import Daemon
     from ._manager import Manager
     from ..state._state_machine import StateMachine
 
-__all__ = ["MembershipReconciler", "demote_absent_managers", "managers_on_record", "quorum_after_addition"]
+__all__ = ["MembershipReconciler", "ManagerHost", "demote_absent_managers", "managers_on_record",
+           "quorum_after_addition", "check_quorum_after_removal", "remove_manager", "ask_managers"]
 
 #: How long a probe of a missing manager's cluster port may take.
 PROBE_TIMEOUT = 1.0
@@ -78,6 +84,81 @@ def quorum_after_addition(manager: "Manager", node_id: str) -> None:
         )
 
 
+def check_quorum_after_removal(manager: "Manager", node_id: str) -> None:
+    """Refuse a removal that would leave fewer reachable managers than a quorum."""
+    status = manager.status()
+    members = [i for i, _ in status.get("members", [])]
+    if node_id not in members:
+        return
+    remaining = [m for m in members if m != node_id]
+    if not remaining:
+        raise InvalidArgument("can't remove the last manager of the cluster")
+    connected = set(status.get("connected", []))
+    reachable = [m for m in remaining if m == manager.node.node_id or m in connected]
+    needed = len(remaining) // 2 + 1
+    if len(reachable) < needed:
+        raise InvalidArgument(
+            f"can't remove node {node_id}: it would leave {len(reachable)} reachable manager(s) of "
+            f"{len(remaining)}, and a quorum needs {needed}"
+        )
+
+
+def ask_managers(manager: "Manager", addresses: list[str], method: str, params: dict[str, Any],
+                 timeout: float = 15.0) -> Any:
+    """Call the first reachable of ``addresses`` as this manager: its certificate, the roots on disk now."""
+    return call_any_manager(
+        addresses,
+        method,
+        params,
+        trusted_roots_pem=manager.paths.root_ca.read_bytes(),
+        identity=manager.tls_identity(),
+        cluster_id=manager.node.cluster_id,
+        timeout=timeout,
+    )
+
+
+def remove_manager(manager: "Manager", node_id: str, timeout: float = 20.0) -> None:
+    """Take ``node_id`` out of the Raft configuration, moving leadership off it first."""
+    me = manager.node.node_id
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = manager.status()
+        members = dict((i, a) for i, a in status.get("members", []))
+        if node_id not in members:
+            return
+        leader = status.get("leader")
+        if leader is None:
+            time.sleep(0.2)
+            continue
+        if leader == node_id:
+            if node_id == me:
+                manager.raft.transfer_leadership()
+            else:
+                try:  # the leader itself: any other manager would just say it does not lead
+                    ask_managers(manager, [members[node_id]], "raft.step_down", {"node_id": node_id})
+                except RaftstoreError:
+                    pass
+            _wait(lambda: manager.status().get("leader") not in (None, node_id), 5.0)
+            continue
+        if node_id == me:
+            # Ask another manager: a node cannot propose its own removal to itself.
+            others = [a for i, a in manager.status().get("members", []) if i != me]
+            ask_managers(manager, others, "raft.remove", {"node_id": node_id})
+        else:
+            manager.change_membership(False, node_id, members[node_id], timeout=max(1.0, deadline - time.monotonic()))
+        return
+    raise NoQuorum(f"manager {node_id} could not be removed from the Raft configuration in time")
+
+
+def _wait(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def demote_absent_managers(manager: "Manager") -> list[str]:
     """After a one-manager rebuild: every other manager on record becomes a worker on record; returns their ids."""
     state = manager.read_barrier()
@@ -92,11 +173,22 @@ def demote_absent_managers(manager: "Manager") -> list[str]:
     return [r["id"] for r in others]
 
 
+class ManagerHost(Protocol):
+    """What the reconciler needs of the node that runs it (the daemon is one)."""
+
+    @property
+    def manager(self) -> "Manager | None":
+        """The running manager, or None while this node runs none."""
+
+    def log(self, message: str) -> None:
+        """Write one event line."""
+
+
 class MembershipReconciler:
     """Repairs the difference between node records and the Raft configuration (leader only; see the module doc)."""
 
-    def __init__(self, daemon: "Daemon") -> None:
-        self.daemon = daemon
+    def __init__(self, host: ManagerHost) -> None:
+        self.host = host
         self._tried: dict[str, float] = {}
         self._said: dict[str, str] = {}
         self._holds = 0
@@ -115,7 +207,7 @@ class MembershipReconciler:
 
     def run(self) -> None:
         """One pass; called about once a second by the daemon's maintenance loop."""
-        manager = self.daemon.manager
+        manager = self.host.manager
         if manager is None or self._holds or not manager.status().get("is_leader"):
             return
         removes, adds = self._differences(manager, manager.state)
@@ -150,16 +242,14 @@ class MembershipReconciler:
         return removes, adds
 
     def _remove(self, manager: "Manager", node_id: str) -> None:
-        from ..node._roles import check_quorum_after_removal, remove_manager
-
         if node_id == manager.node.node_id:
-            self.daemon.log("this manager's record no longer says manager: handing leadership over")
+            self.host.log("this manager's record no longer says manager: handing leadership over")
             manager.raft.transfer_leadership()
             return
         try:
             check_quorum_after_removal(manager, node_id)
-            remove_manager(self.daemon, node_id, timeout=5.0)
-            self.daemon.log(f"manager {node_id} is no longer a manager on record: removed from Raft")
+            remove_manager(manager, node_id, timeout=5.0)
+            self.host.log(f"manager {node_id} is no longer a manager on record: removed from Raft")
         except RaftstoreError as error:
             self._say(node_id, f"cannot remove {node_id} from Raft yet: {error}")
 
@@ -170,7 +260,7 @@ class MembershipReconciler:
             quorum_after_addition(manager, node_id)
             if not manager.raft.is_member(node_id):
                 manager.change_membership(True, node_id, address, timeout=5.0)
-                self.daemon.log(f"manager {node_id} on record was missing from Raft: added back")
+                self.host.log(f"manager {node_id} on record was missing from Raft: added back")
         except RaftstoreError as error:
             self._say(node_id, f"cannot add manager {node_id} to Raft yet: {error}")
 
@@ -178,7 +268,7 @@ class MembershipReconciler:
         """Log why a repair waits, once per reason (the pass repeats every second)."""
         if self._said.get(node_id) != message:
             self._said[node_id] = message
-            self.daemon.log(message)
+            self.host.log(message)
 
     def _running_manager(self, manager: "Manager", node_id: str, address: str) -> bool:
         """Whether ``node_id`` answers at ``address`` as a running manager of this cluster."""

@@ -35,10 +35,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import msgpack
-
 from ..telemetry._metrics import PROPOSAL_SECONDS, PROPOSALS_COMMITTED, PROPOSALS_FAILED
-from ..state._state_machine import MAX_TRANSACTION_BYTES, Outcome
+from ..state import MAX_TRANSACTION_BYTES, Outcome, encode_actions, encode_entry, encode_proposal, read_action
 from ..keyring import InvalidArgument, NoQuorum, RaftstoreError, Timeout
 
 __all__ = ["Proposer", "RETIRED", "new_proposal_id"]
@@ -58,9 +56,9 @@ def new_proposal_id() -> bytes:
 @dataclass
 class _Pending:
     proposal_id: bytes
-    actions: list[Any]
-    encoded_size: int
+    encoded_actions: bytes  # encoded once, when proposed: sized against the limit, then carried as is
     now: str = ""
+    encoded: bytes = b""  # the whole proposal, once ``now`` is stamped (kept for a reseal)
     enqueued_at: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
     outcome: Outcome | None = None
@@ -120,19 +118,17 @@ class Proposer:
         self._closed = False
         self._watchdog = threading.Thread(target=self._watch, name="proposer-watchdog", daemon=True)
         self._watchdog.start()
-        self.entries_submitted = 0
-        self.proposals_committed = 0
 
     # ------------------------------------------------------------- public
 
     def propose(self, actions: list[Any], *, proposal_id: bytes | None = None, timeout: float = 10.0) -> Outcome:
         """Commit one transaction through Raft and return its outcome (blocking)."""
-        encoded = msgpack.packb(actions, use_bin_type=True)
+        encoded = encode_actions(actions)
         if len(encoded) > MAX_TRANSACTION_BYTES:
             raise InvalidArgument(
                 f"transaction of {len(encoded)} bytes exceeds the limit of {MAX_TRANSACTION_BYTES} bytes (1.5 MiB)"
             )
-        pending = _Pending(proposal_id or new_proposal_id(), actions, len(encoded))
+        pending = _Pending(proposal_id or new_proposal_id(), encoded)
         started = time.perf_counter()
         try:
             outcome = self._wait_for(pending, timeout)
@@ -188,7 +184,7 @@ class Proposer:
     def barrier(self, timeout: float = 10.0) -> int:
         """An entry committed after this call began: reads after it are linearizable."""
         try:
-            outcome = self.propose([{"op": "read"}], timeout=timeout)
+            outcome = self.propose([read_action()], timeout=timeout)
         except Timeout:  # a read changes nothing: the write's "may or may not have been applied" would mislead
             raise Timeout("timed out waiting for the cluster to confirm this read; nothing was changed") from None
         if not outcome.ok:
@@ -229,20 +225,20 @@ class Proposer:
         while self._queue and len(self._inflight) < self._max_inflight and not self._closed and self._usable:
             group: list[_Pending] = []
             size = 0
-            while self._queue and (not group or size + self._queue[0].encoded_size <= self._max_batch_bytes):
+            while self._queue and (not group or size + len(self._queue[0].encoded_actions) <= self._max_batch_bytes):
                 pending = self._queue.popleft()
                 pending.submitted = True
-                size += pending.encoded_size
+                size += len(pending.encoded_actions)
                 group.append(pending)
             now = self._clock()
             for pending in group:
                 pending.now = now
+                pending.encoded = encode_proposal(pending.proposal_id, now, pending.encoded_actions, self._actor)
             self._send(group)
 
     def _send(self, group: list[_Pending]) -> None:
-        plaintext = msgpack.packb([[p.proposal_id, p.now, p.actions] + ([self._actor] if self._actor else [])
-                                   for p in group], use_bin_type=True)
-        batch = _Batch(group, self._seal_entry(plaintext))
+        """Seal the group as one entry (a fresh entry id each time: a reseal is a new entry) and submit it."""
+        batch = _Batch(group, self._seal_entry(encode_entry([p.encoded for p in group])))
         number = self._next_batch
         self._next_batch += 1
         self._inflight[number] = batch
@@ -251,7 +247,6 @@ class Proposer:
     def _submit_batch(self, number: int, batch: _Batch) -> None:
         batch.submitted_at = time.monotonic()
         attempt = batch.attempt
-        self.entries_submitted += 1
         self._submit(batch.payload, lambda result, error: self._resolved(number, attempt, result, error))
 
     def _resolved(self, number: int, attempt: int, result: Any, error: int) -> None:
@@ -276,7 +271,6 @@ class Proposer:
             for pending, outcome in zip(batch.proposals, result):
                 pending.outcome = outcome
                 pending.done.set()
-            self.proposals_committed += len(batch.proposals)
             self._pump()
 
     def _watch(self) -> None:

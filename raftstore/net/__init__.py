@@ -1,1 +1,46 @@
-"""raftstore.net."""
+"""raftstore.net: the bytes between processes: frames, TLS, listeners, clients and addresses.
+
+It owns the one wire format (length-prefixed msgpack frames; an error travels
+as its code), the TLS contexts and how a peer's certificate names it, the
+control API (``ControlServer``/``ControlClient``: the command line to its
+daemon), the cluster port (``ClusterListener``, ``ClusterClient``: nodes to
+managers, managers to each other), the limits that apply before a peer's
+identity is known, and the parsing of ``HOST:PORT`` and ``-H`` addresses. What
+a request means is decided above (api); this package moves it and bounds it.
+It imports only ``keyring``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# The public names of each module, listed here so that __all__ needs no import: a
+# name loads with its module on first use (tests/test_package_surfaces.py checks
+# this table against each module's __all__).
+_PUBLIC = {
+    "_addresses": ["split_host_port", "is_loopback_host"],
+    "_frames": ["encode_frame", "read_frame", "write_frame", "FrameBuffer"],
+    "_tls": ["TlsIdentity", "server_context", "client_context", "peer_identity"],
+    "_control": ["ControlServer", "ControlClient", "Stream"],
+    "_cluster_listener": ["ClusterListener"],
+    "_cluster_client": ["ClusterClient", "call_any_manager", "call_any_manager_anonymous", "fetch_root_ca"],
+    "_rate_limit": ["JoinLimiter"],
+}
+
+_LAZY = {name: module for module, names in _PUBLIC.items() for name in names}
+
+__all__ = [*_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from typing import Any
+from typing import Any, Callable, Iterable, TypeVar
 
 from ._frames import MAX_FRAME_BYTES, STRANGER_FRAME_BYTES, raise_for_reply, read_frame, write_frame
-from ..storage._node_state import split_host_port
+from ._addresses import split_host_port
 from ._tls import TlsIdentity, client_context, peer_identity
 from ..keyring import (
     MANAGER_ROLE,
@@ -30,6 +30,8 @@ from ..keyring import (
 __all__ = ["ClusterClient", "fetch_root_ca"]
 
 API_CHANNEL = "api"
+
+T = TypeVar("T")
 
 
 def _connect(address: str, context: ssl.SSLContext, timeout: float, deadline: float | None = None) -> ssl.SSLSocket:
@@ -150,16 +152,37 @@ def call_any_manager(
     timeout: float = 15.0,
 ) -> Any:
     """Try each manager in turn; errors other than unreachability are final."""
-    last: RaftstoreError = Unavailable("no manager address is known")
+
+    def call(address: str) -> Any:
+        with ClusterClient(
+            address, trusted_roots_pem=trusted_roots_pem, identity=identity, cluster_id=cluster_id, timeout=timeout
+        ) as client:
+            return client.call(method, params)
+
+    return try_each_manager(addresses, call)
+
+
+def try_each_manager(
+    addresses: Iterable[str],
+    attempt: Callable[[str], T],
+    *,
+    move_on: type[RaftstoreError] = Unavailable,
+    none_known: str = "no manager address is known",
+) -> T:
+    """The first answer of ``attempt(address)`` for each manager in turn.
+
+    An error of the ``move_on`` kind tries the next address (by default only
+    unreachability: a refusal from one manager is the cluster's answer); any
+    other error is final. When every address failed, the last error is
+    raised, and with no address at all ``Unavailable(none_known)``.
+    """
+    last: RaftstoreError = Unavailable(none_known)
     for address in addresses:
         try:
-            with ClusterClient(
-                address, trusted_roots_pem=trusted_roots_pem, identity=identity, cluster_id=cluster_id, timeout=timeout
-            ) as client:
-                return client.call(method, params)
-        except Unavailable as error:
+            return attempt(address)
+        except move_on as error:
             last = error
     raise last
 
 
-__all__ += ["call_any_manager", "call_any_manager_anonymous"]
+__all__ += ["call_any_manager", "call_any_manager_anonymous", "try_each_manager"]

@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 from ._admission import STRANGER_DEADLINE, ConnectionPool, Slot
 from ._frames import MAX_FRAME_BYTES, STRANGER_FRAME_BYTES, error_reply, read_frame, write_frame
-from ..storage._node_state import listen_tcp
+from ._addresses import listen_tcp
 from ._tls import peer_identity
 from ..keyring import CertificateIdentity, ProtocolError, RaftstoreError
 

@@ -26,7 +26,6 @@ so threads stay bounded however many connections are opened.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import ssl
@@ -38,7 +37,7 @@ from typing import Any, Callable, Iterator
 
 from ._admission import STRANGER_DEADLINE, ConnectionPool, Slot
 from ._frames import STRANGER_FRAME_BYTES, error_reply, raise_for_reply, read_frame, write_frame
-from ..storage._node_state import listen_tcp, split_host_port
+from ._addresses import is_loopback_host, listen_tcp, parse_host, split_host_port
 from ._tls import peer_certificate_pem, peer_identity
 from ..keyring import (
     CLIENT_ROLE,
@@ -53,7 +52,7 @@ from ..keyring import (
 # sun_path holds 108 bytes on Linux, the last one for the terminating NUL.
 _MAX_UNIX_PATH = 107
 
-__all__ = ["ControlServer", "ControlClient", "Stream", "parse_host", "is_loopback_host"]
+__all__ = ["ControlServer", "ControlClient", "Stream"]
 
 #: Requests may carry a whole backup (snapshot restore); the socket is the daemon user's alone.
 MAX_REQUEST_BYTES = 64 * 2**20
@@ -271,27 +270,6 @@ def _may_be_admin(conn: ssl.SSLSocket) -> bool:
     daemon's decision, per method (see _authz)."""
     identity = peer_identity(conn)
     return identity is not None and identity.role == CLIENT_ROLE
-
-
-def is_loopback_host(host: str) -> bool:
-    """``localhost`` or a loopback address: where plain TCP reaches only this machine."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def parse_host(host: str) -> tuple[str, str]:
-    """``unix:///path`` → ("unix", "/path"); ``tcp://h:p`` → ("tcp", "h:p")."""
-    if host.startswith("unix://"):
-        return "unix", host[len("unix://") :]
-    if host.startswith("tcp://"):
-        address = host[len("tcp://") :].rstrip("/")
-        split_host_port(address)
-        return "tcp", address
-    raise InvalidArgument(f"invalid host {host!r}: use unix:///path/to/raftstore.sock or tcp://HOST:PORT")
 
 
 class ControlClient:

@@ -11,10 +11,21 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta, timezone
+from typing import Protocol
 
-__all__ = ["SystemClock", "OFFSET_FILE_ENV"]
+__all__ = ["Clock", "SystemClock", "OFFSET_FILE_ENV"]
 
 OFFSET_FILE_ENV = "RAFTSTORE_TEST_CLOCK_OFFSET_FILE"
+
+
+class Clock(Protocol):
+    """What reads the time in the node: ``now`` for decisions, ``stamp`` for records."""
+
+    def now(self) -> datetime:
+        """The current time, UTC."""
+
+    def stamp(self) -> str:
+        """The current time as the store records it (ISO 8601, microseconds, Z)."""
 
 
 class SystemClock:

@@ -17,42 +17,27 @@ Before it touches anything in the data directory the daemon takes an
 exclusive lock on it (``raftstore.lock``, held until the process ends), so a
 second daemon on the same directory stops instead of taking over the control
 socket; and it turns core dumps off, because it will hold the DEK, the KEK,
-the CA key and the unlock key in memory.
+the CA key and the unlock key in memory (see _process).
+
+The daemon imports nothing of the API layer: ``api/_serve`` builds it with an
+``ApiWiring`` (the control methods and their authorization, the Raft
+channel's admission, the cluster service, the metrics endpoint). Role changes
+are _transitions'; the daemon decides when, under its lock.
 """
 
 from __future__ import annotations
 
-import ctypes
-import fcntl
 import logging
 import os
-import resource
 import signal
-import socket
-import sys
 import ssl
+import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-from ..api._authz import RAFT_CHANNEL, Caller, StoreView, authorize
-from ..storage._benchmark_switches import BenchmarkSwitches
-from ._bootstrap import clear_partial
-from ..storage._fsutil import atomic_write
-from ._clock import SystemClock
-from ..net._cluster_listener import ClusterListener
-from ..net._control import ControlServer
-from ._delivery import Delivery, SecretsDir
-from ..storage._keystore import KeyStore
-from ..telemetry._logging import set_log_context
-from ..manager._manager import Manager
-from ..telemetry._metrics import MetricsServer
-from ..storage._node_state import WORKER, NodeState, StatePaths
-from ..storage._paths import default_data_dir
-from ..raft._pysyncobj_adapter import RaftConfig
-from ..net._tls import server_context
-from ._worker import WorkerAgent
 from ..keyring import (
     CertificateIdentity,
     InvalidArgument,
@@ -65,12 +50,38 @@ from ..keyring import (
     UnlockKey,
     certificate_identity,
 )
+from ..manager._manager import Manager
+from ..net._cluster_listener import ClusterListener
+from ..net._control import ControlServer
+from ..net._tls import server_context
+from ..raft import RaftConfig
+from ..storage._benchmark_switches import BenchmarkSwitches
+from ..storage._fsutil import atomic_write
+from ..storage._keystore import KeyStore
+from ..storage._node_state import WORKER, NodeState, StatePaths
+from ..storage._paths import default_data_dir
+from ..telemetry._logging import set_log_context
+from ._bootstrap import clear_partial
+from ._clock import Clock, SystemClock
+from ._delivery import Delivery, SecretsDir, assignment_source
+from ._host import ClusterServiceHooks, MetricsEndpoint
+from ._modes import FAILED, INACTIVE, LOCKED, MANAGER_MODE, WORKER_MODE, Mode
+from ._process import disable_core_dumps, lock_data_dir
+from ._renewal import CertificateRenewer, RenewalHooks, renew_certificate
+from ._transitions import (
+    ask_for_readmission,
+    become_manager,
+    become_worker,
+    open_manager,
+    start_manager,
+    start_worker,
+    stop_roles,
+)
+from ._worker import WorkerAgent
 
-__all__ = ["Daemon", "SystemClock", "default_data_dir"]
+__all__ = ["Daemon", "ApiWiring", "ControlMethod", "WRONG_UNLOCK_KEY", "NO_UNLOCK_KEY", "SystemClock", "default_data_dir"]
 
 log = logging.getLogger("raftstore.daemon")
-
-INACTIVE, LOCKED, MANAGER_MODE, WORKER_MODE, FAILED = "inactive", "locked", "manager", "worker", "failed"
 
 #: A well-formed key that does not open this manager. It says nothing about either key, only where to look:
 #: a manager that was down during "unlock-key --rotate" still needs the key that was current then.
@@ -79,58 +90,45 @@ WRONG_UNLOCK_KEY = ("invalid unlock key: this manager opens only with the unlock
                     "learns the new one once unlocked)")
 NO_UNLOCK_KEY = "no unlock key was given: pass it on standard input, or run \"raftstore unlock\" in a terminal"
 
-_PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 #: How long a manager may hear nothing from a leader before it asks whether Raft forgot it.
 CUT_OFF_GRACE = 2.0
 
+#: One control API method: called with the daemon and the request's parameters.
+ControlMethod = Callable[["Daemon", dict[str, Any]], Any]
 
-def _disable_core_dumps(warn: Callable[[str], None]) -> None:
-    """No core file may carry this process's keys: RLIMIT_CORE 0 (soft and hard) and, on Linux, not dumpable.
 
-    Not dumpable also makes /proc/PID's files owned by root and keeps other
-    processes of the same user from ptrace-attaching; the process itself still
-    reads its own /proc/self. Where a sandbox forbids either call (systemd's
-    SystemCallFilter), the unit's LimitCORE=0 does the same; a warning says so.
+@dataclass(frozen=True)
+class ApiWiring:
+    """What the API layer hands the daemon (``api/_serve`` builds it), so that the daemon imports nothing of it.
+
+    The authorization views are the API layer's (its ``StoreView``); the
+    daemon only says what its store is, through ``store_view``.
     """
-    try:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    except (OSError, ValueError) as error:
-        if resource.getrlimit(resource.RLIMIT_CORE)[0] != 0:
-            warn(f"cannot turn core dumps off (RLIMIT_CORE): {error}")
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-            warn(f"cannot mark the process not dumpable: {os.strerror(ctypes.get_errno())}")
 
-
-def _lock_data_dir(paths: StatePaths) -> int:
-    """Take the data directory's exclusive lock for this process's life; the descriptor is never closed.
-
-    Raises:
-        Unavailable: another process (a second daemon) holds it.
-    """
-    fd = os.open(paths.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip()
-        os.close(fd)
-        raise Unavailable(
-            f"the data directory {paths.root} is in use by another raftstore daemon"
-            + (f" (pid {holder})" if holder.isdigit() else "")
-        ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
+    #: The control API's methods by name: the live registry, so a method registered later is found.
+    methods: Mapping[str, ControlMethod]
+    #: Raises unless the caller (the control server's ``info``) may call the method, given the view.
+    authorize_control: Callable[[str, dict[str, Any], Any], None]
+    #: Raises unless the peer may use the Raft channel, given the view.
+    authorize_raft_peer: Callable[[CertificateIdentity, Any], None]
+    #: The view authorization reads: (cluster id, state(fresh), locked).
+    store_view: Callable[[str | None, Callable[[bool], Any], bool], Any]
+    #: The node-to-manager API on the cluster port, built once per daemon.
+    cluster_service: Callable[["Daemon"], ClusterServiceHooks]
+    #: The ``--metrics-addr`` endpoint, built when the daemon starts with one.
+    metrics_server: Callable[["Daemon"], MetricsEndpoint]
 
 
 class Daemon:
+    """One node's process: its data directory, its mode and role, the control socket and the maintenance loop."""
+
     def __init__(
         self,
         data_dir: Path,
         *,
+        api: ApiWiring,
         listen_addr: str | None = None,
-        clock: SystemClock | None = None,
+        clock: Clock | None = None,
         raft_config: RaftConfig = RaftConfig(),
         remote_api: tuple[str, ssl.SSLContext | None] | None = None,
         metrics_addr: tuple[str, int] | None = None,
@@ -139,17 +137,17 @@ class Daemon:
     ) -> None:
         self.paths = StatePaths(Path(data_dir).absolute())
         self.default_listen_addr = listen_addr
-        self.clock = clock or SystemClock()
+        self.clock: Clock = clock or SystemClock()
         self.raft_config = raft_config
         self.remote_api = remote_api
         self.metrics_addr = metrics_addr
-        self.metrics: MetricsServer | None = None
+        self.metrics: MetricsEndpoint | None = None
         self.secrets_dir = secrets_dir
         self._secrets_dir_required = secrets_dir_required
         self.delivery: Delivery | None = None
         self.secrets_dir_problem: str | None = None  # why the default directory is not used (doctor says it)
         self.lock = threading.RLock()
-        self.mode = INACTIVE
+        self.mode = Mode.INACTIVE
         self.node: NodeState | None = None
         self.manager: Manager | None = None
         self.worker: WorkerAgent | None = None
@@ -164,16 +162,15 @@ class Daemon:
         self._last_role_check = 0.0
         self._cut_off_since: float | None = None
         self.benchmark = BenchmarkSwitches()
-        from ._renewal import CertificateRenewer
-
-        self.renewer = CertificateRenewer(self)
-        from ..api._methods import ALLOWED, METHODS  # late import: methods use the daemon's API
-
-        self._methods = METHODS
-        self._allowed = ALLOWED
-        from ..api._cluster_service import ClusterService
-
-        self.cluster_service = ClusterService(self)
+        self.renewer = CertificateRenewer(RenewalHooks(
+            identity=self.certificate_identity,
+            now=self.clock.now,
+            renew=lambda expired: renew_certificate(self, expired),
+            log=self.log,
+            warn=self.warn,
+        ))
+        self._api = api
+        self.cluster_service = api.cluster_service(self)
 
     # ----------------------------------------------------------------- logging
 
@@ -203,14 +200,14 @@ class Daemon:
         if self.benchmark.any:
             self.warn(f"BENCHMARK CONTROL: sealing {'OFF' if self.benchmark.no_sealing else 'on'}, "
                       f"fsync {'OFF' if self.benchmark.no_fsync else 'on'}; never use this directory for real data")
-        _disable_core_dumps(self.warn)
+        disable_core_dumps(self.warn)
         self.paths.create()
         os.chmod(self.paths.root, 0o700)
-        self._lock_fd = _lock_data_dir(self.paths)
+        self._lock_fd = lock_data_dir(self.paths)
         set_log_context(self.log_context)
         self._open_secrets_dir()
         if self.metrics_addr is not None:  # first: a port in use stops the daemon before it serves anything
-            self.metrics = MetricsServer(self)
+            self.metrics = self._api.metrics_server(self)
             self.log(f"metrics on http://{self.metrics.start(*self.metrics_addr)}/metrics")
         self.control.listen_unix(self.paths.socket)
         if self.remote_api is not None:
@@ -249,7 +246,7 @@ class Daemon:
             self.secrets_dir_problem = str(error)
             self.warn(f"secrets and configs are not delivered to files on this node: {error}")
             return
-        self.delivery = Delivery(self, directory)
+        self.delivery = Delivery(directory, lambda: assignment_source(self), self.warn)
         self.delivery.start()
         self.log(f"secrets and configs granted to this node are delivered to {directory.path}")
 
@@ -264,7 +261,7 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.stop()
         with self.lock:
-            self._stop_roles()
+            stop_roles(self)
         self.log("stopped")
 
     def load(self) -> None:
@@ -273,116 +270,37 @@ class Daemon:
             node = NodeState.load(self.paths.state_file)
             if node is None:
                 clear_partial(self.paths)
-                self.mode = INACTIVE
+                self.mode = Mode.INACTIVE
                 return
             self.node = node
             if node.role == WORKER:
-                self._start_worker(node)
+                start_worker(self, node)
                 return
             keystore = KeyStore(self.paths, node.cluster_id)
             if keystore.needs_unlock_key():
-                self.mode = LOCKED
+                self.mode = Mode.LOCKED
                 self.log("manager is locked: run \"raftstore unlock\" with the cluster's unlock key")
                 return
             keyring, kek = keystore.open_plain()
-            self._open_manager(node, keystore, keyring, kek)
+            open_manager(self, node, keystore, keyring, kek)
 
-    def _open_manager(self, node: NodeState, keystore: KeyStore, keyring: Any, kek: Any) -> None:
-        """Start the manager whose keys are open; first finish a restore from a backup if one is pending."""
-        from ..manager._backup import PENDING_RESTORE, complete_restore, restored_node_record
-
-        if not (self.paths.root / PENDING_RESTORE).exists():
-            self._start_manager(node, keyring, kek, keystore.read_node_key(kek if keystore.needs_unlock_key() else None))
-            return
-        from ..manager._membership import demote_absent_managers
-
-        node_key = complete_restore(self, node, keyring, kek)
-        with self.cluster_service.membership.hold():  # the backup's other managers are another history now
-            manager = self._start_manager(node, keyring, kek, node_key)
-            if self.wait_for_leader(15.0):
-                if manager.read_barrier().find("nodes", node.node_id) is None:
-                    manager.propose([restored_node_record(node)])
-                demote_absent_managers(manager)
-
+    # The API layer's call sites until they call _transitions themselves.
     def _stop_roles(self) -> None:
-        if self.listener is not None:
-            self.listener.stop()
-            self.listener = None
-        if self.manager is not None:
-            self.manager.stop()
-            self.manager = None
-        if self.worker is not None:
-            self.worker.stop()
-            self.worker = None
+        stop_roles(self)
 
-    def _start_manager(self, node: NodeState, keyring: Any, kek: Any, node_key_pem: bytes, *, joining: bool = False) -> Manager:
-        keystore = KeyStore(self.paths, node.cluster_id)
-        manager = Manager(
-            paths=self.paths,
-            node=node,
-            keystore=keystore,
-            keyring=keyring,
-            kek=kek,
-            node_key_pem=node_key_pem,
-            clock=self.clock.stamp,
-            on_fatal=self._manager_failed,
-            raft_config=self.raft_config,
-            event_log=self.log,
-            hold_elections=joining,
-            fetch_keyring=lambda: self._fetch_keyring_from_peers(node),
-            on_root_change=self._root_changed,
-            benchmark=self.benchmark,
-        )
-        self.manager = manager
-        self.node = node
-        self._server_context = None
-        listener = ClusterListener(
-            node.listen_addr,
-            server_context=self.server_context,
-            check_raft=self._check_raft_peer,
-            adopt_raft=lambda sock, ident: manager.raft.adopt_connection(ident.node_id, sock),
-            on_api=self.cluster_service.handle,
-            log=self.log,
-        )
-        try:
-            listener.start()
-        except RaftstoreError:
-            manager.stop()
-            self.manager = None
-            raise
-        self.listener = listener
-        manager.start()
-        self.mode = MANAGER_MODE
-        self.log(f"manager {node.node_id} started (cluster {node.cluster_id}, listening on {node.listen_addr})")
-        return manager
+    def _start_manager(self, node: NodeState, keyring: Any, kek: Any, node_key_pem: bytes, *,
+                       joining: bool = False) -> Manager:
+        return start_manager(self, node, keyring, kek, node_key_pem, joining=joining)
 
     def _start_worker(self, node: NodeState) -> None:
-        keystore = KeyStore(self.paths, node.cluster_id)
-        self.worker = WorkerAgent(self, node, keystore.read_node_key(None))
-        self.worker.start()
-        self.node = node
-        self.mode = WORKER_MODE
-        self.log(f"worker {node.node_id} started (cluster {node.cluster_id})")
+        start_worker(self, node)
 
-    def _fetch_keyring_from_peers(self, node: NodeState) -> Any:
-        from ._bootstrap import fetch_keys
+    # ----------------------------------------------------------------- hooks of a running role
 
-        manager = self.manager
-        assert manager is not None
-        members = [tuple(m) for m in manager.status().get("members", [])] or [tuple(m) for m in node.bootstrap_members]
-        last: RaftstoreError = Unavailable("no other manager is known")
-        for node_id, address in members:
-            if node_id == node.node_id:
-                continue
-            try:
-                return fetch_keys(address, manager.tls_identity(), node.cluster_id, timeout=3.0)[0]
-            except RaftstoreError as error:
-                last = error
-        raise last
-
-    def _manager_failed(self, message: str) -> None:
+    def on_manager_fatal(self, message: str) -> None:
+        """The running manager stopped for good: ``info`` says why."""
         self.failure = message
-        self.mode = FAILED
+        self.mode = Mode.FAILED
 
     def server_context(self) -> ssl.SSLContext:
         context = self._server_context
@@ -397,7 +315,7 @@ class Daemon:
         if self.manager is not None:
             self.manager.reload_tls_identity()
 
-    def _root_changed(self) -> None:
+    def on_root_change(self) -> None:
         """The cluster's root (or a rotation) changed in the store: trust it, renew if asked (tick thread)."""
         manager = self.manager
         if manager is None:
@@ -431,43 +349,41 @@ class Daemon:
             self.reset_tls()
             self.log("trusted root CA bundle updated")
 
-    def _check_raft_peer(self, identity: CertificateIdentity) -> str | None:
-        """Raft channel admission: the declaration in _authz (a manager on record), then a current member."""
+    def admit_raft_peer(self, identity: CertificateIdentity) -> str | None:
+        """Raft channel admission: the API layer's declaration (a manager on record), then a current member."""
         manager = self.manager
         if manager is None or self.node is None:
             return "this node is not an active manager"
         try:
-            authorize(RAFT_CHANNEL, Caller("raft", True, identity), self.store_view(barrier=False))
+            self._api.authorize_raft_peer(identity, self.store_view(barrier=False))
         except RaftstoreError as error:
             return str(error)
         if not manager.raft.is_member(identity.node_id):
             return f"node {identity.node_id} is not in the Raft configuration"
         return None
 
-    def store_view(self, *, barrier: bool = True) -> StoreView:
-        """What authorization checks read: this node's store, if it is a running manager (see _authz)."""
+    def store_view(self, *, barrier: bool = True) -> Any:
+        """What authorization checks read: this node's store, if it is a running manager (see api's _authz)."""
 
         def state(fresh: bool) -> Any:
             manager = self.manager
-            if manager is None or self.mode != MANAGER_MODE:
+            if manager is None or self.mode != Mode.MANAGER:
                 return None
             return manager.read_barrier() if fresh and barrier else manager.state
 
         node = self.node
-        return StoreView(node.cluster_id if node is not None else None, state, locked=self.mode == LOCKED)
+        return self._api.store_view(node.cluster_id if node is not None else None, state, self.mode == Mode.LOCKED)
 
     def _maintain(self) -> None:
         manager = self.manager
         try:
-            if self.mode in (MANAGER_MODE, WORKER_MODE):
+            if self.mode in (Mode.MANAGER, Mode.WORKER):
                 self.renewer.tick()
-            if manager is not None and self.mode == MANAGER_MODE:
+            if manager is not None and self.mode == Mode.MANAGER:
                 manager.maintain()
                 self.cluster_service.maintain()
                 self._reconcile_manager_role(manager)
-            elif self.worker is not None and self.mode == WORKER_MODE and self.worker.desired_role == "manager":
-                from ._roles import become_manager
-
+            elif self.worker is not None and self.mode == Mode.WORKER and self.worker.desired_role == "manager":
                 become_manager(self)
         except RaftstoreError as error:
             self.log(f"maintenance: {error}")
@@ -475,7 +391,7 @@ class Daemon:
             log.exception("maintenance failed")
 
     def _reconcile_manager_role(self, manager: Manager) -> None:
-        """A manager converges to its record (see _roles).
+        """A manager converges to its record (see _transitions).
 
         Worker on record: it steps down to a worker. Cut off from the leader
         for ``CUT_OFF_GRACE``: our log may have stopped before the change (a
@@ -495,33 +411,29 @@ class Daemon:
         if (desired != "worker" and self._cut_off_since is not None and now - self._cut_off_since >= CUT_OFF_GRACE
                 and now - self._last_role_check >= CUT_OFF_GRACE):
             self._last_role_check = now
-            from ._roles import ask_for_readmission
-
             desired = ask_for_readmission(self, manager) or desired
         if desired == "worker" and not manager.status().get("is_leader"):
-            from ._roles import become_worker
-
             become_worker(self)
 
     # ----------------------------------------------------------------- control API
 
     def _handle(self, method: str, params: dict[str, Any], info: dict[str, Any]) -> Any:
-        entry = self._methods.get(method)
+        entry = self._api.methods.get(method)
         if entry is None:
             raise InvalidArgument(f"unknown method {method!r}")
-        authorize(self._allowed.get(method, frozenset()), Caller.from_control(info), self.store_view())
+        self._api.authorize_control(method, info, self.store_view())
         return entry(self, params)
 
     def require_manager(self) -> Manager:
         """The running manager, or the error a store request gets in this mode."""
         mode = self.mode
-        if mode == LOCKED:
+        if mode == Mode.LOCKED:
             raise LockedError()
-        if mode == INACTIVE:
+        if mode == Mode.INACTIVE:
             raise NotInitialized()
-        if mode == WORKER_MODE:
+        if mode == Mode.WORKER:
             raise NotManager()
-        if mode == FAILED:
+        if mode == Mode.FAILED:
             raise Unavailable(f"this manager stopped: {self.failure}")
         assert self.manager is not None
         return self.manager
@@ -530,8 +442,8 @@ class Daemon:
 
     def unlock(self, key_text: str) -> None:
         with self.lock:
-            if self.mode != LOCKED:
-                if self.mode == INACTIVE:
+            if self.mode != Mode.LOCKED:
+                if self.mode == Mode.INACTIVE:
                     raise NotInitialized()
                 raise InvalidArgument("this node is not locked")
             assert self.node is not None
@@ -543,12 +455,12 @@ class Daemon:
                 keyring, kek = keystore.open_with_unlock_key(key)
             except InvalidUnlockKey:
                 raise InvalidUnlockKey(WRONG_UNLOCK_KEY) from None
-            self._open_manager(self.node, keystore, keyring, kek)
+            open_manager(self, self.node, keystore, keyring, kek)
             self.log("manager unlocked")
 
     def become_inactive(self) -> None:
         with self.lock:
-            self._stop_roles()
+            stop_roles(self)
             if self.delivery is not None:
                 self.delivery.reset()
             try:
@@ -557,7 +469,7 @@ class Daemon:
                 pass
             clear_partial(self.paths)
             self.node = None
-            self.mode = INACTIVE
+            self.mode = Mode.INACTIVE
             self.failure = None
             self.log("left the cluster; this node is inactive")
 
@@ -566,9 +478,6 @@ class Daemon:
             return certificate_identity(self.paths.node_cert.read_bytes())
         except (OSError, RaftstoreError):
             return None
-
-    def hostname(self) -> str:
-        return socket.gethostname()
 
     def wait_for_leader(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -580,4 +489,5 @@ class Daemon:
         return False
 
 
-__all__ += ["INACTIVE", "LOCKED", "MANAGER_MODE", "WORKER_MODE", "FAILED", "Callable"]
+# The names the API layer imports from here today (the coordinator moves it to _modes.Mode).
+__all__ += ["INACTIVE", "LOCKED", "MANAGER_MODE", "WORKER_MODE", "FAILED"]

@@ -43,16 +43,18 @@ import threading
 import time
 from pathlib import Path
 from secrets import token_hex
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..state._objects import validate_name
 from ..keyring import InvalidArgument, PermissionDenied, RaftstoreError, Unavailable
+from ._modes import Mode
 
 if TYPE_CHECKING:
-    from ._daemon import Daemon
+    from ..manager._manager import Manager
+    from ._worker import WorkerAgent
 
-__all__ = ["DEFAULT_SECRETS_DIR", "MAX_POLL_WAIT", "SecretsDir", "Delivery", "filesystem_type",
-           "wait_for_assignments"]
+__all__ = ["DEFAULT_SECRETS_DIR", "MAX_POLL_WAIT", "MEMORY_FILESYSTEMS", "SecretsDir", "Delivery", "filesystem_type",
+           "wait_for_assignments", "assignment_source", "AssignmentSource", "DeliveringNode"]
 
 log = logging.getLogger("raftstore.delivery")
 
@@ -86,14 +88,34 @@ def assignments_tag(listing: dict[str, list[dict[str, Any]]]) -> str:
     return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
 
-def wait_for_assignments(daemon: "Daemon", node_id: str, since: str | None, wait: float) -> dict[str, Any]:
+class RunningManager(Protocol):
+    """A node that may be running a manager (the daemon is one)."""
+
+    def require_manager(self) -> "Manager":
+        """The running manager, or the error a store request gets in this mode."""
+
+
+class DeliveringNode(RunningManager, Protocol):
+    """What picking the source of assignments reads of the node (the daemon is one)."""
+
+    @property
+    def mode(self) -> Mode: ...
+
+    @property
+    def manager(self) -> "Manager | None": ...
+
+    @property
+    def worker(self) -> "WorkerAgent | None": ...
+
+
+def wait_for_assignments(node: RunningManager, node_id: str, since: str | None, wait: float) -> dict[str, Any]:
     """On a manager: what is granted to ``node_id`` (ids and names), as soon as its tag differs from ``since``,
     or after ``wait`` seconds whatever it is."""
     from ..api._object_methods import granted_objects
 
     deadline = time.monotonic() + wait
     while True:
-        manager = daemon.require_manager()
+        manager = node.require_manager()
         listing = granted_objects(manager.state, node_id)
         tag = assignments_tag(listing)
         remaining = deadline - time.monotonic()
@@ -268,29 +290,39 @@ class SecretsDir:
             raise
 
 
+class AssignmentSource(Protocol):
+    """Where the listing of what is granted to this node, and each value, come from."""
+
+    def poll(self, since: str | None, wait: float) -> dict[str, Any]:
+        """The listing, once its tag differs from ``since`` or after ``wait`` seconds."""
+
+    def fetch(self, table: str, object_id: str) -> bytes:
+        """One granted value."""
+
+
 class _ManagerSource:
     """A manager delivers from its own copy of the store."""
 
-    def __init__(self, daemon: "Daemon", node_id: str) -> None:
-        self.daemon, self.node_id = daemon, node_id
+    def __init__(self, node: RunningManager, node_id: str) -> None:
+        self.node, self.node_id = node, node_id
 
     def poll(self, since: str | None, wait: float) -> dict[str, Any]:
-        return wait_for_assignments(self.daemon, self.node_id, since, wait)
+        return wait_for_assignments(self.node, self.node_id, since, wait)
 
     def fetch(self, table: str, object_id: str) -> bytes:
         from ..api._object_methods import read_granted
 
-        return read_granted(self.daemon.require_manager().state, table, self.node_id, object_id)
+        return read_granted(self.node.require_manager().state, table, self.node_id, object_id)
 
 
 class _WorkerSource:
     """A worker asks a manager, over its own mTLS identity."""
 
-    def __init__(self, daemon: "Daemon") -> None:
-        self.daemon = daemon
+    def __init__(self, node: DeliveringNode) -> None:
+        self.node = node
 
     def _call(self, method: str, params: dict[str, Any], timeout: float) -> Any:
-        worker = self.daemon.worker
+        worker = self.node.worker
         if worker is None:
             raise Unavailable("this node is no longer a worker")
         return worker.call(method, params, timeout=timeout)
@@ -310,11 +342,27 @@ class _WorkerSource:
         return data
 
 
-class Delivery:
-    """The thread that keeps a ``SecretsDir`` equal to what is granted to this node."""
+def assignment_source(node: DeliveringNode) -> AssignmentSource | None:
+    """Where this node's assignments come from in its current mode; None: nothing may be delivered now."""
+    if node.mode == Mode.MANAGER and node.manager is not None:
+        return _ManagerSource(node, node.manager.node.node_id)
+    worker = node.worker
+    if node.mode == Mode.WORKER and worker is not None and not worker.removed:
+        return _WorkerSource(node)
+    return None
 
-    def __init__(self, daemon: "Daemon", directory: SecretsDir) -> None:
-        self.daemon = daemon
+
+class Delivery:
+    """The thread that keeps a ``SecretsDir`` equal to what is granted to this node.
+
+    ``source`` is asked at every round where the assignments come from now
+    (``assignment_source``): the node's mode changes under it.
+    """
+
+    def __init__(self, directory: SecretsDir, source: Callable[[], AssignmentSource | None],
+                 warn: Callable[[str], None]) -> None:
+        self._current_source = source
+        self._warn = warn
         self.directory = directory
         self._lock = threading.Lock()
         self._generation = 0
@@ -345,7 +393,7 @@ class Delivery:
                 message = str(error) if isinstance(error, RaftstoreError) else \
                     f"cannot write to {self.directory.path}: {error.strerror}"
                 if message != self._last_error:
-                    self.daemon.warn(f"secrets delivery: {message}")
+                    self._warn(f"secrets delivery: {message}")
                 self._last_error = message
                 delivered = False
             except Exception:
@@ -354,21 +402,10 @@ class Delivery:
             if not delivered:
                 self._stopping.wait(1.0)
 
-    def _source(self) -> _ManagerSource | _WorkerSource | None:
-        from ._daemon import MANAGER_MODE, WORKER_MODE
-
-        daemon = self.daemon
-        if daemon.mode == MANAGER_MODE and daemon.manager is not None:
-            return _ManagerSource(daemon, daemon.manager.node.node_id)
-        worker = daemon.worker
-        if daemon.mode == WORKER_MODE and worker is not None and not worker.removed:
-            return _WorkerSource(daemon)
-        return None
-
     def _round(self) -> bool:
         """Wait for a change in what is granted to this node, then make the files match; False: no source now."""
         generation = self._generation
-        source = self._source()
+        source = self._current_source()
         if source is None:  # inactive, locked, failed, or a removed worker: nothing may stay
             with self._lock:
                 if self._tag is not None or not self.directory.is_empty():
@@ -379,6 +416,6 @@ class Delivery:
         with self._lock:
             if generation != self._generation or self._stopping.is_set():
                 return True
-            self.directory.reconcile(listing, source.fetch, self.daemon.warn)
+            self.directory.reconcile(listing, source.fetch, self._warn)
             self._tag = listing["tag"]
         return True

@@ -21,8 +21,9 @@ retrying in silence.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..net._cluster_client import call_any_manager, call_any_manager_anonymous
 from ..storage._fsutil import atomic_write
@@ -39,35 +40,107 @@ from ..keyring import (
 )
 
 if TYPE_CHECKING:
-    from ._daemon import Daemon
+    from ..storage._node_state import NodeState, StatePaths
+    from ._host import NodeHost
 
-__all__ = ["CertificateRenewer", "issued_identity", "install_pair"]
+__all__ = ["CertificateRenewer", "RenewalHooks", "issued_identity", "install_pair", "renew_certificate",
+           "install_certificate"]
 
 MAX_BACKOFF = 60.0
 
 
-def issued_identity(daemon: "Daemon", chain_pem: bytes) -> CertificateIdentity:
-    """The identity in a certificate a manager issued to this node, refused if it names another node."""
-    node = daemon.node
-    assert node is not None
+def issued_identity(node: "NodeState", chain_pem: bytes) -> CertificateIdentity:
+    """The identity in a certificate a manager issued to ``node``, refused if it names another node."""
     new = certificate_identity(chain_pem)
     if new.node_id != node.node_id or new.cluster_id != node.cluster_id:
         raise RaftstoreError("the renewed certificate names another node")
     return new
 
 
-def install_pair(daemon: "Daemon", chain_pem: bytes, key_pem: bytes, sealed_under: Any) -> CertificateIdentity:
+def install_pair(paths: "StatePaths", node: "NodeState", chain_pem: bytes, key_pem: bytes,
+                 sealed_under: Any) -> CertificateIdentity:
     """Replace this node's key and certificate so that a crash leaves a matching pair (see
     KeyStore.install_certificate); the key is sealed under ``sealed_under`` (a KEK) when given."""
-    new = issued_identity(daemon, chain_pem)
-    assert daemon.node is not None
-    KeyStore(daemon.paths, daemon.node.cluster_id).install_certificate(chain_pem, key_pem, sealed_under)
+    new = issued_identity(node, chain_pem)
+    KeyStore(paths, node.cluster_id).install_certificate(chain_pem, key_pem, sealed_under)
     return new
 
 
+def renew_certificate(host: "NodeHost", expired: bool) -> None:
+    """One renewal with a new key: a manager issues for itself, a worker asks a manager."""
+    node = host.node
+    if node is None:
+        return
+    key = generate_private_key()
+    csr = make_csr(key)
+    if host.manager is not None:
+        reply = host.cluster_service.issue_for(node.node_id, csr, host.certificate_identity())
+    else:
+        assert host.worker is not None
+        identity = host.worker.identity()
+        addrs = list(host.worker.node.manager_addrs)
+        if expired:
+            reply = call_any_manager_anonymous(
+                addrs,
+                "node.renew_expired",
+                {
+                    "cert_chain_pem": identity.cert_chain_pem,
+                    "csr_pem": csr,
+                    "proof": sign_possession(identity.key_pem, csr),
+                },
+                trusted_roots_pem=identity.trusted_roots_pem,
+                cluster_id=node.cluster_id,
+            )
+        else:
+            reply = call_any_manager(
+                addrs,
+                "node.renew",
+                {"csr_pem": csr},
+                trusted_roots_pem=identity.trusted_roots_pem,
+                identity=identity,
+                cluster_id=node.cluster_id,
+            )
+    install_certificate(host, reply, key)
+
+
+def install_certificate(host: "NodeHost", reply: dict[str, Any], key_pem: bytes) -> None:
+    """Put a certificate for this node's current role, and its new key, in place and in use."""
+    node = host.node
+    assert node is not None
+    chain = bytes(reply["cert_chain_pem"])
+    keystore = KeyStore(host.paths, node.cluster_id)
+    manager = host.manager
+    sealed_under = manager.kek if manager is not None and keystore.needs_unlock_key() else None
+    new = install_pair(host.paths, node, chain, key_pem, sealed_under)
+    bundle = reply.get("trust_bundle_pem")
+    if isinstance(bundle, bytes) and bundle:
+        atomic_write(host.paths.root_ca, bundle, mode=0o644)
+    if manager is not None:
+        manager.reload_tls_identity(key_pem)
+    elif host.worker is not None:
+        host.worker.set_key(key_pem)
+    host.reset_tls()
+    host.log(f"certificate renewed: valid until {new.not_after:%Y-%m-%d %H:%M:%S} UTC ({new.role})")
+
+
+@dataclass(frozen=True)
+class RenewalHooks:
+    """What the renewer calls; all of it belongs to the node that runs it."""
+
+    #: This node's certificate on disk, or None (no certificate: nothing to renew).
+    identity: Callable[[], CertificateIdentity | None]
+    now: Callable[[], datetime]
+    #: Renew now (``renew_certificate``); the argument says whether the certificate has expired.
+    renew: Callable[[bool], None]
+    log: Callable[[str], None]
+    warn: Callable[[str], None]
+
+
 class CertificateRenewer:
-    def __init__(self, daemon: "Daemon", rng: random.Random | None = None) -> None:
-        self.daemon = daemon
+    """When to renew: the schedule, early requests, backoff, and what to say when the managers refuse."""
+
+    def __init__(self, hooks: RenewalHooks, rng: random.Random | None = None) -> None:
+        self.hooks = hooks
         self._rng = rng or random.Random()
         self._due: tuple[datetime, datetime] | None = None  # (for not_after, due at)
         self._forced = False
@@ -92,17 +165,17 @@ class CertificateRenewer:
         return self._due[1]
 
     def tick(self) -> None:
-        identity = self.daemon.certificate_identity()
+        identity = self.hooks.identity()
         if identity is None:
             return
-        now = self.daemon.clock.now()
+        now = self.hooks.now()
         if not (self._forced or now >= self.due_at(identity)):
             return
         if self._retry_at is not None and now < self._retry_at:
             return
         expired = now >= identity.not_after
         try:
-            self.renew(expired)
+            self.hooks.renew(expired)
         except PermissionDenied as error:
             if expired:
                 self._refused(error)
@@ -115,7 +188,7 @@ class CertificateRenewer:
             delay = min(MAX_BACKOFF, 2.0 ** (self._failures - 1)) * self._rng.uniform(0.8, 1.2)
             self._retry_at = now + timedelta(seconds=delay)
             if self.last_error != str(error):
-                self.daemon.log(f"certificate renewal failed (retrying with backoff): {error}")
+                self.hooks.log(f"certificate renewal failed (retrying with backoff): {error}")
             self.last_error = str(error)
             return
         self._failures = 0
@@ -129,62 +202,5 @@ class CertificateRenewer:
         message = (f"certificate expired and the managers refuse to renew it ({error}); this node must rejoin: "
                    "run \"raftstore leave --force\", then \"raftstore join\" with a join token")
         if self.rejoin_error != message:
-            self.daemon.warn(message)
+            self.hooks.warn(message)
         self.rejoin_error = message
-
-    def renew(self, expired: bool) -> None:
-        daemon = self.daemon
-        node = daemon.node
-        if node is None:
-            return
-        key = generate_private_key()
-        csr = make_csr(key)
-        if daemon.manager is not None:
-            reply = daemon.cluster_service.issue_for(node.node_id, csr, daemon.certificate_identity())
-            identity = daemon.manager.tls_identity()
-        else:
-            assert daemon.worker is not None
-            identity = daemon.worker.identity()
-            addrs = list(daemon.worker.node.manager_addrs)
-            if expired:
-                reply = call_any_manager_anonymous(
-                    addrs,
-                    "node.renew_expired",
-                    {
-                        "cert_chain_pem": identity.cert_chain_pem,
-                        "csr_pem": csr,
-                        "proof": sign_possession(identity.key_pem, csr),
-                    },
-                    trusted_roots_pem=identity.trusted_roots_pem,
-                    cluster_id=node.cluster_id,
-                )
-            else:
-                reply = call_any_manager(
-                    addrs,
-                    "node.renew",
-                    {"csr_pem": csr},
-                    trusted_roots_pem=identity.trusted_roots_pem,
-                    identity=identity,
-                    cluster_id=node.cluster_id,
-                )
-        self.install(reply, key)
-
-    def install(self, reply: dict[str, Any], key_pem: bytes) -> None:
-        """Put a certificate for this node's current role, and its new key, in place and in use."""
-        daemon = self.daemon
-        node = daemon.node
-        assert node is not None
-        chain = bytes(reply["cert_chain_pem"])
-        keystore = KeyStore(daemon.paths, node.cluster_id)
-        manager = daemon.manager
-        sealed_under = manager.kek if manager is not None and keystore.needs_unlock_key() else None
-        new = install_pair(daemon, chain, key_pem, sealed_under)
-        bundle = reply.get("trust_bundle_pem")
-        if isinstance(bundle, bytes) and bundle:
-            atomic_write(daemon.paths.root_ca, bundle, mode=0o644)
-        if manager is not None:
-            manager.reload_tls_identity(key_pem)
-        elif daemon.worker is not None:
-            daemon.worker.set_key(key_pem)
-        daemon.reset_tls()
-        daemon.log(f"certificate renewed: valid until {new.not_after:%Y-%m-%d %H:%M:%S} UTC ({new.role})")

@@ -8,22 +8,41 @@ managers exist and whether it has been removed.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
 from ..net._cluster_client import call_any_manager
-from ..storage._node_state import NodeState
+from ..storage._node_state import NodeState, StatePaths
 from ..net._tls import TlsIdentity
 from ..keyring import NodeRemoved, RaftstoreError
-
-if TYPE_CHECKING:
-    from ._daemon import Daemon
 
 __all__ = ["WorkerAgent"]
 
 
 class WorkerAgent:
-    def __init__(self, daemon: "Daemon", node: NodeState, node_key_pem: bytes) -> None:
-        self.daemon = daemon
+    """The heartbeat thread and this worker's mutual-TLS identity.
+
+    What a heartbeat's answer asks of the node is handed back through the
+    callables: ``trust_bundle`` (the cluster's roots changed), ``renew_now``
+    (a CA rotation wants a new certificate) and ``node_changed`` (the list of
+    managers changed; ``state.json`` is already saved).
+    """
+
+    def __init__(
+        self,
+        node: NodeState,
+        node_key_pem: bytes,
+        paths: StatePaths,
+        *,
+        log: Callable[[str], None],
+        trust_bundle: Callable[[bytes], None],
+        renew_now: Callable[[], None],
+        node_changed: Callable[[NodeState], None],
+    ) -> None:
+        self.paths = paths
+        self._log = log
+        self._trust_bundle = trust_bundle
+        self._renew_now = renew_now
+        self._node_changed = node_changed
         self.node = node
         self._node_key_pem = node_key_pem
         self._stopping = threading.Event()
@@ -34,7 +53,7 @@ class WorkerAgent:
         self.desired_role: str | None = None
 
     def identity(self) -> TlsIdentity:
-        paths = self.daemon.paths
+        paths = self.paths
         return TlsIdentity(
             cert_chain_pem=paths.node_cert.read_bytes(),
             key_pem=self._node_key_pem,
@@ -50,7 +69,7 @@ class WorkerAgent:
             list(self.node.manager_addrs),
             method,
             params,
-            trusted_roots_pem=self.daemon.paths.root_ca.read_bytes(),
+            trusted_roots_pem=self.paths.root_ca.read_bytes(),
             identity=self.identity(),
             cluster_id=self.node.cluster_id,
             timeout=timeout,
@@ -78,7 +97,7 @@ class WorkerAgent:
                     [address],
                     "node.heartbeat",
                     {},
-                    trusted_roots_pem=self.daemon.paths.root_ca.read_bytes(),
+                    trusted_roots_pem=self.paths.root_ca.read_bytes(),
                     identity=self.identity(),
                     cluster_id=self.node.cluster_id,
                     timeout=3.0,
@@ -100,11 +119,11 @@ class WorkerAgent:
         except NodeRemoved as error:
             self.removed = True
             self.last_error = str(error)
-            self.daemon.log(f"{error}; this worker no longer takes part")
+            self._log(f"{error}; this worker no longer takes part")
             return
         except RaftstoreError as error:
             if self.last_error != str(error):
-                self.daemon.log(f"heartbeat failed: {error}")
+                self._log(f"heartbeat failed: {error}")
             self.last_error = str(error)
             return
         self.last_error = None
@@ -112,11 +131,11 @@ class WorkerAgent:
         self.desired_role = reply.get("desired_role")
         bundle = reply.get("trust_bundle_pem")
         if isinstance(bundle, bytes):
-            self.daemon.install_trust_bundle(bundle)
+            self._trust_bundle(bundle)
         if reply.get("renew_now"):
-            self.daemon.renewer.request()
+            self._renew_now()
         addrs = [str(a) for a in (reply or {}).get("manager_addrs", []) if isinstance(a, str)]
         if addrs and addrs != self.node.manager_addrs:
             self.node = self.node.replace(manager_addrs=addrs)
-            self.node.save(self.daemon.paths.state_file)
-            self.daemon.node = self.node
+            self.node.save(self.paths.state_file)
+            self._node_changed(self.node)

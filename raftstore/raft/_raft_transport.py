@@ -3,8 +3,8 @@
 pysyncobj's own ``TcpConnection`` assumes plain sockets and pickles every
 message. This module replaces both, and is written against pysyncobj's poller
 contract only (``subscribe(fd, callback, mask)`` / ``unsubscribe(fd)`` with the
-masks below), so it does not import pysyncobj; ``_pysyncobj_adapter`` plugs it
-in as a ``Transport``.
+masks below), so it does not import pysyncobj; ``_seams.PysyncobjTransport``
+plugs it in as pysyncobj's ``Transport``.
 
 Threads. Everything here runs on the Raft tick thread except two slow steps
 that must never stall it: the outgoing connect plus TLS handshake (a short-lived
@@ -21,11 +21,9 @@ control, never errors.
 Identity. A peer is the CN of its verified certificate (O must be this cluster,
 OU swarm-manager); the address it connects from or announces means nothing.
 
-Group commit. ``before_send`` runs before a frame leaves, so entries appended
-since the last fsync are on disk before any message that depends on them. The
-one exception is the leader's append-entries (``sync_first=False``, see the
-adapter): the leader may replicate before its own write is durable, because it
-does not count itself toward a commit until it is.
+Durability. This module only moves frames: every message reaches ``send``
+through ``Outbox.send`` (``_outbox.py``), which persists what the message
+depends on first and spells out that duty.
 """
 
 from __future__ import annotations
@@ -181,7 +179,6 @@ class RaftTransportCore:
         on_message: Callable[[str, Any], None],
         on_connected: Callable[[str], None],
         on_disconnected: Callable[[str], None],
-        before_send: Callable[[], None],
         log: Callable[[str], None],
         retry_interval: float = 0.5,
         connect_timeout: float = 2.0,
@@ -194,7 +191,6 @@ class RaftTransportCore:
         self._on_message = on_message
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
-        self._before_send = before_send
         self._log = log
         self._retry_interval = retry_interval
         self._connect_timeout = connect_timeout
@@ -229,14 +225,16 @@ class RaftTransportCore:
     def connected(self) -> set[str]:
         return set(self._connections)
 
+    def is_connected(self, node_id: str) -> bool:
+        return node_id in self._connections
+
     # ----------------------------------------------------------- sending
 
-    def send(self, node_id: str, message: Any, *, sync_first: bool = True) -> bool:
+    def send(self, node_id: str, message: Any) -> bool:
+        """Frame ``message`` for ``node_id``'s connection; False when there is none (or it just broke)."""
         conn = self._connections.get(node_id)
         if conn is None:
             return False
-        if sync_first:
-            self._before_send()
         conn.send(encode_frame(message))
         return not conn.closed
 

@@ -1,1 +1,46 @@
-"""raftstore.storage."""
+"""raftstore.storage: everything a node keeps on its own disk, and the only code that lays it out.
+
+It owns the data directory (``StatePaths``, ``default_data_dir``) and
+``state.json`` (``NodeState``: what this node is); ``keys/`` and the node key
+(``KeyStore``, the only writer of ``keys/``); the Raft log's segment files
+(``SegmentLog``: frames, the chain of tags, group commit); snapshot files; and
+the durable-write helpers everything above uses (``atomic_write``: a crash
+leaves the old file or the new one). Payloads arrive sealed: this package
+never sees a key it did not store. It imports only ``keyring``, for the error
+tree and the log chain.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# The public names of each module, listed here so that __all__ needs no import: a
+# name loads with its module on first use (tests/test_package_surfaces.py checks
+# this table against each module's __all__).
+_PUBLIC = {
+    "_paths": ["default_data_dir"],
+    "_node_state": ["StatePaths", "NodeState", "MANAGER", "WORKER"],
+    "_keystore": ["KeyStore"],
+    "_segments": ["SegmentLog"],
+    "_snapshot_file": ["encode_snapshot", "decode_snapshot", "read_snapshot", "write_snapshot"],
+    "_fsutil": ["atomic_write", "fsync_directory"],
+    "_benchmark_switches": ["BenchmarkSwitches"],
+}
+
+_LAZY = {name: module for module, names in _PUBLIC.items() for name in names}
+
+__all__ = [*_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

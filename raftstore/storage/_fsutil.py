@@ -9,7 +9,9 @@ crash before the rename leaves the old file untouched and, at worst, a
 Every ``OSError`` from these helpers becomes one ``StorageError`` line that
 names the path, e.g. ``no space left on device writing /data/keys/keyring``
 (ENOSPC, EDQUOT and EROFS get fixed wording; anything else uses the system's
-text).
+text). ``write_all``, ``open_append``, ``cut_file`` and
+``make_private_dirs`` are building blocks for callers that name the failure
+themselves (the raft log): they let ``OSError`` through.
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ from pathlib import Path
 
 from ..keyring import StorageError
 
-__all__ = ["atomic_write", "fsync_directory", "fsync_file", "storage_error"]
+__all__ = [
+    "atomic_write",
+    "cut_file",
+    "fsync_directory",
+    "fsync_file",
+    "make_private_dirs",
+    "open_append",
+    "storage_error",
+    "write_all",
+]
 
 _DISK_ERRORS = {
     errno.ENOSPC: "no space left on device",
@@ -88,10 +99,7 @@ def atomic_write(path: os.PathLike[str] | str, data: bytes, mode: int = 0o600) -
             break
         try:
             os.fchmod(fd, mode)  # the umask may have narrowed it; never widened
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -106,3 +114,48 @@ def atomic_write(path: os.PathLike[str] | str, data: bytes, mode: int = 0o600) -
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` to ``fd`` (``os.write`` may write fewer)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def open_append(path: os.PathLike[str] | str) -> int:
+    """Open an existing file for appending; the caller closes the descriptor."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+
+
+def cut_file(path: os.PathLike[str] | str, size: int, tail: bytes = b"") -> None:
+    """Cut ``path`` to ``size`` bytes, write ``tail`` after the cut, and make it durable."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.ftruncate(fd, size)
+        if tail:
+            write_all(fd, tail)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and missing parents with mode 0700, each entry made durable."""
+    if directory.is_dir():
+        return
+    missing = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(path, 0o700)
+        fsync_directory(path.parent)

@@ -13,6 +13,10 @@ Writes are ordered so that a crash at any point leaves a state that opens with
 either the old or the new key: a plain KEK file whose version differs from the
 keyring's is stale, and the manager then starts locked. With autolock on the
 unlock key is never written anywhere; it is the KEK's only source.
+
+This module is the only writer of ``keys/`` (DESIGN: every byte format has one
+owner): a restore adopts a backup's wrapped keyring through ``adopt_keyring``
+rather than laying the files out itself.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ _PEM_PREFIX = b"-----BEGIN"
 
 
 class KeyStore:
+    """The ``keys/`` folder and node key of one manager of cluster ``cluster_id``."""
+
     def __init__(self, paths: StatePaths, cluster_id: str) -> None:
         self.paths = paths
         self.cluster_id = cluster_id
@@ -108,7 +114,7 @@ class KeyStore:
         certificate go in together through ``install_certificate``.
         """
         if not autolock:
-            atomic_write(self._kek_path, msgpack.packb({"version": kek.version, "secret": kek.secret}))
+            self._write_plain_kek(kek.version, kek.secret)
         atomic_write(self._keyring_path, wrap_keyring(keyring, kek, self.cluster_id))
         if cert_chain_pem is None:
             self.write_node_key(node_key_pem, kek if autolock else None)
@@ -123,6 +129,21 @@ class KeyStore:
     def save_keyring(self, keyring: Keyring, kek: KeyEncryptionKey) -> None:
         """Rewrite only the keyring, under the KEK it already uses (a DEK term came or went)."""
         atomic_write(self._keyring_path, wrap_keyring(keyring, kek, self.cluster_id))
+
+    def adopt_keyring(self, wrapped_keyring: bytes, *, kek_version: int, plain_kek: bytes | None) -> None:
+        """Make a keyring wrapped elsewhere (a backup's) this node's, as it stands: the same KEK opens it.
+
+        ``plain_kek`` is the KEK's secret when the source had autolock off (it
+        is kept beside the keyring, as ``save`` keeps it), None with autolock
+        on (the unlock key stays the KEK's only source). Both are written as
+        given; a KEK file that does not open is reported when the keys are opened.
+        """
+        atomic_write(self._keyring_path, wrapped_keyring)
+        if plain_kek is not None:
+            self._write_plain_kek(kek_version, plain_kek)
+
+    def _write_plain_kek(self, version: int, secret: bytes) -> None:
+        atomic_write(self._kek_path, msgpack.packb({"version": version, "secret": secret}))
 
     def write_node_key(self, pem: bytes, kek: KeyEncryptionKey | None) -> None:
         data = pem if kek is None else seal_private_key(pem, kek, self.cluster_id)

@@ -7,15 +7,14 @@ whether the daemon is inactive, a manager (possibly locked) or a worker.
 from __future__ import annotations
 
 import json
-import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._fsutil import atomic_write
-from ..keyring import InvalidArgument, StorageError
+from ..keyring import StorageError
 
-__all__ = ["NodeState", "StatePaths"]
+__all__ = ["NodeState", "StatePaths", "MANAGER", "WORKER"]
 
 MANAGER = "manager"
 WORKER = "worker"
@@ -124,40 +123,3 @@ class NodeState:
         data = asdict(self)
         data.update(changes)
         return NodeState(**data)
-
-
-def split_host_port(address: str, default_port: int | None = None) -> tuple[str, int]:
-    """Parse HOST:PORT (IPv6 in brackets); a bare host takes ``default_port``."""
-    text = address.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host, port_text = text, ""
-    if not port_text:
-        if default_port is None:
-            raise InvalidArgument(f"invalid address {address!r}: expected HOST:PORT")
-        port_text = str(default_port)
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise InvalidArgument(f"invalid port in {address!r}") from None
-    if not host or not 0 < port < 65536:
-        raise InvalidArgument(f"invalid address {address!r}: expected HOST:PORT")
-    return host, port
-
-
-def listen_tcp(address: str, backlog: int) -> socket.socket:
-    """A listening TCP socket on HOST:PORT, or one InvalidArgument line saying why not."""
-    host, port = split_host_port(address)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host.strip("[]"), port))
-    except OSError as error:
-        sock.close()
-        raise InvalidArgument(f"cannot listen on {address}: {error.strerror}") from None
-    sock.listen(backlog)
-    return sock

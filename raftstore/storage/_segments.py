@@ -1,75 +1,9 @@
-"""The Raft log on disk: segment files of checksummed, chained frames around sealed records.
+"""The Raft log on disk: appends, truncation, compaction, reset and group commit over segment files.
 
-This module alone owns the byte layout below. Payloads are opaque here: the
-layer above has already sealed them. The chain tags come from
-``keyring.LogChain`` (which alone owns the MAC recipe); this module decides
-where they sit and what each one chains to.
-
-Segment files live in one directory and are named
-``<seq:016x>-<first index:016x>.seg``; sorted names are log order (the
-sequence number decides; the first index is informational: a segment is
-created by the append of its first entry, and named for it). Each file starts
-with a 28-byte segment header and then holds frames::
-
-    segment header
-    0       8   magic ``RSSEG002`` (format 2)
-    8       16  chain anchor: the tag of the entry before this segment's first
-                (the previous segment's last), or 16 zero bytes where the chain starts
-    24      4   CRC-32C over bytes 0..23
-
-    frame
-    offset  size
-    0       4   payload length (big-endian)
-    4       8   Raft index (big-endian)
-    12      8   Raft term (big-endian)
-    20      4   chain key id: the DEK term whose chain key made the tag (big-endian)
-    24      4   header CRC-32C, over bytes 0..23
-    28      n   payload
-    28+n    16  chain tag: LogChain MAC over (key id, index, term, previous tag, payload)
-    44+n    4   payload CRC-32C, over length | index | term | key id | payload | tag
-
-The header has its own checksum so that a flipped byte in the length field is
-told apart from a torn write. Indices are consecutive across the whole log.
-
-The chain
-=========
-
-The CRCs catch accidents; the tags catch someone who writes the disk. Each
-entry's tag is made when it is appended, with a key derived from the DEK, over
-its Raft index and term and the tag of the entry before it, so a payload moved
-to another index, two payloads swapped, an entry replayed from an older log or
-a segment replaced or reordered no longer checks out, even with every CRC
-rewritten. The previous tag of the first entry of a segment is the segment's
-anchor, and every segment's anchor must equal the last tag of the segment
-before it. The first segment's anchor is taken as it stands: that is where the
-chain restarts after compaction deletes older segments, and after a snapshot
-replaces the whole log (``reset`` starts from zeros). A truncation by Raft
-keeps the chain: the entries appended after the cut chain to the entry kept
-before it. What the chain cannot see is the loss of whole segments at either
-end of the log (an older log put back entire, or the newest segments deleted):
-that is a rollback of this manager's disk, which Raft's own checks and the
-other managers' copies have to catch.
-
-Format 1 segments (``RSSEG001``, from before the chain) are refused at open:
-reading them as before would let anyone who can write the disk turn a format 2
-segment back into format 1 and swap records unseen. A manager with such a log
-joins the cluster again (or is restored from a backup), and gets a format 2 log.
-
-What open() accepts
-===================
-
-- A torn write at the very end of the LAST segment -- fewer than 24 header
-  bytes, a valid header whose payload runs past the end of the file, a tail of
-  zero bytes, or a file that is a strict prefix of the magic -- is cut off
-  (ftruncate + fsync), and ``log`` gets one line naming the file, the offset
-  and the number of bytes removed.
-- Anything else that does not check out refuses start-up with
-  ``InvalidRecord("raft log damaged: <file> at offset <n>: <reason>")``: a bad
-  magic or an older format, a segment header or an anchor that does not check
-  out, a header or payload checksum mismatch (even in the last complete frame),
-  a chain tag that does not match or names a DEK term the keyring lacks, a gap
-  or a step back in the indices, a torn frame in any earlier segment. Nothing
-  is changed on disk in that case.
+The bytes of a segment file (frames, headers, CRCs, the chain of tags) and the
+scan that verifies them at open (what it accepts, what it refuses) are
+``_segment_format``'s; this module writes what that one encodes, and decides
+when each write, cut, creation and deletion reaches the disk.
 
 Durability
 ==========
@@ -105,104 +39,33 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import struct
 import threading
-from array import array
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-import crc32c
+from ._fsutil import cut_file, fsync_directory, make_private_dirs, open_append, storage_error, write_all
+from ._segment_format import (
+    FRAME_OVERHEAD,
+    MAX_PAYLOAD,
+    MAX_U64,
+    SEGMENT_HEADER_SIZE,
+    Repair,
+    Segment,
+    SegmentInfo,
+    chain_head,
+    encode_frame,
+    encode_segment_header,
+    first_index_of,
+    last_index_of,
+    list_segment_files,
+    scan_segments,
+    segment_file_name,
+)
+from ..keyring import CHAIN_START, LogChain, StorageError
 
-from ._fsutil import fsync_directory, storage_error
-from ..keyring import CHAIN_START, CHAIN_TAG_SIZE, InvalidRecord, LogChain, StorageError
-
-__all__ = ["SegmentLog", "SegmentInfo", "MAGIC", "SEGMENT_HEADER_SIZE"]
-
-MAGIC = b"RSSEG002"
-_FORMAT_1_MAGIC = b"RSSEG001"
-_CRC = struct.Struct(">I")
-SEGMENT_HEADER_SIZE = len(MAGIC) + CHAIN_TAG_SIZE + _CRC.size  # 28
-_HEADER_BODY = struct.Struct(">IQQI")  # length, index, term, chain key id
-_HEADER = struct.Struct(">IQQII")  # ... and the header CRC
-HEADER_SIZE = _HEADER.size  # 28
-FRAME_OVERHEAD = _HEADER.size + CHAIN_TAG_SIZE + _CRC.size  # 48
-_MAX_PAYLOAD = 2**32 - 1
-_MAX_U64 = 2**64 - 1
-_NAME_RE = re.compile(r"([0-9a-f]{16})-([0-9a-f]{16})\.seg")
+__all__ = ["SegmentLog", "SegmentInfo"]
 
 _logger = logging.getLogger("raftstore.segments")
-
-
-@dataclass(frozen=True)
-class SegmentInfo:
-    """One segment file as it stands (``first_index``/``last_index`` are None when it holds no entry)."""
-
-    path: Path
-    first_index: int | None
-    last_index: int | None
-    size_bytes: int
-
-
-@dataclass
-class _Segment:
-    path: Path
-    seq: int
-    size: int
-    anchor: bytes  # the chain tag its first frame follows
-    first_index: int | None = None  # of the first frame it holds (None while empty)
-    offsets: array = field(default_factory=lambda: array("Q"))  # byte offset of each frame, in index order
-    tags: bytearray = field(default_factory=bytearray)  # the chain tag of each frame, 16 bytes each
-    key_ids: array = field(default_factory=lambda: array("I"))  # the chain key id of each frame
-
-    @property
-    def last_tag(self) -> bytes:
-        """The tag the next frame appended here chains to."""
-        return bytes(self.tags[-CHAIN_TAG_SIZE:]) if self.tags else self.anchor
-
-    def keep_frames(self, count: int) -> None:
-        del self.offsets[count:]
-        del self.tags[count * CHAIN_TAG_SIZE :]
-        del self.key_ids[count:]
-
-    @property
-    def count(self) -> int:
-        return len(self.offsets)
-
-    @property
-    def last_index(self) -> int | None:
-        if self.first_index is None or not self.offsets:
-            return None
-        return self.first_index + len(self.offsets) - 1
-
-    def info(self) -> SegmentInfo:
-        return SegmentInfo(self.path, self.first_index if self.offsets else None, self.last_index, self.size)
-
-
-def _frame(index: int, term: int, key_id: int, payload: bytes, tag: bytes) -> bytes:
-    body = _HEADER_BODY.pack(len(payload), index, term, key_id)
-    body_crc = crc32c.crc32c(body)
-    trailer_crc = crc32c.crc32c(tag, value=crc32c.crc32c(payload, value=body_crc))
-    return b"".join((body, _CRC.pack(body_crc), payload, tag, _CRC.pack(trailer_crc)))
-
-
-def _segment_header(anchor: bytes) -> bytes:
-    head = MAGIC + anchor
-    return head + _CRC.pack(crc32c.crc32c(head))
-
-
-def _damaged(path: Path, offset: int, reason: str) -> InvalidRecord:
-    return InvalidRecord(f"raft log damaged: {path} at offset {offset}: {reason}")
-
-
-@dataclass
-class _Repair:
-    path: Path
-    offset: int  # cut here
-    removed: int
-    what: str
-    rewrite_header: bytes = b""  # written after the cut (a torn segment header)
 
 
 class SegmentLog:
@@ -218,7 +81,7 @@ class SegmentLog:
         self._chain = chain
         self._segment_bytes = segment_bytes
         self._log = log
-        self._segments: list[_Segment] = []
+        self._segments: list[Segment] = []
         self._next_seq = 1
         self._fd: int | None = None  # the active (last) segment, O_APPEND
         self._loaded: list[tuple[int, int, bytes]] = []
@@ -261,128 +124,26 @@ class SegmentLog:
         directory = Path(directory)
         self = cls(directory, chain, segment_bytes, log if log is not None else _logger.warning)
         try:
-            _make_private_dirs(directory)
-            found = self._list_segments()
+            make_private_dirs(directory)
+            found = list_segment_files(directory)
         except OSError as error:
             raise storage_error(error, directory, "opening the raft log in") from None
-        repair: _Repair | None = None
-        for position, (seq, path) in enumerate(found):
-            repair = self._scan(path, seq, last=position == len(found) - 1)
+        scan = scan_segments(found, chain)
+        self._segments, self._loaded = scan.segments, scan.entries
         # Everything checked out: only now may the disk change.
         try:
-            if repair is not None:
-                self._repair(repair)
+            if scan.repair is not None:
+                self._repair(scan.repair)
             if self._segments:  # appends continue in the last segment
                 self._next_seq = self._segments[-1].seq + 1
-                self._fd = _open_append(self._segments[-1].path)
+                self._fd = open_append(self._segments[-1].path)
         except OSError as error:
             self.close_quietly()
             raise storage_error(error, directory, "opening the raft log in") from None
         return self
 
-    def _list_segments(self) -> list[tuple[int, Path]]:
-        found: dict[int, Path] = {}
-        for entry in os.scandir(self.directory):
-            if not entry.name.endswith(".seg"):
-                continue
-            path = self.directory / entry.name
-            match = _NAME_RE.fullmatch(entry.name)
-            if match is None:
-                raise _damaged(path, 0, "not a segment file name (<seq:016x>-<first index:016x>.seg)")
-            seq = int(match.group(1), 16)
-            if seq in found:
-                raise _damaged(path, 0, f"a second segment with sequence number {seq} (the other is {found[seq]})")
-            found[seq] = path
-        return sorted(found.items())
-
-    def _scan(self, path: Path, seq: int, last: bool) -> _Repair | None:
-        try:
-            data = path.read_bytes()
-        except OSError as error:
-            raise storage_error(error, path, "reading") from None
-        end = len(data)
-        expected_anchor = self._chain_head()
-        if end < SEGMENT_HEADER_SIZE or data[: len(MAGIC)] != MAGIC:
-            header = _segment_header(expected_anchor)
-            if last and header.startswith(data):  # torn while the segment was being created
-                self._segments.append(_Segment(path, seq, SEGMENT_HEADER_SIZE, expected_anchor))
-                return _Repair(path, 0, end, "an incomplete segment header", rewrite_header=header)
-            if data.startswith(_FORMAT_1_MAGIC):
-                raise _damaged(
-                    path, 0, "a format 1 segment (written before log entries were chained to their place) is refused; "
-                    "join this manager to the cluster again, or restore it from a backup"
-                )
-            raise _damaged(path, 0, "not a raftstore log segment (bad magic)")
-        (header_crc,) = _CRC.unpack_from(data, SEGMENT_HEADER_SIZE - _CRC.size)
-        if crc32c.crc32c(data[: SEGMENT_HEADER_SIZE - _CRC.size]) != header_crc:
-            raise _damaged(path, 0, "segment header checksum mismatch")
-        anchor = data[len(MAGIC) : len(MAGIC) + CHAIN_TAG_SIZE]
-        if self._segments and anchor != expected_anchor:
-            raise _damaged(path, 0, "the chain anchor is not the last tag of the segment before (a segment was replaced)")
-        segment = _Segment(path, seq, end, anchor)
-        previous = self.last_index
-        tag_before = anchor
-        view = memoryview(data)
-        pos = SEGMENT_HEADER_SIZE
-        repair: _Repair | None = None
-        while pos < end:
-            remaining = end - pos
-            if remaining < HEADER_SIZE:
-                if last:
-                    what = "a zero-filled tail" if data.count(0, pos) == remaining else "an incomplete frame header"
-                    repair = _Repair(path, pos, remaining, what)
-                    break
-                raise _damaged(path, pos, f"incomplete frame header ({remaining} of {HEADER_SIZE} bytes)")
-            length, index, term, key_id, header_crc = _HEADER.unpack_from(data, pos)
-            body_crc = crc32c.crc32c(view[pos : pos + _HEADER_BODY.size])
-            if body_crc != header_crc:
-                if last and data.count(0, pos) == remaining:
-                    repair = _Repair(path, pos, remaining, "a zero-filled tail")
-                    break
-                raise _damaged(path, pos, "frame header checksum mismatch")
-            frame_end = pos + FRAME_OVERHEAD + length
-            if frame_end > end:
-                if last:
-                    repair = _Repair(path, pos, remaining, "an incomplete frame")
-                    break
-                raise _damaged(
-                    path, pos, f"frame of {FRAME_OVERHEAD + length} bytes runs past the end of the file ({remaining} left)"
-                )
-            payload_end = pos + HEADER_SIZE + length
-            tag_end = payload_end + CHAIN_TAG_SIZE
-            (payload_crc,) = _CRC.unpack_from(data, tag_end)
-            if crc32c.crc32c(view[pos + HEADER_SIZE : tag_end], value=body_crc) != payload_crc:
-                raise _damaged(path, pos, "payload checksum mismatch")
-            if previous is not None and index != previous + 1:
-                raise _damaged(path, pos, f"entry {index} where entry {previous + 1} should follow entry {previous}")
-            payload, tag = data[pos + HEADER_SIZE : payload_end], data[payload_end:tag_end]
-            try:
-                self._chain.check(key_id, index, term, tag_before, payload, tag)
-            except InvalidRecord as error:
-                raise _damaged(path, pos, f"entry {index}: {error}") from None
-            if segment.first_index is None:
-                segment.first_index = index
-            segment.offsets.append(pos)
-            segment.tags += tag
-            segment.key_ids.append(key_id)
-            self._loaded.append((index, term, payload))
-            previous = index
-            tag_before = tag
-            pos = frame_end
-        if repair is not None:
-            segment.size = repair.offset
-        self._segments.append(segment)
-        return repair
-
-    def _repair(self, repair: _Repair) -> None:
-        fd = os.open(repair.path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.ftruncate(fd, repair.offset)
-            if repair.rewrite_header:
-                _write_all(fd, repair.rewrite_header)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    def _repair(self, repair: Repair) -> None:
+        cut_file(repair.path, repair.offset, repair.rewrite_header)
         self._log(
             f"raft log: cut a torn write of {repair.removed} bytes ({repair.what}) at the end of "
             f"{repair.path} at offset {repair.offset}; the entries before it are intact"
@@ -397,17 +158,11 @@ class SegmentLog:
 
     @property
     def first_index(self) -> int | None:
-        for segment in self._segments:
-            if segment.offsets:
-                return segment.first_index
-        return None
+        return first_index_of(self._segments)
 
     @property
     def last_index(self) -> int | None:
-        for segment in reversed(self._segments):
-            if segment.offsets:
-                return segment.last_index
-        return None
+        return last_index_of(self._segments)
 
     def segments(self) -> list[SegmentInfo]:
         """The segment files in log order (the last one receives appends)."""
@@ -418,10 +173,6 @@ class SegmentLog:
         """Every DEK term whose chain key tagged a frame still on disk (the keyring must keep them)."""
         with self._lock:
             return {key_id for segment in self._segments for key_id in set(segment.key_ids)}
-
-    def _chain_head(self) -> bytes:
-        """The tag the next appended frame chains to (only the last segment can be empty)."""
-        return self._segments[-1].last_tag if self._segments else CHAIN_START
 
     # ------------------------------------------------------------------ writing
 
@@ -440,9 +191,9 @@ class SegmentLog:
             StorageError: the write failed (it was undone: the log is unchanged
                 and usable), or the log failed earlier.
         """
-        if not 0 <= index <= _MAX_U64 or not 0 <= term <= _MAX_U64:
+        if not 0 <= index <= MAX_U64 or not 0 <= term <= MAX_U64:
             raise ValueError(f"index {index} or term {term} out of range")
-        if len(payload) > _MAX_PAYLOAD:
+        if len(payload) > MAX_PAYLOAD:
             raise ValueError(f"payload of {len(payload)} bytes is too large for one frame")
         frame_size = FRAME_OVERHEAD + len(payload)
         with self._lock:
@@ -454,15 +205,15 @@ class SegmentLog:
                 active = self._segments[-1]
                 if active.offsets and active.size + frame_size > self._segment_bytes:
                     self._roll_locked()
-            key_id, tag = self._chain.sign(index, term, self._chain_head(), payload)
-            frame = _frame(index, term, key_id, payload, tag)
+            key_id, tag = self._chain.sign(index, term, chain_head(self._segments), payload)
+            frame = encode_frame(index, term, key_id, payload, tag)
             if self._fd is None:
                 self._guard(lambda: self._create_segment(index), self.directory, "creating a segment in", fatal=False)
             active = self._segments[-1]
             fd = self._fd
             assert fd is not None
             try:
-                _write_all(fd, frame)
+                write_all(fd, frame)
             except OSError as error:
                 failure = storage_error(error, active.path, "appending to")
                 try:
@@ -470,12 +221,7 @@ class SegmentLog:
                 except OSError:
                     raise self._fail(failure) from None
                 raise failure from None
-            if not active.offsets:
-                active.first_index = index
-            active.offsets.append(active.size)
-            active.tags += tag
-            active.key_ids.append(key_id)
-            active.size += len(frame)
+            active.add_frame(index, key_id, tag, len(frame))
             self._data_pending = True
 
     def sync(self) -> bool:
@@ -561,7 +307,7 @@ class SegmentLog:
             self._dir_barrier()  # never a cut segment followed by stale ones
         segment = self._segments[-1]
         if self._fd is None:
-            self._fd = _open_append(segment.path)
+            self._fd = open_append(segment.path)
         assert segment.first_index is not None
         frames = index - segment.first_index + 1
         if frames < segment.count:
@@ -630,10 +376,10 @@ class SegmentLog:
         for index, term, payload in entries:
             if previous is not None and index != previous + 1:
                 raise ValueError(f"reset with entry {index} after entry {previous}")
-            if not 0 <= index <= _MAX_U64 or not 0 <= term <= _MAX_U64 or len(payload) > _MAX_PAYLOAD:
+            if not 0 <= index <= MAX_U64 or not 0 <= term <= MAX_U64 or len(payload) > MAX_PAYLOAD:
                 raise ValueError(f"entry {index}: field out of range")
             key_id, tag = self._chain.sign(index, term, tag, payload)
-            frames.append((index, key_id, tag, _frame(index, term, key_id, payload, tag)))
+            frames.append((index, key_id, tag, encode_frame(index, term, key_id, payload, tag)))
             previous = index
         with self._lock:
             self._check_usable()
@@ -647,13 +393,9 @@ class SegmentLog:
                 if frames:
                     segment = self._create_segment(frames[0][0])
                     assert self._fd is not None
-                    _write_all(self._fd, b"".join(frame for *_, frame in frames))
-                    segment.first_index = frames[0][0]
-                    for _, key_id, tag, frame in frames:
-                        segment.offsets.append(segment.size)
-                        segment.tags += tag
-                        segment.key_ids.append(key_id)
-                        segment.size += len(frame)
+                    write_all(self._fd, b"".join(frame for *_, frame in frames))
+                    for index, key_id, tag, frame in frames:
+                        segment.add_frame(index, key_id, tag, len(frame))
                 self._sync_locked()
 
             self._guard(replace, self.directory, "resetting the raft log in")
@@ -705,7 +447,7 @@ class SegmentLog:
         except StorageError as error:  # from fsync_directory
             raise (self._fail(error) if fatal else error) from None
 
-    def _create_segment(self, first_index: int) -> _Segment:
+    def _create_segment(self, first_index: int) -> Segment:
         """Create the next segment (header written, fd kept as the active one).
 
         Every earlier creation and deletion is made durable first: a new
@@ -716,12 +458,12 @@ class SegmentLog:
         if self._dir_pending:
             self._guard(self._dir_barrier, self.directory, "syncing")
         seq = self._next_seq
-        path = self.directory / f"{seq:016x}-{first_index:016x}.seg"
-        anchor = self._chain_head()
+        path = self.directory / segment_file_name(seq, first_index)
+        anchor = chain_head(self._segments)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             os.fchmod(fd, 0o600)
-            _write_all(fd, _segment_header(anchor))
+            write_all(fd, encode_segment_header(anchor))
         except OSError:
             # a file without its magic must neither stay behind nor block a retry
             os.close(fd)
@@ -733,7 +475,7 @@ class SegmentLog:
         self._next_seq = seq + 1
         self._close_fd()
         self._fd = fd
-        segment = _Segment(path, seq, SEGMENT_HEADER_SIZE, anchor)
+        segment = Segment(path, seq, SEGMENT_HEADER_SIZE, anchor)
         self._segments.append(segment)
         self._dir_pending = True
         self._data_pending = True
@@ -755,34 +497,3 @@ class SegmentLog:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _open_append(path: Path) -> int:
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-
-
-def _make_private_dirs(directory: Path) -> None:
-    """Create ``directory`` and missing parents with mode 0700, each entry made durable."""
-    if directory.is_dir():
-        return
-    missing = []
-    current = directory
-    while not current.exists():
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
-    for path in reversed(missing):
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            continue
-        os.chmod(path, 0o700)
-        fsync_directory(path.parent)

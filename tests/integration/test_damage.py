@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from raftstore.tools._local_cluster import Cluster, Node, wait_until
-from raftstore.storage._segments import MAGIC
+from raftstore.storage._segment_format import MAGIC
 
 pytestmark = pytest.mark.integration
 

@@ -1,10 +1,10 @@
 """A deterministic simulation of raftstore's Raft layer (etcd rafttest / FoundationDB style).
 
-What runs here is the real code: N ``RaftNode`` objects of
-``raftstore.raft._pysyncobj_adapter`` (pysyncobj's ``SyncObj`` with our apply hook,
-our append-entries rule, our ``_TransportAdapter`` with its group-commit sync
-and ack filter, and the ``SealedJournal`` on real segment files in a temporary
-directory). Only three things are replaced, all from one seed:
+What runs here is the real code: N ``RaftNode`` objects of ``raftstore.raft``
+(pysyncobj's ``SyncObj`` with our seams: apply hook, append-entries rule and
+transport; the ``Outbox`` with its persist-before-send and ack filter; and the
+``SealedJournal`` on real segment files in a temporary directory). Only three
+things are replaced, all from one seed:
 
 - **the network**: ``SimNetwork`` stands in for ``RaftTransportCore`` (through
   ``RaftNode(transport_factory=...)``). Messages are msgpack frames, exactly as
@@ -15,7 +15,7 @@ directory). Only three things are replaced, all from one seed:
   survive.
 - **time**: every node has its own clock (an offset and a drift from the
   simulated time). While a node ticks or receives, pysyncobj's
-  ``monotonicTime`` and ``random`` and the adapter's ``time`` read that node's
+  ``monotonicTime`` and ``random`` and the Raft layer's ``time`` read that node's
   clock and random generator. Nothing sleeps; an hour of Raft runs in seconds.
 - **the disk's memory**: fsync is a no-op here, and the ``Durability`` tracker
   models it instead. A crash is a power cut: the node's segment log is cut
@@ -73,7 +73,7 @@ from typing import Any, Callable, Iterator
 
 import pysyncobj.syncobj as pysyncobj_module
 
-from raftstore.raft import _pysyncobj_adapter as adapter
+from raftstore.raft import _current_keyring, _envelope, _journal, _node, _outbox, _snapshots
 from raftstore.net._frames import FrameBuffer, encode_frame
 from raftstore.storage._segments import SegmentLog
 from raftstore.keyring import DataKey, Keyring, RecordKind, entry_context, seal
@@ -157,7 +157,7 @@ class Faults:
 
 
 class _Runtime:
-    """Routes pysyncobj's and the adapter's clock and randomness to the node being run."""
+    """Routes pysyncobj's and the Raft layer's clock and randomness to the node being run."""
 
     def __init__(self, cluster: "Cluster") -> None:
         self.cluster = cluster
@@ -181,17 +181,23 @@ class _Runtime:
         raise AssertionError("nothing may sleep in the simulation")
 
 
+#: The modules of raftstore.raft that read the clock while Raft runs.
+_TIMED_MODULES = (_journal, _node, _outbox, _snapshots)
+
+
 @contextmanager
 def _patched(runtime: _Runtime) -> Iterator[None]:
     fake_time = types.SimpleNamespace(
         monotonic=runtime.monotonic, time=runtime.monotonic, perf_counter=runtime.monotonic, sleep=runtime.sleep
     )
     fake_random = types.SimpleNamespace(random=runtime.random)
-    saved = (pysyncobj_module.monotonicTime, pysyncobj_module.random, pysyncobj_module.time, adapter.time, os.fsync)
+    saved = (pysyncobj_module.monotonicTime, pysyncobj_module.random, pysyncobj_module.time, os.fsync)
+    saved_times = [module.time for module in _TIMED_MODULES]
     pysyncobj_module.monotonicTime = runtime.monotonic
     pysyncobj_module.random = fake_random
     pysyncobj_module.time = fake_time
-    adapter.time = fake_time
+    for module in _TIMED_MODULES:
+        module.time = fake_time  # type: ignore[assignment]
     os.fsync = lambda fd: None  # durability is modelled by ``Durability``
     try:
         yield
@@ -200,9 +206,10 @@ def _patched(runtime: _Runtime) -> Iterator[None]:
             pysyncobj_module.monotonicTime,
             pysyncobj_module.random,
             pysyncobj_module.time,
-            adapter.time,
             os.fsync,
         ) = saved
+        for module, saved_time in zip(_TIMED_MODULES, saved_times):
+            module.time = saved_time  # type: ignore[assignment]
 
 
 class _CriticalLines(logging.Handler):
@@ -384,7 +391,6 @@ class SimTransportCore:
         on_message: Callable[[str, Any], None],
         on_connected: Callable[[str], None],
         on_disconnected: Callable[[str], None],
-        before_send: Callable[[], None],
         **_: Any,
     ) -> None:
         self.network = network
@@ -392,7 +398,6 @@ class SimTransportCore:
         self.on_message = on_message
         self.on_connected = on_connected
         self.on_disconnected = on_disconnected
-        self._before_send = before_send
         self._peers: dict[str, str] = {}
         network.cores[local_id] = self
 
@@ -410,11 +415,12 @@ class SimTransportCore:
     def connected(self) -> set[str]:
         return {p for p in self._peers if frozenset((self.local_id, p)) in self.network.up}
 
-    def send(self, node_id: str, message: Any, *, sync_first: bool = True) -> bool:
-        if frozenset((self.local_id, node_id)) not in self.network.up:
+    def is_connected(self, node_id: str) -> bool:
+        return frozenset((self.local_id, node_id)) in self.network.up
+
+    def send(self, node_id: str, message: Any) -> bool:
+        if not self.is_connected(node_id):
             return False
-        if sync_first:
-            self._before_send()
         self.network.transmit(self.local_id, node_id, encode_frame(message), _summary(message))
         return True
 
@@ -454,7 +460,7 @@ class SimNode:
     clock_offset: float
     clock_drift: float
     rng: random.Random
-    raft: adapter.RaftNode | None = None
+    raft: _node.RaftNode | None = None
     durability: Durability | None = None
     incarnation: int = 0
     paused_until: float = 0.0
@@ -478,7 +484,7 @@ class SimNode:
 
 
 #: The daemon's Raft settings, with log compaction out of reach (a scenario may set ``Cluster.config``).
-NO_COMPACTION = adapter.RaftConfig(compaction_min_entries=10**9, compaction_min_seconds=10.0**9)
+NO_COMPACTION = _node.RaftConfig(compaction_min_entries=10**9, compaction_min_seconds=10.0**9)
 
 
 class Cluster:
@@ -498,7 +504,7 @@ class Cluster:
         self.full_trace: list[str] = []
         self.runtime = _Runtime(self)
         self.network = SimNetwork(self)
-        self.keys = adapter.KeySource(Keyring((DataKey.generate(1),), 1), "raftsim" + "0" * 18)
+        self.keys = _current_keyring.CurrentKeyring(Keyring((DataKey.generate(1),), 1), "raftsim" + "0" * 18)
         self.critical: list[str] = []
         self.tolerate_critical = False  # True: only the data checks fail (to watch a known bug run its course)
         ids = [f"n{i}" for i in range(1, size + 1)]
@@ -627,7 +633,7 @@ class Cluster:
         node.wake_pending = False
 
         def build() -> None:
-            node.raft = adapter.RaftNode(
+            node.raft = _node.RaftNode(
                 raft_dir=node.directory,
                 self_member=(node_id, f"sim:{node_id}"),
                 members=self.members,
@@ -778,7 +784,7 @@ class Cluster:
         """A proposal's label, or the kind of a pysyncobj control entry."""
         if command is None:
             return "control"
-        if command[:1] == bytes([adapter.ENTRY_TYPE]):
+        if command[:1] == bytes([_envelope.ENTRY_TYPE]):
             return self.labels.get(command[1:], "?")
         return {0: "no-op", 2: "membership", 3: "version"}.get(command[0], "control")
 

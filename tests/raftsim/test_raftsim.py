@@ -25,7 +25,7 @@ from simulation import (
     seeds,
 )
 
-from raftstore.raft import _pysyncobj_adapter as adapter
+from raftstore.raft import _seams as seams
 from raftstore.raft._raft_transport import RaftTransportCore
 
 #: Seeds that lose an entry acknowledged to its client under pysyncobj's own rule.
@@ -61,7 +61,7 @@ def test_pysyncobj_truncation_rule_loses_an_acknowledged_entry(
     scenario: Callable[[Cluster], None], seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Flip the append-entries rule back to pysyncobj's: the simulation must catch the loss."""
-    monkeypatch.delattr(adapter._RaftCore, "_SyncObj__onMessageReceived")
+    monkeypatch.delattr(seams.RaftCore, "_SyncObj__onMessageReceived")
     with pytest.raises(SafetyViolation) as caught:
         run_seed(seed, _data_checks_only(scenario), tmp_path)
     assert caught.value.kind in DATA_LOSS and "acknowledged to its client" in str(caught.value)
@@ -82,7 +82,7 @@ SNAPSHOT_CHUNK_SEED = 6
 def test_pysyncobj_snapshot_chunk_commit_applies_an_uncommitted_entry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(adapter._RaftCore, "_snapshot_chunk_rule", lambda self, message: message)
+    monkeypatch.setattr(seams.RaftCore, "_snapshot_chunk_rule", lambda self, message: message)
     with pytest.raises(SafetyViolation) as caught:
         run_seed(SNAPSHOT_CHUNK_SEED, scenario_log_compaction, tmp_path)
     assert caught.value.kind == "state machine safety"
@@ -95,7 +95,7 @@ def test_the_snapshot_chunk_seed_passes_with_our_rule(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_pysyncobj_truncation_rule_fails_some_seed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same without pinned seeds: a bounded search, in case a change elsewhere moved the schedules."""
-    monkeypatch.delattr(adapter._RaftCore, "_SyncObj__onMessageReceived")
+    monkeypatch.delattr(seams.RaftCore, "_SyncObj__onMessageReceived")
     for seed in range(200):
         try:
             run_seed(seed, _data_checks_only(scenario_chaos_network), tmp_path)
@@ -172,7 +172,7 @@ def test_a_conflict_with_a_committed_entry_is_refused(steady: tuple[Cluster, str
 
 
 def test_the_simulated_transport_has_the_real_ones_interface() -> None:
-    """SimTransportCore stands in for RaftTransportCore: every public method, and only keywords the adapter passes."""
+    """SimTransportCore stands in for RaftTransportCore: every public method, and only keywords the Raft layer passes."""
 
     def public(cls: type) -> set[str]:
         return {name for name, value in vars(cls).items() if callable(value) and not name.startswith("_")}

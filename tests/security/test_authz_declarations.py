@@ -61,9 +61,9 @@ def test_the_raft_channel_is_declared() -> None:
 
 
 def test_an_undeclared_control_method_is_refused_on_every_transport(tmp_path: Path) -> None:
-    from raftstore.node._daemon import Daemon
+    from raftstore.api._serve import build_daemon
 
-    daemon = Daemon(tmp_path / "d")
+    daemon = build_daemon(tmp_path / "d")
 
     @method("test.undeclared")
     def undeclared(daemon, params):  # pragma: no cover - must never run

@@ -17,7 +17,7 @@ import pytest
 
 from raftstore.net._control import ControlClient
 from raftstore.tools._local_cluster import Cluster, Node, wait_until
-from raftstore.storage._segments import FRAME_OVERHEAD, HEADER_SIZE, SEGMENT_HEADER_SIZE
+from raftstore.storage._segment_format import FRAME_OVERHEAD, HEADER_SIZE, SEGMENT_HEADER_SIZE
 from raftstore.storage._snapshot_file import read_snapshot
 from raftstore.keyring import RaftstoreError, record_key_id
 

@@ -20,7 +20,7 @@ from raftstore.tools._local_cluster import Cluster, Node, wait_until
 
 pytestmark = pytest.mark.integration
 
-# The frame layout, as an attacker reads it off the disk (raftstore/storage/_segments.py's docstring).
+# The frame layout, as an attacker reads it off the disk (raftstore/storage/_segment_format.py's docstring).
 SEGMENT_HEADER = 8 + 16 + 4  # magic, chain anchor, CRC
 FRAME_HEADER = struct.Struct(">IQQII")  # payload length, index, term, MAC key id, header CRC
 MAC_SIZE = 16

@@ -8,7 +8,8 @@ from pathlib import Path
 import crc32c
 import pytest
 
-from raftstore.storage._segments import FRAME_OVERHEAD, HEADER_SIZE, SEGMENT_HEADER_SIZE, SegmentLog
+from raftstore.storage._segment_format import FRAME_OVERHEAD, HEADER_SIZE, SEGMENT_HEADER_SIZE
+from raftstore.storage._segments import SegmentLog
 from raftstore.keyring import InvalidRecord, Keyring, LogChain
 
 CLUSTER = "chain-test-cluster"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import raftstore.storage._segments as segments_mod
-from raftstore.storage._segments import SegmentLog, _frame, _segment_header
+from raftstore.storage._segment_format import encode_frame, encode_segment_header
+from raftstore.storage._segments import SegmentLog
 from segment_chain import CHAIN
 from raftstore.keyring import InvalidRecord, StorageError
 
@@ -511,10 +512,10 @@ def test_roll(tmp_path):
 
 def chained_segment(anchor: bytes, entries) -> bytes:
     """A whole segment file, built as SegmentLog writes one: header with ``anchor``, then chained frames."""
-    out, tag = _segment_header(anchor), anchor
+    out, tag = encode_segment_header(anchor), anchor
     for index, term, payload in entries:
         key_id, tag = CHAIN.sign(index, term, tag, payload)
-        out += _frame(index, term, key_id, payload, tag)
+        out += encode_frame(index, term, key_id, payload, tag)
     return out
 
 

@@ -1,4 +1,4 @@
-"""Contract tests for the on-disk Raft log (raftstore/storage/_segments.py)."""
+"""Contract tests for the on-disk Raft log (raftstore/storage/_segments.py, _segment_format.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from raftstore.storage._segments import FRAME_OVERHEAD, HEADER_SIZE, MAGIC, SEGMENT_HEADER_SIZE, SegmentLog
+from raftstore.storage._segment_format import FRAME_OVERHEAD, HEADER_SIZE, MAGIC, SEGMENT_HEADER_SIZE
+from raftstore.storage._segments import SegmentLog
 from segment_chain import CHAIN
 from raftstore.keyring import InvalidRecord
 
