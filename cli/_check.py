@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
-from raftstore import ControlClient, Thresholds, run_check
+from raftstore import Client, Thresholds, parse_host, run_check
 
 from ._common import Connection, _tls_context, connection_options, emit_json, format_option, handle_errors, resolve_host
 
@@ -59,10 +60,11 @@ def perf_cmd(duration: float, clients: int, size: int, min_throughput: float, ma
     conn = click.get_current_context().ensure_object(Connection)
     host = resolve_host(conn)
     tls = _tls_context(conn) if host.startswith("tcp://") else None
+    parse_host(host)
     limits = Thresholds(min_throughput=min_throughput, max_commit_p99=max_commit_p99 / 1000,
                         max_fsync_p99=max_fsync_p99 / 1000, max_leader_changes=max_leader_changes,
                         max_lag=max_lag)
-    report = run_check(lambda: ControlClient(host, tls=tls, timeout=30), target=host, seconds=duration,
+    report = run_check(lambda: _connect(host, tls), target=host, seconds=duration,
                        clients=clients, size=size, limits=limits)
     if output_format == "json":
         emit_json(report.to_dict())
@@ -76,6 +78,11 @@ def perf_cmd(duration: float, clients: int, size: int, min_throughput: float, ma
         click.echo("PASS" if report.passed else "FAIL: " + "; ".join(report.reasons))
     if not report.passed:
         sys.exit(1)
+
+
+def _connect(host: str, tls: Any) -> Client:
+    """One connection of the check (each load client has its own); no retries: they would hide what is measured."""
+    return Client(host, tls=tls, timeout=30, retry_for=0)
 
 
 def _ms(value: float | None) -> str:

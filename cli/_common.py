@@ -1,7 +1,8 @@
 """What every command shares: connection options, the error boundary, output.
 
 The CLI is a boundary (STYLE rule 9): commands parse, make one control-API
-call, and print. ``RaftstoreError`` becomes one ``Error: ...`` line and exit
+call through ``raftstore.Client`` (typed methods where it has them, ``call``
+for the rest), and print. ``RaftstoreError`` becomes one ``Error: ...`` line and exit
 status 1; click's usage errors keep exit status 2; anything else is a bug and
 keeps its traceback.
 """
@@ -19,7 +20,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import click
 
-from raftstore import ControlClient, InvalidArgument, RaftstoreError, default_data_dir
+from raftstore import Client, InvalidArgument, RaftstoreError, default_data_dir, parse_host, tls_context
 
 __all__ = [
     "Connection",
@@ -145,15 +146,7 @@ def _tls_context(conn: Connection) -> ssl.SSLContext | None:
         raise InvalidArgument("TLS needs --tlscacert (or RAFTSTORE_CERT_PATH with ca.pem) to verify the daemon")
     if bool(cert) != bool(key):
         raise InvalidArgument("--tlscert and --tlskey go together")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_verify_locations(cacert)
-        if cert and key:
-            context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as error:
-        raise InvalidArgument(f"cannot load TLS files: {error}") from None
-    return context
+    return tls_context(cacert, cert or None, key or None)
 
 
 def resolve_host(conn: Connection) -> str:
@@ -165,10 +158,17 @@ def resolve_host(conn: Connection) -> str:
     return f"unix://{default_data_dir() / 'raftstore.sock'}"
 
 
-def client(timeout: float | None = 120.0) -> ControlClient:
+def client(timeout: float | None = 120.0) -> Client:
+    """The daemon that -H (or the environment) names, through the public client, without retries.
+
+    A command makes one attempt and reports what happened, as it always
+    did; a program that wants failover and retries builds its own Client.
+    """
     conn = click.get_current_context().ensure_object(Connection)
     host = resolve_host(conn)
-    return ControlClient(host, tls=_tls_context(conn) if host.startswith("tcp://") else None, timeout=timeout)
+    parse_host(host)  # a -H value is a URL: unix:// or tcp://, never a bare path
+    return Client(host, tls=_tls_context(conn) if host.startswith("tcp://") else None, timeout=timeout,
+                  retry_for=0)
 
 
 def call(method: str, params: dict[str, Any] | None = None, timeout: float | None = 120.0) -> Any:

@@ -1,8 +1,11 @@
 """raftstore: a Raft-replicated, encrypted cluster store (the manager store of a Swarm-style cluster).
 
 The public surface is what this module exports; everything in underscore
-modules is private. ``raftstore.keyring`` holds the cryptography and
-``raftstore.cli`` the command line. Names load on first use, so that the
+modules is private. Programs use ``raftstore.Client`` (docs/client.md), its
+result types and the error tree: every error raftstore raises on purpose is a
+``RaftstoreError``, and ``Compacted`` (a ``NotFound``) is the client's.
+``raftstore.keyring`` holds the cryptography and ``raftstore.cli`` the
+command line. Names load on first use, so that the
 command line starts quickly.
 """
 
@@ -17,6 +20,22 @@ from .keyring._errors import __all__ as _errors_all
 __version__ = "0.1.0"
 
 _LAZY = {
+    # The client library (docs/client.md).
+    "Client": "._client",
+    "tls_context": "._client_endpoints",
+    "Watch": "._client_watch",
+    "KeyValue": "._client_types",
+    "Compare": "._client_types",
+    "Put": "._client_types",
+    "Delete": "._client_types",
+    "Operation": "._client_types",
+    "TxnResult": "._client_types",
+    "Event": "._client_types",
+    "Member": "._client_types",
+    "ClusterInfo": "._client_types",
+    "ObjectInfo": "._client_types",
+    "Compacted": "._client_types",
+    # What the command line and the tools use.
     "ControlClient": ".net._control",
     "serve": ".api._serve",
     "SecretsDir": ".node._delivery",
@@ -31,6 +50,7 @@ _LAZY = {
     "parse_duration": ".state._durations",
     "split_host_port": ".net._addresses",
     "is_loopback_host": ".net._addresses",
+    "parse_host": ".net._addresses",
     "configure_logging": ".telemetry._logging",
     "LOG_FORMATS": ".telemetry._logging",
     "LOG_LEVELS": ".telemetry._logging",

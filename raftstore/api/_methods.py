@@ -67,6 +67,9 @@ from ._perf_methods import (  # noqa: F401  (registers its methods)
 from ._doctor import (  # noqa: F401  (registers its methods)
     doctor,
 )
+from ._txn_methods import (  # noqa: F401  (registers its methods)
+    kv_txn,
+)
 from ._registry import ALLOWED, METHODS, method
 
 __all__ = ["METHODS", "ALLOWED", "method"]
