@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import importlib
 from pathlib import Path
 
 import import_graph
@@ -26,52 +25,6 @@ def _imports(path: Path) -> set[str]:
 
 def _sources(folder: str) -> list[Path]:
     return sorted((ROOT / folder).rglob("*.py"))
-
-
-def test_only_keyring_uses_hazmat() -> None:
-    for folder in ("raftstore", "cli"):
-        for path in _sources(folder):
-            assert not any("hazmat" in name for name in _imports(path)), path
-
-
-def test_keyring_imports_nothing_of_ours() -> None:
-    for path in _sources("keyring"):
-        for name in _imports(path):
-            assert not name.startswith(("raftstore", "..")), f"{path}: {name}"
-
-
-def _imported_only_by(library: str, module_file: str) -> None:
-    for folder in ("raftstore", "cli", "keyring"):
-        for path in _sources(folder):
-            if path.name != module_file:
-                assert not any(name.startswith(library) for name in _imports(path)), path
-
-
-def test_only_the_adapter_imports_pysyncobj() -> None:
-    _imported_only_by("pysyncobj", "_pysyncobj_adapter.py")
-
-
-def test_no_pickle_in_project_code() -> None:
-    for folder in ("raftstore", "cli", "keyring"):
-        for path in _sources(folder):
-            assert not any(name in ("pickle", "cPickle", "_pickle") for name in _imports(path)), path
-
-
-def test_cli_uses_the_public_surface() -> None:
-    for path in _sources("cli"):
-        for name in _imports(path):
-            if name.startswith("raftstore"):
-                assert name == "raftstore", f"{path} imports {name}; export it from raftstore instead"
-
-
-def test_exported_names_exist() -> None:
-    for module in (raftstore, raftstore.keyring):
-        for name in module.__all__:
-            assert hasattr(module, name), f"{module.__name__}.{name}"
-
-
-def test_only_the_metrics_module_imports_prometheus_client() -> None:
-    _imported_only_by("prometheus_client", "_metrics.py")
 
 
 # The layers of DESIGN.md ("Layout"), top to bottom: a module may import its own package and the packages
@@ -150,6 +103,8 @@ def test_imports_follow_the_layers() -> None:
 
 def test_sub_packages_declare_their_surface() -> None:
     """Each sub-package's ``__init__`` states ``__all__`` (what other packages may import), and every name exists."""
+    import importlib
+
     missing, absent = [], []
     for name in _subpackages():
         tree = ast.parse(import_graph.modules()[name].path.read_text(encoding="utf-8"))
@@ -203,3 +158,49 @@ def test_only_node_and_serve_import_the_daemon() -> None:
             wrong += [f"{module.relpath}:{node.lineno}: {ast.unparse(node)}" for node in ast.walk(tree)
                       if isinstance(node, ast.Attribute) and node.attr == "Daemon"]
     assert wrong == [], "Daemon used outside node/ and api/_serve.py:\n" + "\n".join(wrong)
+
+
+def test_only_keyring_uses_hazmat() -> None:
+    for folder in ("raftstore", "cli"):
+        for path in _sources(folder):
+            assert not any("hazmat" in name for name in _imports(path)), path
+
+
+def test_keyring_imports_nothing_of_ours() -> None:
+    for path in _sources("keyring"):
+        for name in _imports(path):
+            assert not name.startswith(("raftstore", "..")), f"{path}: {name}"
+
+
+def _imported_only_by(library: str, module_file: str) -> None:
+    for folder in ("raftstore", "cli", "keyring"):
+        for path in _sources(folder):
+            if path.name != module_file:
+                assert not any(name.startswith(library) for name in _imports(path)), path
+
+
+def test_only_the_adapter_imports_pysyncobj() -> None:
+    _imported_only_by("pysyncobj", "_pysyncobj_adapter.py")
+
+
+def test_no_pickle_in_project_code() -> None:
+    for folder in ("raftstore", "cli", "keyring"):
+        for path in _sources(folder):
+            assert not any(name in ("pickle", "cPickle", "_pickle") for name in _imports(path)), path
+
+
+def test_cli_uses_the_public_surface() -> None:
+    for path in _sources("cli"):
+        for name in _imports(path):
+            if name.startswith("raftstore"):
+                assert name == "raftstore", f"{path} imports {name}; export it from raftstore instead"
+
+
+def test_exported_names_exist() -> None:
+    for module in (raftstore, raftstore.keyring):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
+def test_only_the_metrics_module_imports_prometheus_client() -> None:
+    _imported_only_by("prometheus_client", "_metrics.py")
