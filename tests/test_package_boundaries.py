@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import import_graph
@@ -158,6 +159,17 @@ def test_only_node_and_serve_import_the_daemon() -> None:
             wrong += [f"{module.relpath}:{node.lineno}: {ast.unparse(node)}" for node in ast.walk(tree)
                       if isinstance(node, ast.Attribute) and node.attr == "Daemon"]
     assert wrong == [], "Daemon used outside node/ and api/_serve.py:\n" + "\n".join(wrong)
+
+
+def test_every_file_the_architecture_page_names_exists() -> None:
+    """docs/architecture.md walks requests hop by hop, a file per hop: a file moved or renamed must move there too."""
+    page = ROOT / "docs" / "architecture.md"
+    text = page.read_text(encoding="utf-8")
+    named = set(re.findall(r"`([\w.-]+(?:/[\w.-]+)+\.(?:py|md|cfg|toml))`", text))
+    linked = {str((page.parent / target).resolve().relative_to(ROOT))
+              for target in re.findall(r"\]\(([\w./-]+\.md)\)", text)}
+    assert len(named) > 30, "the page names the file of every hop"
+    assert sorted(path for path in named | linked if not (ROOT / path).is_file()) == []
 
 
 def test_only_keyring_uses_hazmat() -> None:
