@@ -92,7 +92,9 @@ def imports_of(module: Module, known: set[str] | dict[str, Module]) -> list[Impo
     module therefore needs ``x``, not the package's ``__init__``.
     """
     found: list[Import] = []
-    for node in ast.walk(ast.parse(module.path.read_text(encoding="utf-8"), filename=str(module.path))):
+    tree = ast.parse(module.path.read_text(encoding="utf-8"), filename=str(module.path))
+    found.extend(_lazy_imports(module, tree, known))
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.extend(Import(module, alias.name, node.lineno) for alias in node.names if alias.name in known)
         elif isinstance(node, ast.ImportFrom):
@@ -106,6 +108,31 @@ def imports_of(module: Module, known: set[str] | dict[str, Module]) -> list[Impo
                 else:
                     found.append(Import(module, base, node.lineno, (alias.name,)))
     return sorted(found, key=lambda imp: imp.line)
+
+
+def _lazy_imports(module: Module, tree: ast.Module, known: set[str] | dict[str, Module]) -> list[Import]:
+    """The names a module-level table exports lazily: ``_LAZY = {"Name": ".pkg._module", ...}``.
+
+    A package ``__init__`` that loads a name on first use (``__getattr__`` and
+    ``importlib``) imports it all the same; the table's relative module paths
+    say from where, and count as ``from .pkg._module import Name``.
+    """
+    found = []
+    for node in tree.body:
+        value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+        if not isinstance(value, ast.Dict):
+            continue
+        for key, target in zip(value.keys, value.values):
+            if not (isinstance(key, ast.Constant) and isinstance(key.value, str)
+                    and isinstance(target, ast.Constant) and isinstance(target.value, str)
+                    and target.value.startswith(".")):
+                continue
+            path = target.value
+            level = len(path) - len(path.lstrip("."))
+            base = _base(module, ast.ImportFrom(module=path[level:] or None, names=[], level=level))
+            if base in known:
+                found.append(Import(module, base, node.lineno if key.lineno is None else key.lineno, (key.value,)))
+    return found
 
 
 @cache

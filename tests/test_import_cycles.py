@@ -22,7 +22,7 @@ def test_no_import_cycle() -> None:
 
 
 def test_late_and_type_checking_imports_count(tmp_path: Path) -> None:
-    """The reader is not blind to the imports that hide cycles at run time."""
+    """The reader is not blind to the imports that hide cycles at run time, lazy export tables included."""
     source = tmp_path / "_b.py"
     source.write_text(
         "from typing import TYPE_CHECKING\n"
@@ -32,6 +32,7 @@ def test_late_and_type_checking_imports_count(tmp_path: Path) -> None:
         "    from . import _c\n"
         "    from ..net import frames\n"
         "    import pkg.api\n"
+        "_LAZY = {'Host': '..node._daemon', 'other': 'not a module path'}\n"
     )
     known = {"pkg", "pkg.api", "pkg.api._b", "pkg.api._c", "pkg.node", "pkg.node._daemon", "pkg.net"}
     found = imports_of(Module("pkg.api._b", source, False), known)
@@ -40,6 +41,7 @@ def test_late_and_type_checking_imports_count(tmp_path: Path) -> None:
         ("pkg.api._c", (), 5),
         ("pkg.net", ("frames",), 6),
         ("pkg.api", (), 7),
+        ("pkg.node._daemon", ("Host",), 8),  # a name a package __init__ loads on first use
     ]
 
 
