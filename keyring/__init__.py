@@ -31,11 +31,12 @@ _PUBLIC = {
     "_keypairs": ["split_pem_chain", "generate_private_key", "public_key_fingerprint", "certificate_fingerprint",
                   "private_key_matches_certificate", "make_csr", "sign_possession", "verify_possession"],
     "_chain": ["CertificateIdentity", "certificate_identity", "verify_certificate_chain"],
-    "_ca": ["ROOT_CN", "MANAGER_ROLE", "WORKER_ROLE", "CLIENT_ROLE", "DAEMON_ROLE", "MIN_CERT_VALIDITY", "CERT_BACKDATE", "DEFAULT_CERT_VALIDITY",
-            "ROOT_VALIDITY", "RootCA", "create_root_ca", "load_root_ca", "root_ca_not_after", "issue_certificate",
-            "issue_daemon_certificate", "is_daemon_certificate", "check_issued_certificate", "certificate_profile",
-            "root_csr", "check_cross_signed", "node_csr_key",
-            "cross_sign", "ca_digest"],
+    "_ca": ["ROOT_CN", "CERT_BACKDATE", "ROOT_VALIDITY", "RootCA", "create_root_ca", "load_root_ca", "root_ca_not_after",
+            "ca_digest"],
+    "_certificates": ["MANAGER_ROLE", "WORKER_ROLE", "CLIENT_ROLE", "DAEMON_ROLE", "MIN_CERT_VALIDITY",
+                      "DEFAULT_CERT_VALIDITY", "issue_certificate", "issue_daemon_certificate", "is_daemon_certificate",
+                      "check_issued_certificate", "certificate_profile", "node_csr_key"],
+    "_cross_sign": ["cross_sign", "root_csr", "check_cross_signed"],
     "_tokens": ["JoinToken", "tokens_equal", "JOIN_TOKEN_PREFIX"],
 }
 _LAZY = {name: module for module, names in _PUBLIC.items() for name in names}

@@ -1,1 +1,43 @@
-"""raftstore.tools."""
+"""Programs that drive a cluster of real daemons from outside, as an operator does.
+
+A local cluster of daemon processes on 127.0.0.1 driven through the
+``raftstore`` command (the demo, the quick bench, the integration tests), a
+load generator that writes through the control client, and ``check perf``,
+which judges a running cluster against thresholds. Nothing here runs inside a
+daemon: it reaches one only through the command line or net's control client.
+The daemon's ``perf.cleanup`` method deletes the keys under ``PERF_PREFIX``,
+which is why api may import this package's surface.
+
+Names load on first use, so that a daemon importing ``PERF_PREFIX`` does not
+pay for the load generator's multiprocessing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# The public names of each module, listed here so that __all__ needs no import.
+_PUBLIC = {
+    "_local_cluster": ["Cluster", "Node", "Result", "RAFTSTORE", "free_port", "wait_until"],
+    "_loadgen": ["Writer", "LoadResult", "ControlWriter", "run_load"],
+    "_bench": ["run_quick_bench"],
+    "_demo": ["run_demo"],
+    "_check_perf": ["PERF_PREFIX", "Thresholds", "PerfReport", "histogram_quantile", "judge", "run_check"],
+}
+_LAZY = {name: module for module, names in _PUBLIC.items() for name in names}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

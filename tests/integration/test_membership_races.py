@@ -7,6 +7,7 @@ needs ``--force`` and warns when it would break quorum).
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 
@@ -26,13 +27,15 @@ from raftstore.tools._local_cluster import RAFTSTORE, Cluster, wait_until
 pytestmark = pytest.mark.integration
 
 AGREE = 20.0
+#: Rounds of the promote-during-demote race: one in make test, more under make test-slow.
+RACE_ROUNDS = 3 if os.environ.get("RAFTSTORE_SLOW_FAULTS") == "1" else 1
 
 
 def test_promote_during_demote(cluster: Cluster) -> None:
     nodes = managers(cluster, 3)
     m1, _, x = nodes
     x_id = node_id(x)
-    for round_ in range(2):
+    for round_ in range(RACE_ROUNDS):
         demote = subprocess.Popen(RAFTSTORE + ["-H", m1.host, "node", "demote", x_id],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         promoted = m1.run("node", "promote", x_id, check=False, timeout=60)
