@@ -47,7 +47,7 @@ from .keyring import (
     Unavailable,
 )
 from .net import ControlClient
-from .net._addresses import parse_host
+from .net import parse_host
 from .storage import default_data_dir
 
 __all__ = ["Attempts", "Connections", "default_endpoint", "normalize_endpoint", "tls_context"]

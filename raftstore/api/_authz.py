@@ -67,7 +67,7 @@ from ..keyring import (
 )
 
 if TYPE_CHECKING:
-    from ..state._state_machine import StateMachine
+    from ..state import StateMachine
 
 __all__ = [
     "LOCAL_ADMIN", "REMOTE_ADMIN", "LOCKED_REMOTE_ADMIN", "MANAGER", "NODE", "NODE_IN_ROLE", "ANYONE", "KINDS", "ADMIN", "ADMIN_WHILE_LOCKED", "RAFT_CHANNEL",

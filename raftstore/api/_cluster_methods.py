@@ -25,26 +25,27 @@ from ..keyring import (
     certificate_identity,
     new_id,
 )
-from ..manager._ca_rotation import rotation_status, start_rotation
-from ..manager._cluster_settings import cluster_spec, update_cluster
-from ..manager._external_ca import require_answering, updated_external_cas
-from ..manager._issuance import issue_node_certificate
-from ..manager._roots import signing_root, trust_bundle
-from ..manager._membership import check_quorum_after_removal, remove_manager
+from ..manager import rotation_status, start_rotation
+from ..manager import cluster_spec, update_cluster
+from ..manager import require_answering, updated_external_cas
+from ..manager import issue_node_certificate
+from ..manager import signing_root, trust_bundle
+from ..manager import check_quorum_after_removal, remove_manager
 from ..net import split_host_port
-from ..net._cluster_client import ClusterClient
-from ..node._bootstrap import bootstrap_actions, initialize_cluster, join_cluster
-from ..node._modes import FAILED, INACTIVE, LOCKED, MANAGER_MODE
-from ..node._transitions import force_new_cluster
-from ..storage._node_state import MANAGER
+from ..net import ClusterClient
+from ..node import bootstrap_actions, initialize_cluster, join_cluster
+from ..node import Mode
+from ..node import force_new_cluster, start_manager, start_worker
+from ..storage import MANAGER
 from ._authz import ADMIN, ADMIN_WHILE_LOCKED
+from ._host import as_node_host
 from ._node_methods import set_node_role
 from ._params import addresses_param, cert_expiry_param, external_cas_param, text_param
 from ._registry import method
 from ._views import node_info
 
 if TYPE_CHECKING:
-    from ..manager._manager import Manager
+    from ..manager import Manager
     from ._host import Host
 
 __all__ = ["LEADER_WAIT", "info", "ping", "init", "join", "unlock", "leave", "join_token", "unlock_key",
@@ -71,8 +72,8 @@ def ping(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
 def init(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
     with host.lock:
         if params.get("force_new_cluster"):
-            return force_new_cluster(host)
-        if host.mode != INACTIVE:
+            return force_new_cluster(as_node_host(host))
+        if host.mode != Mode.INACTIVE:
             raise AlreadyInitialized()
         listen, advertise = addresses_param(host, params)
         result = initialize_cluster(
@@ -87,7 +88,7 @@ def init(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
             now=host.clock.now(),
         )
         try:
-            manager = host._start_manager(result.node, result.keyring, result.kek, result.node_key_pem)
+            manager = start_manager(as_node_host(host), result.node, result.keyring, result.kek, result.node_key_pem)
             if not host.wait_for_leader(LEADER_WAIT):
                 raise NoQuorum("the new manager did not become leader")
             manager.propose(bootstrap_actions(result))
@@ -108,7 +109,7 @@ def init(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
 @method("join", allow=ADMIN)
 def join(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
     with host.lock:
-        if host.mode != INACTIVE:
+        if host.mode != Mode.INACTIVE:
             raise AlreadyInitialized()
         remote = text_param(params, "remote_addr")
         remote_host, port = split_host_port(remote, 2377)
@@ -124,7 +125,7 @@ def join(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
         node = result.node
         try:
             if node.role == MANAGER:
-                manager = host._start_manager(node, result.keyring, result.kek, result.node_key_pem, joining=True)
+                manager = start_manager(as_node_host(host), node, result.keyring, result.kek, result.node_key_pem, joining=True)
                 node.save(host.paths.state_file)
                 with ClusterClient(
                     remote,
@@ -137,7 +138,7 @@ def join(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
                     raise NoQuorum("joined the Raft configuration but no leader was heard from")
             else:
                 node.save(host.paths.state_file)
-                host._start_worker(node)
+                start_worker(as_node_host(host), node)
         except BaseException:
             host.become_inactive()
             raise
@@ -166,14 +167,14 @@ def leave(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
     force = bool(params.get("force"))
     warning: str | None = None
     with host.lock:
-        if host.mode == INACTIVE:
+        if host.mode == Mode.INACTIVE:
             raise NotInitialized()
-        if host.mode in (LOCKED, FAILED) and not force:
+        if host.mode in (Mode.LOCKED, Mode.FAILED) and not force:
             raise InvalidArgument(
                 "this manager cannot take part in the cluster right now; use --force to leave anyway "
                 "(the other managers keep it in their Raft configuration until you run \"raftstore node rm\" there)"
             )
-        if host.mode == MANAGER_MODE:
+        if host.mode == Mode.MANAGER:
             manager = host.require_manager()
             danger = _leave_danger(manager)
             if not force:

@@ -58,14 +58,14 @@ from ..keyring import (
     verify_certificate_chain,
     verify_possession,
 )
-from ..manager._ca_rotation import finish_if_converged
-from ..manager._issuance import issue_node_certificate
-from ..manager._membership import MembershipReconciler, remove_manager
-from ..manager._roots import signing_key_fingerprint, trust_bundle
-from ..net._rate_limit import JoinLimiter
-from ..node._bootstrap import node_record_action
-from ..state._durations import format_duration
-from ..state._grants import read_granted
+from ..manager import finish_if_converged
+from ..manager import issue_node_certificate
+from ..manager import MembershipReconciler, remove_manager
+from ..manager import signing_key_fingerprint, trust_bundle
+from ..net import JoinLimiter
+from ..node import node_record_action
+from ..state import format_duration
+from ..state import read_granted
 from ._authz import ANYONE, MANAGER, NODE, NODE_IN_ROLE, Allowed, Caller, allow, authorize, recorded_serials
 
 if TYPE_CHECKING:
@@ -359,7 +359,7 @@ class ClusterService:
 
     def assignments(self, caller: Caller, params: dict[str, Any]) -> Any:
         """What is granted to the calling node, once it differs from ``since`` (see ``_delivery``)."""
-        from ..node._delivery import MAX_POLL_WAIT, wait_for_assignments
+        from ..node import MAX_POLL_WAIT, wait_for_assignments
 
         since, wait = params.get("since"), params.get("wait", 0)
         if not (since is None or isinstance(since, str)) or not isinstance(wait, (int, float)) or not isfinite(wait):

@@ -14,10 +14,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..keyring import CERT_BACKDATE
-from ..manager._ca_rotation import rotation_status
-from ..manager._external_ca import entries_for, probe_all
-from ..manager._roots import signing_root
-from ..node._modes import INACTIVE, LOCKED, MANAGER_MODE
+from ..manager import rotation_status
+from ..manager import entries_for, probe_all
+from ..manager import signing_root
+from ..node import Mode
 from ._authz import ADMIN
 from ._registry import method
 from ._views import node_row
@@ -49,16 +49,16 @@ def doctor(host: "Host", params: dict[str, Any]) -> list[dict[str, str]]:
 
 def audit(host: "Host") -> list[Finding]:
     findings: list[Finding] = []
-    if host.mode == INACTIVE:
+    if host.mode == Mode.INACTIVE:
         return [Finding("info", "membership", "this node is not part of a cluster", 'run "raftstore init" or "raftstore join"')]
     findings += _file_modes(host)
     findings += _certificate(host)
     findings += _remote_api(host)
     findings += _secrets_dir(host)
-    if host.mode == LOCKED:
+    if host.mode == Mode.LOCKED:
         findings.append(Finding("info", "locked", "this manager is locked and serves nothing until unlocked",
                                 'run "raftstore unlock" with the cluster\'s unlock key'))
-    if host.mode == MANAGER_MODE and host.manager is not None:
+    if host.mode == Mode.MANAGER and host.manager is not None:
         findings += _manager(host)
     order = {"critical": 0, "warning": 1, "info": 2}
     return sorted(findings, key=lambda f: (order[f.severity], f.check))
@@ -68,7 +68,7 @@ def _secrets_dir(host: "Host") -> list[Finding]:
     """Where granted secrets are delivered (see _delivery): a disk is a weakness, no delivery worth knowing."""
     directory = host.secrets_dir
     if host.delivery is not None and directory is not None and directory.allow_disk:
-        from ..node._delivery import MEMORY_FILESYSTEMS, filesystem_type
+        from ..node import MEMORY_FILESYSTEMS, filesystem_type
 
         if filesystem_type(directory.path) not in MEMORY_FILESYSTEMS:
             return [Finding("warning", "secrets-dir",

@@ -10,9 +10,10 @@ The parts that live in ``node`` (the worker, the renewer, the clock, the
 secrets directory) are small Protocols of their own, so that this module needs
 no ``node`` import, not even for typing.
 
-``_start_manager`` and ``_start_worker`` are the role transitions that
-``init`` and ``join`` drive; they are listed under their current names until
-the transitions become public methods of one ``node`` module.
+The role transitions ``init``, ``join``, ``force-new-cluster`` and a restore
+drive live in ``node`` (its ``_transitions`` module) and take the daemon as
+``node``'s own ``NodeHost``; ``as_node_host`` names that hand-over, the one
+place the API passes the daemon down rather than using it through this list.
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ import ssl
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     from ..keyring import CertificateIdentity
-    from ..manager._manager import Manager
-    from ..storage._node_state import NodeState, StatePaths
+    from ..manager import Manager
+    from ..storage import NodeState, StatePaths
+    from ..node import NodeHost
     from ._authz import StoreView
 
-__all__ = ["Host", "HostClock", "HostWorker", "HostRenewer", "HostSecretsDir", "HostMetrics"]
+__all__ = ["as_node_host", "Host", "HostClock", "HostWorker", "HostRenewer", "HostSecretsDir", "HostMetrics"]
 
 
 class HostClock(Protocol):
@@ -156,8 +158,12 @@ class Host(Protocol):
 
     def become_inactive(self) -> None: ...
 
-    def _start_manager(
-        self, node: "NodeState", keyring: Any, kek: Any, node_key_pem: bytes, *, joining: bool = False
-    ) -> "Manager": ...
 
-    def _start_worker(self, node: "NodeState") -> None: ...
+def as_node_host(host: Host) -> "NodeHost":
+    """The daemon behind ``host``, typed as ``node``'s role transitions take it.
+
+    Both Protocols describe the same ``Daemon``: this one what the API reads,
+    ``NodeHost`` what a transition drives. The API never builds a host; it
+    only passes on the one ``serve`` gave it.
+    """
+    return cast("NodeHost", host)

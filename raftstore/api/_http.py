@@ -26,7 +26,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from ..keyring import RaftstoreError
-from ..telemetry._metrics import EVENTS
+from ..telemetry import EVENTS
 from ._views import node_info
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..keyring import InvalidArgument
-from ..net._control import Stream
-from ..state._state_machine import TABLES
+from ..net import Stream
+from ..state import TABLES
 from ._authz import ADMIN
 from ._params import read_state, request_id_param, text_param
 from ._registry import method

@@ -11,15 +11,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..keyring import InvalidArgument, UpdateOutOfSequence
-from ..manager._cluster_settings import update_cluster
-from ..manager._membership import check_quorum_after_removal, remove_manager
+from ..manager import update_cluster
+from ..manager import check_quorum_after_removal, remove_manager
 from ._authz import ADMIN
 from ._params import read_state, text_param
 from ._registry import method
 from ._views import node_row
 
 if TYPE_CHECKING:
-    from ..manager._manager import Manager
+    from ..manager import Manager
     from ._host import Host
 
 __all__ = ["set_node_role", "node_ls", "node_inspect", "node_promote", "node_demote", "node_rm"]

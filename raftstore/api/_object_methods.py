@@ -16,15 +16,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..keyring import InvalidArgument, UpdateOutOfSequence, new_id
-from ..node._modes import MANAGER_MODE, WORKER_MODE
-from ..state._grants import read_granted
-from ..state._objects import parse_labels, public_view, validate_data, validate_name
+from ..node import Mode
+from ..state import read_granted
+from ..state import parse_labels, public_view, validate_data, validate_name
 from ._authz import ADMIN
 from ._params import read_state, text_param
 from ._registry import method
 
 if TYPE_CHECKING:
-    from ..state._state_machine import StateMachine
+    from ..state import StateMachine
     from ._host import Host
 
 __all__ = ["secret_create", "secret_ls", "secret_inspect", "secret_rm", "secret_grant", "secret_revoke",
@@ -88,10 +88,10 @@ def _read_own(host: "Host", table: str, params: dict[str, Any]) -> dict[str, Any
     """Read a secret or config granted to THIS node: a worker asks a manager over its own mTLS identity."""
     kind = table[:-1]
     ref = text_param(params, kind)
-    if host.mode == WORKER_MODE and host.worker is not None:
+    if host.mode == Mode.WORKER and host.worker is not None:
         return {"data": bytes(host.worker.call(f"{kind}.read", {kind: ref})["data"])}
     manager = host.require_manager()
-    assert host.mode == MANAGER_MODE
+    assert host.mode == Mode.MANAGER
     return {"data": read_granted(manager.read_barrier(), table, manager.node.node_id, ref)}
 
 

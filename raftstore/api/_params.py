@@ -11,11 +11,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..keyring import MIN_CERT_VALIDITY, InvalidArgument
-from ..manager._external_ca import MAX_EXTERNAL_CAS
+from ..manager import MAX_EXTERNAL_CAS
 from ..net import split_host_port
 
 if TYPE_CHECKING:
-    from ..state._state_machine import StateMachine
+    from ..state import StateMachine
     from ._host import Host
 
 __all__ = ["text_param", "read_state", "cert_expiry_param", "external_cas_param", "addresses_param",

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..telemetry._metrics import FSYNC_SECONDS, LEADER_CHANGES, PROPOSAL_SECONDS, counter_value, histogram_snapshot
-from ..tools._check_perf import PERF_PREFIX
+from ..telemetry import FSYNC_SECONDS, LEADER_CHANGES, PROPOSAL_SECONDS, counter_value, histogram_snapshot
+from ..tools import PERF_PREFIX
 from ._authz import ADMIN
 from ._registry import method
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..keyring import CertificateIdentity
-from ..node._daemon import ApiWiring, Daemon
-from ..node._delivery import SecretsDir
-from ..state._state_machine import StateMachine
+from ..node import ApiWiring, Daemon
+from ..node import SecretsDir
+from ..state import StateMachine
 from ._http import MetricsServer
 from ._authz import RAFT_CHANNEL, Caller, StoreView, authorize
 from ._cluster_service import ClusterService

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..keyring import InvalidArgument
-from ..manager._backup import create_backup, read_backup
-from ..node._modes import LOCKED
-from ..node._transitions import stage_restore
+from ..manager import create_backup, read_backup
+from ..node import Mode
+from ..node import stage_restore
 from ._authz import ADMIN
+from ._host import as_node_host
 from ._params import addresses_param
 from ._registry import method
 
@@ -38,7 +39,7 @@ def snapshot_restore(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
         raise InvalidArgument("a backup file is required")
     with host.lock:
         listen, advertise = addresses_param(host, params)
-        node = stage_restore(host, data, force=bool(params.get("force")), listen_addr=listen,
+        node = stage_restore(as_node_host(host), data, force=bool(params.get("force")), listen_addr=listen,
                              advertise_addr=advertise)
         host.load()
-        return {"node_id": node.node_id, "cluster_id": node.cluster_id, "locked": host.mode == LOCKED}
+        return {"node_id": node.node_id, "cluster_id": node.cluster_id, "locked": host.mode == Mode.LOCKED}

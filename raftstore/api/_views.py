@@ -12,12 +12,12 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..manager._external_ca import probe_all
-from ..node._modes import FAILED, INACTIVE, LOCKED
-from ..state._durations import format_duration
+from ..manager import probe_all
+from ..node import Mode
+from ..state import format_duration
 
 if TYPE_CHECKING:
-    from ..manager._manager import Manager
+    from ..manager import Manager
     from ._host import Host
 
 __all__ = ["node_info", "ca_config", "node_row", "WORKER_DOWN_AFTER"]
@@ -34,7 +34,7 @@ def node_info(host: "Host") -> dict[str, Any]:
         "node_id": node.node_id if node else None,
         "cluster_id": node.cluster_id if node else None,
         "role": node.role if node else None,
-        "locked": host.mode == LOCKED,
+        "locked": host.mode == Mode.LOCKED,
         "autolock": None,
         "leader": None,
         "is_leader": False,
@@ -49,14 +49,14 @@ def node_info(host: "Host") -> dict[str, Any]:
         "data_dir": str(host.paths.root),
         "secrets_dir": str(host.secrets_dir.path) if host.delivery is not None and host.secrets_dir else None,
         "metrics_addr": host.metrics.address if host.metrics is not None else None,
-        "error": host.failure if host.mode == FAILED else None,
+        "error": host.failure if host.mode == Mode.FAILED else None,
     }
-    if host.mode == INACTIVE:
+    if host.mode == Mode.INACTIVE:
         return out
     identity = host.certificate_identity()
     if identity is not None:
         out["cert_expiry_seconds"] = int((identity.not_after - host.clock.now()).total_seconds())
-    if host.mode == LOCKED:
+    if host.mode == Mode.LOCKED:
         out["autolock"] = True
         return out
     if host.worker is not None:

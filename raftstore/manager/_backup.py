@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 import msgpack
 
-from ..storage._fsutil import atomic_write
-from ..storage._keystore import KeyStore
-from ..storage._node_state import StatePaths
-from ..storage._snapshot_file import decode_snapshot, encode_snapshot
+from ..storage import atomic_write
+from ..storage import KeyStore
+from ..storage import StatePaths
+from ..storage import decode_snapshot, encode_snapshot
 from ..keyring import (
     InvalidArgument,
     InvalidRecord,

@@ -17,15 +17,15 @@ from typing import Any, Callable, Iterator
 
 import msgpack
 
-from ..storage._benchmark_switches import BenchmarkSwitches
-from ..storage._keystore import KeyStore
-from ..telemetry._metrics import LEADER_CHANGES, SEAL_SECONDS
-from ..storage._node_state import NodeState, StatePaths
+from ..storage import BenchmarkSwitches
+from ..storage import KeyStore
+from ..telemetry import LEADER_CHANGES, SEAL_SECONDS
+from ..storage import NodeState, StatePaths
 from ._proposer import RETIRED, Proposer
 from ..raft import FAIL_REASONS, CurrentKeyring, RaftConfig, RaftNode, parse_envelope, seal_envelope, unsealed_envelope
-from ..storage._snapshot_file import read_snapshot
-from ..state._state_machine import Outcome, StateMachine, decode_proposal
-from ..net._tls import TlsIdentity, client_context
+from ..storage import read_snapshot
+from ..state import Outcome, StateMachine, decode_proposal
+from ..net import TlsIdentity, client_context
 from ..keyring import (
     DataKey,
     InvalidArgument,

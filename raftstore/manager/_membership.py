@@ -40,12 +40,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
-from ..net._cluster_client import ClusterClient, call_any_manager
+from ..net import ClusterClient, call_any_manager
 from ..keyring import InvalidArgument, NoQuorum, RaftstoreError
 
 if TYPE_CHECKING:
     from ._manager import Manager
-    from ..state._state_machine import StateMachine
+    from ..state import StateMachine
 
 __all__ = ["MembershipReconciler", "ManagerHost", "demote_absent_managers", "managers_on_record",
            "quorum_after_addition", "check_quorum_after_removal", "remove_manager", "ask_managers"]

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..telemetry._metrics import PROPOSAL_SECONDS, PROPOSALS_COMMITTED, PROPOSALS_FAILED
+from ..telemetry import PROPOSAL_SECONDS, PROPOSALS_COMMITTED, PROPOSALS_FAILED
 from ..state import MAX_TRANSACTION_BYTES, Outcome, encode_actions, encode_entry, encode_proposal, read_action
 from ..keyring import InvalidArgument, NoQuorum, RaftstoreError, Timeout
 

@@ -19,12 +19,12 @@ from typing import Any
 # name loads with its module on first use (tests/test_package_surfaces.py checks
 # this table against each module's __all__).
 _PUBLIC = {
-    "_addresses": ["split_host_port", "is_loopback_host"],
+    "_addresses": ["split_host_port", "is_loopback_host", "parse_host"],
     "_frames": ["encode_frame", "read_frame", "write_frame", "FrameBuffer"],
     "_tls": ["TlsIdentity", "server_context", "client_context", "peer_identity"],
     "_control": ["ControlServer", "ControlClient", "Stream"],
     "_cluster_listener": ["ClusterListener"],
-    "_cluster_client": ["ClusterClient", "call_any_manager", "call_any_manager_anonymous", "fetch_root_ca"],
+    "_cluster_client": ["ClusterClient", "call_any_manager", "call_any_manager_anonymous", "fetch_root_ca", "try_each_manager"],
     "_rate_limit": ["JoinLimiter"],
 }
 

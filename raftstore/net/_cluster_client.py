@@ -27,7 +27,7 @@ from ..keyring import (
     Unavailable,
 )
 
-__all__ = ["ClusterClient", "fetch_root_ca"]
+__all__ = ["ClusterClient", "fetch_root_ca", "try_each_manager"]
 
 API_CHANNEL = "api"
 

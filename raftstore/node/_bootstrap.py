@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..net._cluster_client import ClusterClient, fetch_root_ca
-from ..manager._external_ca import external_ca_entry
-from ..manager._issuance import issue_node_certificate
-from ..storage._fsutil import atomic_write
-from ..storage._keystore import KeyStore
-from ..storage._node_state import MANAGER, WORKER, NodeState, StatePaths
-from ..net._tls import TlsIdentity
+from ..net import ClusterClient, fetch_root_ca
+from ..manager import external_ca_entry
+from ..manager import issue_node_certificate
+from ..storage import atomic_write
+from ..storage import KeyStore
+from ..storage import MANAGER, WORKER, NodeState, StatePaths
+from ..net import TlsIdentity
 from ..keyring import (
     DEFAULT_CERT_VALIDITY,
     MANAGER_ROLE,

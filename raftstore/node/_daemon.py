@@ -50,22 +50,22 @@ from ..keyring import (
     UnlockKey,
     certificate_identity,
 )
-from ..manager._manager import Manager
-from ..net._cluster_listener import ClusterListener
-from ..net._control import ControlServer
-from ..net._tls import server_context
+from ..manager import Manager
+from ..net import ClusterListener
+from ..net import ControlServer
+from ..net import server_context
 from ..raft import RaftConfig
-from ..storage._benchmark_switches import BenchmarkSwitches
-from ..storage._fsutil import atomic_write
-from ..storage._keystore import KeyStore
-from ..storage._node_state import WORKER, NodeState, StatePaths
-from ..storage._paths import default_data_dir
-from ..telemetry._logging import set_log_context
+from ..storage import BenchmarkSwitches
+from ..storage import atomic_write
+from ..storage import KeyStore
+from ..storage import WORKER, NodeState, StatePaths
+from ..storage import default_data_dir
+from ..telemetry import set_log_context
 from ._bootstrap import clear_partial
 from ._clock import Clock, SystemClock
 from ._delivery import Delivery, SecretsDir, assignment_source
 from ._host import ClusterServiceHooks, MetricsEndpoint
-from ._modes import FAILED, INACTIVE, LOCKED, MANAGER_MODE, WORKER_MODE, Mode
+from ._modes import Mode
 from ._process import disable_core_dumps, lock_data_dir
 from ._renewal import CertificateRenewer, RenewalHooks, renew_certificate
 from ._transitions import (
@@ -284,17 +284,6 @@ class Daemon:
             keyring, kek = keystore.open_plain()
             open_manager(self, node, keystore, keyring, kek)
 
-    # The API layer's call sites until they call _transitions themselves.
-    def _stop_roles(self) -> None:
-        stop_roles(self)
-
-    def _start_manager(self, node: NodeState, keyring: Any, kek: Any, node_key_pem: bytes, *,
-                       joining: bool = False) -> Manager:
-        return start_manager(self, node, keyring, kek, node_key_pem, joining=joining)
-
-    def _start_worker(self, node: NodeState) -> None:
-        start_worker(self, node)
-
     # ----------------------------------------------------------------- hooks of a running role
 
     def on_manager_fatal(self, message: str) -> None:
@@ -323,7 +312,7 @@ class Daemon:
         cluster = manager.state.cluster()
         if cluster is None:
             return
-        from ..manager._roots import signing_key_fingerprint, trust_bundle
+        from ..manager import signing_key_fingerprint, trust_bundle
 
         spec = cluster["spec"]
         bundle = trust_bundle(spec)
@@ -488,6 +477,3 @@ class Daemon:
             time.sleep(0.05)
         return False
 
-
-# The names the API layer imports from here today (the coordinator moves it to _modes.Mode).
-__all__ += ["INACTIVE", "LOCKED", "MANAGER_MODE", "WORKER_MODE", "FAILED"]

@@ -45,12 +45,12 @@ from pathlib import Path
 from secrets import token_hex
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from ..state._objects import validate_name
+from ..state import validate_name
 from ..keyring import InvalidArgument, PermissionDenied, RaftstoreError, Unavailable
 from ._modes import Mode
 
 if TYPE_CHECKING:
-    from ..manager._manager import Manager
+    from ..manager import Manager
     from ._worker import WorkerAgent
 
 __all__ = ["DEFAULT_SECRETS_DIR", "MAX_POLL_WAIT", "MEMORY_FILESYSTEMS", "SecretsDir", "Delivery", "filesystem_type",
@@ -111,7 +111,7 @@ class DeliveringNode(RunningManager, Protocol):
 def wait_for_assignments(node: RunningManager, node_id: str, since: str | None, wait: float) -> dict[str, Any]:
     """On a manager: what is granted to ``node_id`` (ids and names), as soon as its tag differs from ``since``,
     or after ``wait`` seconds whatever it is."""
-    from ..state._grants import granted_objects
+    from ..state import granted_objects
 
     deadline = time.monotonic() + wait
     while True:
@@ -310,7 +310,7 @@ class _ManagerSource:
         return wait_for_assignments(self.node, self.node_id, since, wait)
 
     def fetch(self, table: str, object_id: str) -> bytes:
-        from ..state._grants import read_granted
+        from ..state import read_granted
 
         return read_granted(self.node.require_manager().state, table, self.node_id, object_id)
 

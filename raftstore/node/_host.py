@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, ContextManager, Protocol
 from ..keyring import CertificateIdentity
 
 if TYPE_CHECKING:
-    from ..manager._manager import Manager
-    from ..net._cluster_listener import ClusterListener
+    from ..manager import Manager
+    from ..net import ClusterListener
     from ..raft import RaftConfig
-    from ..storage._benchmark_switches import BenchmarkSwitches
-    from ..storage._node_state import NodeState, StatePaths
+    from ..storage import BenchmarkSwitches
+    from ..storage import NodeState, StatePaths
     from ._clock import Clock
     from ._modes import Mode
     from ._worker import WorkerAgent

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["Mode", "INACTIVE", "LOCKED", "MANAGER_MODE", "WORKER_MODE", "FAILED"]
+__all__ = ["Mode"]
 
 
 class Mode(StrEnum):
@@ -25,6 +25,3 @@ class Mode(StrEnum):
     #: A manager that met damage it will not guess around; ``info`` says why.
     FAILED = "failed"
 
-
-# The names the API layer imports today (the coordinator moves it to ``Mode``).
-INACTIVE, LOCKED, MANAGER_MODE, WORKER_MODE, FAILED = Mode.INACTIVE, Mode.LOCKED, Mode.MANAGER, Mode.WORKER, Mode.FAILED

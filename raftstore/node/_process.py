@@ -15,7 +15,7 @@ import sys
 from typing import Callable
 
 from ..keyring import Unavailable
-from ..storage._node_state import StatePaths
+from ..storage import StatePaths
 
 __all__ = ["disable_core_dumps", "lock_data_dir"]
 

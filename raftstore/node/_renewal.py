@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..net._cluster_client import call_any_manager, call_any_manager_anonymous
-from ..storage._fsutil import atomic_write
-from ..storage._keystore import KeyStore
+from ..net import call_any_manager, call_any_manager_anonymous
+from ..storage import atomic_write
+from ..storage import KeyStore
 from ..keyring import (
     CERT_BACKDATE,
     CertificateIdentity,
@@ -40,7 +40,7 @@ from ..keyring import (
 )
 
 if TYPE_CHECKING:
-    from ..storage._node_state import NodeState, StatePaths
+    from ..storage import NodeState, StatePaths
     from ._host import NodeHost
 
 __all__ = ["CertificateRenewer", "RenewalHooks", "issued_identity", "install_pair", "renew_certificate",

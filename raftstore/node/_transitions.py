@@ -60,18 +60,18 @@ from ..keyring import (
     make_csr,
     new_id,
 )
-from ..manager._backup import PENDING_RESTORE, read_backup, write_pending_restore
-from ..manager._issuance import issue_node_certificate
-from ..manager._manager import Manager
-from ..manager._membership import ask_managers, demote_absent_managers
-from ..net._cluster_client import call_any_manager, try_each_manager
-from ..net._cluster_listener import ClusterListener
-from ..net._tls import TlsIdentity
+from ..manager import PENDING_RESTORE, read_backup, write_pending_restore
+from ..manager import issue_node_certificate
+from ..manager import Manager
+from ..manager import ask_managers, demote_absent_managers
+from ..net import call_any_manager, try_each_manager
+from ..net import ClusterListener
+from ..net import TlsIdentity
 from ..raft import CurrentKeyring, install_single_member
-from ..state._state_machine import StateMachine
-from ..storage._fsutil import atomic_write
-from ..storage._keystore import KeyStore
-from ..storage._node_state import MANAGER, WORKER, NodeState, StatePaths
+from ..state import StateMachine
+from ..storage import atomic_write
+from ..storage import KeyStore
+from ..storage import MANAGER, WORKER, NodeState, StatePaths
 from ._bootstrap import clear_partial, fetch_keys, node_record_action
 from ._clock import Clock
 from ._modes import Mode

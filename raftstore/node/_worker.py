@@ -10,9 +10,9 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from ..net._cluster_client import call_any_manager
-from ..storage._node_state import NodeState, StatePaths
-from ..net._tls import TlsIdentity
+from ..net import call_any_manager
+from ..storage import NodeState, StatePaths
+from ..net import TlsIdentity
 from ..keyring import NodeRemoved, RaftstoreError
 
 __all__ = ["WorkerAgent"]

@@ -23,9 +23,9 @@ import msgpack
 from pysyncobj.journal import Journal
 
 from ..keyring import InvalidRecord, LogChain
-from ..storage._fsutil import atomic_write
-from ..storage._segments import SegmentLog
-from ..telemetry._metrics import FSYNC_SECONDS
+from ..storage import atomic_write
+from ..storage import SegmentLog
+from ..telemetry import FSYNC_SECONDS
 from ._envelope import EntryCodec
 
 __all__ = ["SealedJournal"]

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 from pysyncobj import SyncObjConf
 from pysyncobj.config import FAIL_REASON
 
-from ..storage._snapshot_file import read_snapshot
+from ..storage import read_snapshot
 from ._current_keyring import CurrentKeyring
 from ._envelope import EntryCodec
 from ._journal import SealedJournal

@@ -20,11 +20,11 @@ from typing import Any
 _PUBLIC = {
     "_state_machine": ["StateMachine"],
     "_proposals": ["MAX_TRANSACTION_BYTES", "encode_actions", "encode_proposal", "encode_entry", "decode_proposal"],
-    "_actions": ["TABLES", "create_action", "update_action", "delete_action", "put_action", "cas_action",
-                 "kv_delete_action", "rotate_dek_action", "read_action", "noop_action"],
+    "_actions": ["TABLES", "create_action", "update_action", "delete_action", "put_action", "cas_action", "kv_delete_action", "rotate_dek_action", "read_action", "noop_action"],
     "_outcomes": ["Outcome", "Event"],
     "_objects": ["validate_name", "validate_data", "parse_labels", "public_view"],
     "_durations": ["parse_duration", "format_duration"],
+    "_grants": ["granted_objects", "read_granted"],
 }
 
 _LAZY = {name: module for module, names in _PUBLIC.items() for name in names}

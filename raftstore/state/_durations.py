@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ..keyring._errors import InvalidArgument
+from ..keyring import InvalidArgument
 
 __all__ = ["parse_duration", "format_duration"]
 

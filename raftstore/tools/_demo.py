@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable, TextIO
 
-from ..net._control import ControlClient
+from ..net import ControlClient
 from ._local_cluster import Cluster, Node, wait_until
 
 __all__ = ["run_demo"]

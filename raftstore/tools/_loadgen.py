@@ -35,7 +35,7 @@ class ControlWriter:
     """Writes through raftstore's control API (the public client API)."""
 
     def __init__(self, host: str, tls: Any = None) -> None:
-        from ..net._control import ControlClient
+        from ..net import ControlClient
 
         self._client = ControlClient(host, tls=tls, timeout=30)
 
