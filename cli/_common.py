@@ -16,7 +16,7 @@ import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Iterable, NoReturn, Sequence, TypeVar
 
 import click
 
@@ -112,7 +112,7 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     click.echo(f"Error: {message.splitlines()[0] if message else 'failed'}", err=True)
     sys.exit(1)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 
@@ -25,7 +26,7 @@ def _read_source(source: str) -> bytes:
     return b""
 
 
-def _echo_rows(rows: list[dict], quiet: bool, output_format: str, extra: tuple[str, str] | None = None) -> None:
+def _echo_rows(rows: list[dict], quiet: bool, output_format: str, extra: tuple[str, Callable[[dict], Any]] | None = None) -> None:
     if quiet:
         for row in rows:
             click.echo(row["id"])

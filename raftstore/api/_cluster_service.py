@@ -299,7 +299,7 @@ class ClusterService:
         node. Beyond that the node must rejoin, as in Swarm.
         """
         chain, csr, proof = params.get("cert_chain_pem"), params.get("csr_pem"), params.get("proof")
-        if not all(isinstance(v, bytes) for v in (chain, csr, proof)):
+        if not (isinstance(chain, bytes) and isinstance(csr, bytes) and isinstance(proof, bytes)):
             raise InvalidArgument("renew_expired needs the old certificate, a CSR and a proof")
         manager = self.host.require_manager()
         spec = self._cluster("local")["spec"]

@@ -250,7 +250,8 @@ def _certificate_from(status: int, body: bytes) -> bytes:
     if not isinstance(reply, dict):
         raise Unavailable(f"HTTP {status}: not a CFSSL reply")
     if not reply.get("success"):
-        errors = reply.get("errors") if isinstance(reply.get("errors"), list) else []
+        listed = reply.get("errors")
+        errors = listed if isinstance(listed, list) else []
         messages = [str(e.get("message"))[:200] for e in errors if isinstance(e, dict) and e.get("message")]
         raise Unavailable(f"HTTP {status}: CFSSL refused: {'; '.join(messages) or 'no reason given'}")
     result = reply.get("result")

@@ -161,9 +161,9 @@ class Transaction:
 
     def id_for_name(self, table: str, name: str) -> str | None:
         folded = fold(name)
-        for (t, oid), obj in self.objects.items():
+        for (t, staged_id), obj in self.objects.items():
             if t == table and obj is not None and fold(obj["name"]) == folded:
-                return oid
+                return staged_id
         oid = self._names[table].get(folded)
         if oid is not None and (table, oid) in self.objects:
             return None  # staged: deleted or renamed, and checked above

@@ -29,6 +29,7 @@ Around this module: ``_proposals`` lays out an entry's batch of proposals,
 
 from __future__ import annotations
 
+import builtins
 import collections
 import hashlib
 import threading
@@ -241,11 +242,11 @@ class StateMachine:
             raise NotFound(f"key {key!r} not found")
         return record
 
-    def kv_list(self, prefix: str = "") -> list[dict[str, Any]]:
+    def kv_list(self, prefix: str = "") -> builtins.list[dict[str, Any]]:
         with self.lock:
             return [self._kv[k] for k in sorted(self._kv) if k.startswith(prefix)]
 
-    def events_since(self, version: int) -> list[Event]:
+    def events_since(self, version: int) -> builtins.list[Event]:
         """Events with a version greater than ``version``.
 
         Raises NotFound when history older than that has been compacted away,
