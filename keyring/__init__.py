@@ -12,8 +12,8 @@ does not pay for importing the X.509 machinery.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ._lazy import surface
+
 
 from ._errors import *  # noqa: F401,F403  (import-free leaf, always loaded)
 from ._errors import __all__ as _errors_all
@@ -39,19 +39,9 @@ _PUBLIC = {
     "_cross_sign": ["cross_sign", "root_csr", "check_cross_signed"],
     "_tokens": ["JoinToken", "tokens_equal", "JOIN_TOKEN_PREFIX"],
 }
-_LAZY = {name: module for module, names in _PUBLIC.items() for name in names}
+_LAZY = {name: f".{module}" for module, names in _PUBLIC.items() for name in names}
 
-__all__ = [*_errors_all, *_LAZY]
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__all__ = [*_errors_all, *_LAZY, "surface"]
 
 
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = surface(__name__, _LAZY)

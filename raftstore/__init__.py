@@ -11,8 +11,8 @@ command line starts quickly.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .keyring import surface
+
 
 from .keyring import (  # the error tree (keyring loads it eagerly: an import-free leaf)
     RaftstoreError,
@@ -115,14 +115,4 @@ _LAZY = {
 __all__ = [*_errors_all, *_LAZY, "__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = surface(__name__, _LAZY)

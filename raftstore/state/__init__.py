@@ -11,8 +11,8 @@ proposal. It imports only ``keyring``, for the error tree.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..keyring import surface
+
 
 # The public names of each module, listed here so that __all__ needs no import: a
 # name loads with its module on first use (tests/test_package_surfaces.py checks
@@ -27,19 +27,9 @@ _PUBLIC = {
     "_grants": ["granted_objects", "read_granted"],
 }
 
-_LAZY = {name: module for module, names in _PUBLIC.items() for name in names}
+_LAZY = {name: f".{module}" for module, names in _PUBLIC.items() for name in names}
 
 __all__ = [*_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = surface(__name__, _LAZY)

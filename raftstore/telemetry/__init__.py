@@ -12,8 +12,8 @@ log options on every start and should not pay for importing prometheus_client.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..keyring import surface
+
 
 # The public names of each module, listed here so that __all__ needs no import.
 _PUBLIC = {
@@ -22,19 +22,9 @@ _PUBLIC = {
                  "histogram_snapshot", "timed"],
     "_logging": ["LOG_FORMATS", "LOG_LEVELS", "configure_logging", "set_log_context"],
 }
-_LAZY = {name: module for module, names in _PUBLIC.items() for name in names}
+_LAZY = {name: f".{module}" for module, names in _PUBLIC.items() for name in names}
 
 __all__ = [*_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = surface(__name__, _LAZY)

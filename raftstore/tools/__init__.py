@@ -14,8 +14,8 @@ pay for the load generator's multiprocessing.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..keyring import surface
+
 
 # The public names of each module, listed here so that __all__ needs no import.
 _PUBLIC = {
@@ -25,19 +25,9 @@ _PUBLIC = {
     "_demo": ["run_demo"],
     "_check_perf": ["PERF_PREFIX", "Thresholds", "PerfReport", "histogram_quantile", "judge", "run_check"],
 }
-_LAZY = {name: module for module, names in _PUBLIC.items() for name in names}
+_LAZY = {name: f".{module}" for module, names in _PUBLIC.items() for name in names}
 
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = surface(__name__, _LAZY)
