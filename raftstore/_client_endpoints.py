@@ -37,8 +37,8 @@ from typing import Any, Callable, Sequence, TypeVar
 from .keyring import (
     InvalidArgument,
     LockedError,
-    NodeRemoved,
     NoQuorum,
+    NodeRemoved,
     NotInitialized,
     NotLeader,
     NotManager,
@@ -46,8 +46,7 @@ from .keyring import (
     Timeout,
     Unavailable,
 )
-from .net import ControlClient
-from .net import parse_host
+from .net import ControlClient, parse_host
 from .storage import default_data_dir
 
 __all__ = ["Attempts", "Connections", "default_endpoint", "normalize_endpoint", "tls_context"]

@@ -25,17 +25,29 @@ from ..keyring import (
     certificate_identity,
     new_id,
 )
-from ..manager import rotation_status, start_rotation
-from ..manager import cluster_spec, update_cluster
-from ..manager import require_answering, updated_external_cas
-from ..manager import issue_node_certificate
-from ..manager import signing_root, trust_bundle
-from ..manager import check_quorum_after_removal, remove_manager
-from ..net import split_host_port
-from ..net import ClusterClient
-from ..node import bootstrap_actions, initialize_cluster, join_cluster
-from ..node import Mode
-from ..node import force_new_cluster, start_manager, start_worker
+from ..manager import (
+    check_quorum_after_removal,
+    cluster_spec,
+    issue_node_certificate,
+    remove_manager,
+    require_answering,
+    rotation_status,
+    signing_root,
+    start_rotation,
+    trust_bundle,
+    update_cluster,
+    updated_external_cas,
+)
+from ..net import ClusterClient, split_host_port
+from ..node import (
+    Mode,
+    bootstrap_actions,
+    force_new_cluster,
+    initialize_cluster,
+    join_cluster,
+    start_manager,
+    start_worker,
+)
 from ..storage import MANAGER
 from ._authz import ADMIN, ADMIN_WHILE_LOCKED
 from ._host import as_node_host

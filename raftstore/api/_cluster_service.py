@@ -48,8 +48,8 @@ from ..keyring import (
     InvalidArgument,
     InvalidCertificate,
     InvalidJoinToken,
-    NodeRemoved,
     NoQuorum,
+    NodeRemoved,
     PermissionDenied,
     UpdateOutOfSequence,
     certificate_identity,
@@ -58,14 +58,17 @@ from ..keyring import (
     verify_certificate_chain,
     verify_possession,
 )
-from ..manager import finish_if_converged
-from ..manager import issue_node_certificate
-from ..manager import MembershipReconciler, remove_manager
-from ..manager import signing_key_fingerprint, trust_bundle
+from ..manager import (
+    MembershipReconciler,
+    finish_if_converged,
+    issue_node_certificate,
+    remove_manager,
+    signing_key_fingerprint,
+    trust_bundle,
+)
 from ..net import JoinLimiter
 from ..node import node_record_action
-from ..state import format_duration
-from ..state import read_granted
+from ..state import format_duration, read_granted
 from ._authz import ANYONE, MANAGER, NODE, NODE_IN_ROLE, Allowed, Caller, allow, authorize, recorded_serials
 
 if TYPE_CHECKING:

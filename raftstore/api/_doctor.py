@@ -14,9 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..keyring import CERT_BACKDATE
-from ..manager import rotation_status
-from ..manager import entries_for, probe_all
-from ..manager import signing_root
+from ..manager import entries_for, probe_all, rotation_status, signing_root
 from ..node import Mode
 from ._authz import ADMIN
 from ._registry import method

@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..keyring import InvalidArgument, UpdateOutOfSequence
-from ..manager import update_cluster
-from ..manager import check_quorum_after_removal, remove_manager
+from ..manager import check_quorum_after_removal, remove_manager, update_cluster
 from ._authz import ADMIN
 from ._params import read_state, text_param
 from ._registry import method

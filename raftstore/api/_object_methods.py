@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..keyring import InvalidArgument, UpdateOutOfSequence, new_id
 from ..node import Mode
-from ..state import read_granted
-from ..state import parse_labels, public_view, validate_data, validate_name
+from ..state import parse_labels, public_view, read_granted, validate_data, validate_name
 from ._authz import ADMIN
 from ._params import read_state, text_param
 from ._registry import method

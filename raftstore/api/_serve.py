@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..keyring import CertificateIdentity
-from ..node import ApiWiring, Daemon
-from ..node import SecretsDir
+from ..node import ApiWiring, Daemon, SecretsDir
 from ..state import StateMachine
-from ._http import MetricsServer
 from ._authz import RAFT_CHANNEL, Caller, StoreView, authorize
 from ._cluster_service import ClusterService
+from ._http import MetricsServer
 from ._methods import ALLOWED, METHODS
 
 __all__ = ["serve", "build_daemon", "api_wiring"]

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..keyring import InvalidArgument
 from ..manager import create_backup, read_backup
-from ..node import Mode
-from ..node import stage_restore
+from ..node import Mode, stage_restore
 from ._authz import ADMIN
 from ._host import as_node_host
 from ._params import addresses_param

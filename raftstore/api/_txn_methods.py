@@ -29,11 +29,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..keyring import InvalidArgument, NotFound, UpdateOutOfSequence
+from ..state import cas_action, kv_delete_action, put_action
 from ._authz import ADMIN
 from ._params import request_id_param
 from ._registry import method
-from ..keyring import InvalidArgument, NotFound, UpdateOutOfSequence
-from ..state import cas_action, kv_delete_action, put_action
 
 if TYPE_CHECKING:
     from ._host import Host

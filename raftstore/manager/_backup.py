@@ -24,10 +24,6 @@ from typing import TYPE_CHECKING
 
 import msgpack
 
-from ..storage import atomic_write
-from ..storage import KeyStore
-from ..storage import StatePaths
-from ..storage import decode_snapshot, encode_snapshot
 from ..keyring import (
     InvalidArgument,
     InvalidRecord,
@@ -39,6 +35,7 @@ from ..keyring import (
     seal,
     wrap_keyring,
 )
+from ..storage import KeyStore, StatePaths, atomic_write, decode_snapshot, encode_snapshot
 
 if TYPE_CHECKING:
     from ._manager import Manager

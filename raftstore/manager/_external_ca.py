@@ -38,7 +38,6 @@ from datetime import datetime
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
-from ._roots import signing_root
 from ..keyring import (
     InvalidArgument,
     InvalidCertificate,
@@ -52,6 +51,7 @@ from ..keyring import (
     root_csr,
     split_pem_chain,
 )
+from ._roots import signing_root
 
 __all__ = [
     "PROTOCOL",

@@ -10,59 +10,33 @@ state machine reports (a new DEK, a new unlock key) on its own disk.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Any, Callable, Iterator
 
 import msgpack
 
-from ..storage import BenchmarkSwitches
-from ..storage import KeyStore
-from ..telemetry import LEADER_CHANGES, SEAL_SECONDS
-from ..storage import NodeState, StatePaths
-from ._proposer import RETIRED, Proposer
-from ..raft import FAIL_REASONS, CurrentKeyring, RaftConfig, RaftNode, parse_envelope, seal_envelope, unsealed_envelope
-from ..storage import read_snapshot
-from ..state import Outcome, StateMachine, decode_proposal
-from ..net import TlsIdentity, client_context
 from ..keyring import (
-    DataKey,
     InvalidArgument,
     InvalidRecord,
     KeyEncryptionKey,
     Keyring,
     RaftstoreError,
     Timeout,
-    UnlockKey,
     Unavailable,
     error_class,
-    record_key_id,
-    unwrap_data_key,
-    wrap_data_key,
 )
+from ..net import TlsIdentity, client_context
+from ..raft import FAIL_REASONS, CurrentKeyring, RaftConfig, RaftNode, parse_envelope, seal_envelope, unsealed_envelope
+from ..state import Outcome, StateMachine, decode_proposal
+from ..storage import BenchmarkSwitches, KeyStore, NodeState, StatePaths
+from ..telemetry import LEADER_CHANGES, SEAL_SECONDS
+from ._deks import DataKeys
+from ._proposer import RETIRED, Proposer
 
-__all__ = ["Manager", "raise_for_outcome", "ROTATE_DEK_AFTER", "ROTATE_DEK_AFTER_ENV", "dek_rotation_threshold"]
+__all__ = ["Manager", "raise_for_outcome"]
 
 log = logging.getLogger("raftstore.manager")
-
-#: A DEK seals at most 2**31 records (random 96-bit nonces); the leader rotates
-#: it once the log holds 2**30 entries sealed under it, which leaves room for
-#: the seals the count leaves out (each manager's own control entries and
-#: snapshots, proposals that never committed) and for a slow rotation.
-ROTATE_DEK_AFTER = 2**30
-#: Tests lower the threshold with this; it can only lower it, never raise it.
-ROTATE_DEK_AFTER_ENV = "RAFTSTORE_TEST_ROTATE_DEK_AFTER"
-
-
-def dek_rotation_threshold() -> int:
-    """``ROTATE_DEK_AFTER``, or the lower number a test set in the environment."""
-    try:
-        lowered = int(os.environ.get(ROTATE_DEK_AFTER_ENV, ROTATE_DEK_AFTER))
-    except ValueError:
-        return ROTATE_DEK_AFTER
-    return max(1, min(lowered, ROTATE_DEK_AFTER))
-
 
 def raise_for_outcome(outcome: Outcome) -> list[Any]:
     if not outcome.ok:
@@ -92,20 +66,16 @@ class Manager:
         self.paths = paths
         self.node = node
         self.keystore = keystore
-        self.kek = kek
         self.keys = CurrentKeyring(keyring, node.cluster_id)
         self._node_key_pem = node_key_pem
         self._clock = clock
         self._on_fatal = on_fatal
         self._event_log = event_log
-        self._fetch_keyring = fetch_keyring
         self._on_root_change = on_root_change
         self._benchmark = benchmark
         self.state = StateMachine()
         self.applied = threading.Condition()
         self._fatal: str | None = None
-        self._last_purge = 0.0
-        self._rotate_dek_after = dek_rotation_threshold()
         self._tls_identity = self._load_tls_identity()
         self.raft = RaftNode(
             raft_dir=paths.raft,
@@ -122,7 +92,7 @@ class Manager:
             log=event_log,
             config=raft_config,
             hold_elections=hold_elections,
-            missing_key=self._fetch_missing_key,
+            missing_key=lambda key_id: self.deks.fetch_missing(key_id),
             fsync=not benchmark.no_fsync,
         )
         self.proposer = Proposer(
@@ -134,6 +104,25 @@ class Manager:
             leader_wait=raft_config.election_timeout_max + raft_config.heartbeat_interval,
             actor=node.node_id,
         )
+        self.deks = DataKeys(
+            cluster_id=node.cluster_id,
+            keys=self.keys,
+            kek=kek,
+            keystore=keystore,
+            raft=self.raft,
+            state=self.state,
+            raft_dir=paths.raft,
+            node_key_pem=lambda: self._node_key_pem,
+            propose=self.propose,
+            barrier=lambda timeout: self.proposer.barrier(timeout=timeout),
+            fetch_keyring=fetch_keyring,
+            log=event_log,
+        )
+
+    @property
+    def kek(self) -> KeyEncryptionKey:
+        """The key-encryption key that wraps this manager's keyring on disk now."""
+        return self.deks.kek
 
     # ----------------------------------------------------------------- life
 
@@ -287,73 +276,15 @@ class Manager:
 
     def _effect(self, name: str, detail: Any) -> None:
         if name == "dek_rotated":
-            self._add_dek(detail["key_id"], detail["wrapped"])
+            self.deks.add_rotated(detail["key_id"], detail["wrapped"])
         elif name == "unlock_key_changed":
-            self._sync_kek_with_store()
+            self.deks.follow_unlock_key()
         elif name == "root_ca_changed":
             self._on_root_change()
 
-    def _add_dek(self, key_id: int, wrapped: bytes) -> None:
-        keyring = self.keys.keyring
-        if key_id in keyring.key_ids:
-            return  # replaying a rotation this disk already has
-        key = unwrap_data_key(wrapped, keyring, self.node.cluster_id)
-        keyring = keyring.with_key(key, active=key_id > keyring.active_id)
-        self.keystore.save_keyring(keyring, self.kek)
-        self.keys.keyring = keyring
-        self._event_log(f"data encryption key rotated to term {key_id}")
-        self.raft.journal.roll()
-        self.raft.force_snapshot()
-
-    def _fetch_missing_key(self, key_id: int) -> bool:
-        """Merge the cluster keyring from a peer manager into ours (tick thread, bounded)."""
-        if self._fetch_keyring is None:
-            return False
-        try:
-            theirs = self._fetch_keyring()
-        except RaftstoreError as error:
-            self._event_log(f"cannot fetch data key term {key_id} from another manager: {error}")
-            return False
-        keyring = self.keys.keyring
-        for key in theirs.keys:
-            if key.key_id not in keyring.key_ids:
-                keyring = keyring.with_key(key, active=key.key_id > keyring.active_id)
-        self.keystore.save_keyring(keyring, self.kek)
-        self.keys.keyring = keyring
-        self._event_log(f"fetched data key term(s) {sorted(set(keyring.key_ids))} from another manager")
-        return key_id in keyring.key_ids
-
-    def _sync_kek_with_store(self) -> None:
-        """Re-wrap our keys when the store has a newer unlock key (or autolock setting)."""
-        cluster = self.state.cluster()
-        if cluster is None:
-            return
-        spec = cluster["spec"]
-        version = int(spec.get("kek_version", 1))
-        if version <= self.kek.version:
-            return
-        if spec.get("autolock"):
-            kek = KeyEncryptionKey.from_unlock_key(
-                UnlockKey.parse(spec["unlock_key"]), self.node.cluster_id, version
-            )
-        else:
-            kek = KeyEncryptionKey.random(version)
-        self.keystore.save(self.keys.keyring, kek, autolock=bool(spec.get("autolock")), node_key_pem=self._node_key_pem)
-        self.kek = kek
-        self._event_log(
-            f"keys re-wrapped under key-encryption key version {version} (autolock {'on' if spec.get('autolock') else 'off'})"
-        )
-
     def new_dek_action(self) -> dict[str, Any]:
-        """A ``rotate_dek`` action: a fresh DEK sealed under the current one."""
-        keyring = self.keys.keyring
-        new_id = max(max(keyring.key_ids), self.state.active_key_id) + 1
-        key = DataKey.generate(new_id, keyring.active.algorithm)
-        return {
-            "op": "rotate_dek",
-            "key_id": key.key_id,
-            "wrapped": wrap_data_key(key, keyring.active, self.node.cluster_id),
-        }
+        """A ``rotate_dek`` action: a fresh DEK sealed under the current one (see ``DataKeys``)."""
+        return self.deks.new_dek_action()
 
     # ----------------------------------------------------------------- maintenance
 
@@ -361,56 +292,8 @@ class Manager:
         """Periodic housekeeping (called about once a second by the daemon)."""
         if self._fatal is not None:
             return
-        self._rotate_worn_dek()
-        self._purge_retired_keys()
-
-    def _rotate_worn_dek(self) -> None:
-        """On the leader: rotate the DEK once the log holds ``ROTATE_DEK_AFTER`` entries sealed under it.
-
-        Only the leader proposes, and the state machine refuses a rotation to
-        a term that is not newer, so two managers never rotate twice.
-        """
-        active = self.keys.keyring.active_id
-        sealed = self.state.records_sealed(active)
-        if sealed < self._rotate_dek_after or not self.raft.status().get("is_leader"):
-            return
-        self._event_log(f"data encryption key term {active} has sealed {sealed} log entries: rotating it")
-        try:
-            self.propose([self.new_dek_action()])
-        except RaftstoreError as error:
-            self._event_log(f"data encryption key rotation failed, retrying: {error}")
-
-    def _purge_retired_keys(self) -> None:
-        keyring = self.keys.keyring
-        retired_below = self.state.retired_below
-        old = [k for k in keyring.key_ids if k < retired_below]
-        if not old:
-            return
-        on_disk = set(self.raft.journal.disk_key_ids())
-        if self.paths.raft.joinpath("snapshot").exists():
-            on_disk.add(record_key_id(read_snapshot(self.paths.raft / "snapshot")[2]))
-        removable = [k for k in old if k not in on_disk]
-        if removable:
-            # The deletion of the last segment that needed them must be durable
-            # before the keyring forgets them, or a crash could bring back
-            # records (and chain tags) that no key opens.
-            self.raft.journal.sync()
-            keyring = keyring.without(removable)
-            self.keystore.save_keyring(keyring, self.kek)
-            self.keys.keyring = keyring
-            self._event_log(f"retired data encryption key term(s) {', '.join(map(str, removable))} removed")
-        elif time.monotonic() - self._last_purge > 1.0:
-            # Old terms still seal records on disk. Start a fresh segment, put
-            # an entry in it (an idle cluster has none to compact past) and
-            # snapshot under the new term: once the snapshot's predecessor
-            # entry lies in the new segment, the old segments are deleted.
-            self._last_purge = time.monotonic()
-            self.raft.journal.roll()
-            try:
-                self.proposer.barrier(timeout=5.0)
-            except RaftstoreError:
-                return
-            self.raft.force_snapshot()
+        self.deks.rotate_if_worn()
+        self.deks.purge_retired()
 
     # ----------------------------------------------------------------- status
 

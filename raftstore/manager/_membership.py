@@ -40,8 +40,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
-from ..net import ClusterClient, call_any_manager
 from ..keyring import InvalidArgument, NoQuorum, RaftstoreError
+from ..net import ClusterClient, call_any_manager
 
 if TYPE_CHECKING:
     from ._manager import Manager

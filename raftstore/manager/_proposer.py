@@ -35,9 +35,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..telemetry import PROPOSAL_SECONDS, PROPOSALS_COMMITTED, PROPOSALS_FAILED
-from ..state import MAX_TRANSACTION_BYTES, Outcome, encode_actions, encode_entry, encode_proposal, read_action
 from ..keyring import InvalidArgument, NoQuorum, RaftstoreError, Timeout
+from ..state import MAX_TRANSACTION_BYTES, Outcome, encode_actions, encode_entry, encode_proposal, read_action
+from ..telemetry import PROPOSALS_COMMITTED, PROPOSALS_FAILED, PROPOSAL_SECONDS
 
 __all__ = ["Proposer", "RETIRED", "new_proposal_id"]
 

@@ -16,16 +16,10 @@ import ssl
 import time
 from typing import Any, Callable, Iterable, TypeVar
 
-from ._frames import MAX_FRAME_BYTES, STRANGER_FRAME_BYTES, raise_for_reply, read_frame, write_frame
+from ..keyring import MANAGER_ROLE, CertificateIdentity, ProtocolError, RaftstoreError, Unavailable
 from ._addresses import split_host_port
+from ._frames import MAX_FRAME_BYTES, STRANGER_FRAME_BYTES, raise_for_reply, read_frame, write_frame
 from ._tls import TlsIdentity, client_context, peer_identity
-from ..keyring import (
-    MANAGER_ROLE,
-    CertificateIdentity,
-    ProtocolError,
-    RaftstoreError,
-    Unavailable,
-)
 
 __all__ = ["ClusterClient", "fetch_root_ca", "try_each_manager"]
 

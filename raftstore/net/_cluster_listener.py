@@ -36,11 +36,11 @@ import threading
 import time
 from typing import Any, Callable
 
+from ..keyring import CertificateIdentity, ProtocolError, RaftstoreError
+from ._addresses import listen_tcp
 from ._admission import STRANGER_DEADLINE, ConnectionPool, Slot
 from ._frames import MAX_FRAME_BYTES, STRANGER_FRAME_BYTES, error_reply, read_frame, write_frame
-from ._addresses import listen_tcp
 from ._tls import peer_identity
-from ..keyring import CertificateIdentity, ProtocolError, RaftstoreError
 
 __all__ = ["ClusterListener", "API_CHANNEL", "RAFT_CHANNEL"]
 

@@ -35,10 +35,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ._admission import STRANGER_DEADLINE, ConnectionPool, Slot
-from ._frames import STRANGER_FRAME_BYTES, error_reply, raise_for_reply, read_frame, write_frame
-from ._addresses import is_loopback_host, listen_tcp, parse_host, split_host_port
-from ._tls import peer_certificate_pem, peer_identity
 from ..keyring import (
     CLIENT_ROLE,
     InvalidArgument,
@@ -48,6 +44,10 @@ from ..keyring import (
     Unavailable,
     is_daemon_certificate,
 )
+from ._addresses import is_loopback_host, listen_tcp, parse_host, split_host_port
+from ._admission import STRANGER_DEADLINE, ConnectionPool, Slot
+from ._frames import STRANGER_FRAME_BYTES, error_reply, raise_for_reply, read_frame, write_frame
+from ._tls import peer_certificate_pem, peer_identity
 
 # sun_path holds 108 bytes on Linux, the last one for the terminating NUL.
 _MAX_UNIX_PATH = 107

@@ -13,13 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..net import ClusterClient, fetch_root_ca
-from ..manager import external_ca_entry
-from ..manager import issue_node_certificate
-from ..storage import atomic_write
-from ..storage import KeyStore
-from ..storage import MANAGER, WORKER, NodeState, StatePaths
-from ..net import TlsIdentity
 from ..keyring import (
     DEFAULT_CERT_VALIDITY,
     MANAGER_ROLE,
@@ -38,6 +31,9 @@ from ..keyring import (
     make_csr,
     new_id,
 )
+from ..manager import external_ca_entry, issue_node_certificate
+from ..net import ClusterClient, TlsIdentity, fetch_root_ca
+from ..storage import MANAGER, WORKER, KeyStore, NodeState, StatePaths, atomic_write
 
 __all__ = ["InitResult", "JoinResult", "initialize_cluster", "join_cluster", "clear_partial", "bootstrap_actions"]
 

@@ -51,15 +51,9 @@ from ..keyring import (
     certificate_identity,
 )
 from ..manager import Manager
-from ..net import ClusterListener
-from ..net import ControlServer
-from ..net import server_context
+from ..net import ClusterListener, ControlServer, server_context
 from ..raft import RaftConfig
-from ..storage import BenchmarkSwitches
-from ..storage import atomic_write
-from ..storage import KeyStore
-from ..storage import WORKER, NodeState, StatePaths
-from ..storage import default_data_dir
+from ..storage import WORKER, BenchmarkSwitches, KeyStore, NodeState, StatePaths, atomic_write, default_data_dir
 from ..telemetry import set_log_context
 from ._bootstrap import clear_partial
 from ._clock import Clock, SystemClock

@@ -45,8 +45,8 @@ from pathlib import Path
 from secrets import token_hex
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from ..state import validate_name
 from ..keyring import InvalidArgument, PermissionDenied, RaftstoreError, Unavailable
+from ..state import validate_name
 from ._modes import Mode
 
 if TYPE_CHECKING:

@@ -25,9 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..net import call_any_manager, call_any_manager_anonymous
-from ..storage import atomic_write
-from ..storage import KeyStore
 from ..keyring import (
     CERT_BACKDATE,
     CertificateIdentity,
@@ -38,6 +35,8 @@ from ..keyring import (
     make_csr,
     sign_possession,
 )
+from ..net import call_any_manager, call_any_manager_anonymous
+from ..storage import KeyStore, atomic_write
 
 if TYPE_CHECKING:
     from ..storage import NodeState, StatePaths

@@ -60,18 +60,19 @@ from ..keyring import (
     make_csr,
     new_id,
 )
-from ..manager import PENDING_RESTORE, read_backup, write_pending_restore
-from ..manager import issue_node_certificate
-from ..manager import Manager
-from ..manager import ask_managers, demote_absent_managers
-from ..net import call_any_manager, try_each_manager
-from ..net import ClusterListener
-from ..net import TlsIdentity
+from ..manager import (
+    PENDING_RESTORE,
+    Manager,
+    ask_managers,
+    demote_absent_managers,
+    issue_node_certificate,
+    read_backup,
+    write_pending_restore,
+)
+from ..net import ClusterListener, TlsIdentity, call_any_manager, try_each_manager
 from ..raft import CurrentKeyring, install_single_member
 from ..state import StateMachine
-from ..storage import atomic_write
-from ..storage import KeyStore
-from ..storage import MANAGER, WORKER, NodeState, StatePaths
+from ..storage import MANAGER, WORKER, KeyStore, NodeState, StatePaths, atomic_write
 from ._bootstrap import clear_partial, fetch_keys, node_record_action
 from ._clock import Clock
 from ._modes import Mode

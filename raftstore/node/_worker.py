@@ -10,10 +10,9 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from ..net import call_any_manager
-from ..storage import NodeState, StatePaths
-from ..net import TlsIdentity
 from ..keyring import NodeRemoved, RaftstoreError
+from ..net import TlsIdentity, call_any_manager
+from ..storage import NodeState, StatePaths
 
 __all__ = ["WorkerAgent"]
 

@@ -29,16 +29,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..keyring import (
-    DataKey,
-    InvalidRecord,
-    Keyring,
-    RecordKind,
-    entry_context,
-    open_record,
-    record_key_id,
-    seal,
-)
+from ..keyring import DataKey, InvalidRecord, Keyring, RecordKind, entry_context, open_record, record_key_id, seal
 from ._current_keyring import CurrentKeyring
 
 __all__ = [

@@ -23,8 +23,7 @@ import msgpack
 from pysyncobj.journal import Journal
 
 from ..keyring import InvalidRecord, LogChain
-from ..storage import atomic_write
-from ..storage import SegmentLog
+from ..storage import SegmentLog, atomic_write
 from ..telemetry import FSYNC_SECONDS
 from ._envelope import EntryCodec
 

@@ -37,9 +37,8 @@ import threading
 import time
 from typing import Any, Callable
 
-from ..net import FrameBuffer, encode_frame, read_frame, write_frame
-from ..net import peer_identity
 from ..keyring import MANAGER_ROLE, ProtocolError
+from ..net import FrameBuffer, encode_frame, peer_identity, read_frame, write_frame
 
 __all__ = ["POLL_READ", "POLL_WRITE", "POLL_ERROR", "RaftTransportCore", "RAFT_CHANNEL", "DIAL_MAP_ENV"]
 

@@ -31,8 +31,7 @@ import msgpack
 from pysyncobj.config import SERIALIZER_STATE
 
 from ..keyring import InvalidRecord, RecordKind, open_record, record_key_id, seal, snapshot_context
-from ..storage import fsync_directory
-from ..storage import read_snapshot, write_snapshot
+from ..storage import fsync_directory, read_snapshot, write_snapshot
 from ..telemetry import SNAPSHOT_BYTES, SNAPSHOT_SECONDS, timed
 from ._current_keyring import CurrentKeyring
 from ._envelope import EntryCodec

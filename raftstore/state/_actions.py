@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator
 
+from ..keyring import AlreadyExists, InvalidArgument, NotFound, UpdateOutOfSequence
 from ._objects import validate_data, validate_name
 from ._outcomes import Event
-from ..keyring import AlreadyExists, InvalidArgument, NotFound, UpdateOutOfSequence
 
 __all__ = [
     "OBJECT_TABLES",

@@ -38,10 +38,10 @@ from typing import Any, Iterable, Sequence
 
 import msgpack
 
+from ..keyring import InvalidArgument, NotFound, RaftstoreError, RetiredKey
 from ._actions import OBJECT_TABLES, TABLES, Transaction, apply_action, fold, object_table, singular, writes
 from ._outcomes import Event, Outcome
 from ._proposals import MAX_TRANSACTION_BYTES, decode_proposal
-from ..keyring import InvalidArgument, NotFound, RaftstoreError, RetiredKey
 
 __all__ = [
     "OBJECT_TABLES",

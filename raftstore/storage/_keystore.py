@@ -26,8 +26,6 @@ from pathlib import Path
 
 import msgpack
 
-from ._fsutil import atomic_write, fsync_directory
-from ._node_state import StatePaths
 from ..keyring import (
     InvalidRecord,
     InvalidUnlockKey,
@@ -42,6 +40,8 @@ from ..keyring import (
     wrap_keyring,
     wrapped_kek_version,
 )
+from ._fsutil import atomic_write, fsync_directory
+from ._node_state import StatePaths
 
 __all__ = ["KeyStore"]
 

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._fsutil import atomic_write
 from ..keyring import StorageError
+from ._fsutil import atomic_write
 
 __all__ = ["NodeState", "StatePaths", "MANAGER", "WORKER"]
 

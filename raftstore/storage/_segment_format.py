@@ -85,8 +85,8 @@ from pathlib import Path
 
 import crc32c
 
-from ._fsutil import storage_error
 from ..keyring import CHAIN_START, CHAIN_TAG_SIZE, InvalidRecord, LogChain
+from ._fsutil import storage_error
 
 __all__ = [
     "MAGIC",

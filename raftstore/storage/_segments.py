@@ -43,6 +43,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..keyring import CHAIN_START, LogChain, StorageError
 from ._fsutil import cut_file, fsync_directory, make_private_dirs, open_append, storage_error, write_all
 from ._segment_format import (
     FRAME_OVERHEAD,
@@ -61,7 +62,6 @@ from ._segment_format import (
     scan_segments,
     segment_file_name,
 )
-from ..keyring import CHAIN_START, LogChain, StorageError
 
 __all__ = ["SegmentLog", "SegmentInfo"]
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import crc32c
 
-from ._fsutil import atomic_write, storage_error
 from ..keyring import InvalidRecord
+from ._fsutil import atomic_write, storage_error
 
 __all__ = ["MAGIC", "encode_snapshot", "decode_snapshot", "read_snapshot", "write_snapshot"]
 

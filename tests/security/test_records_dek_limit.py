@@ -13,7 +13,7 @@ import pytest
 
 from raftstore.net._control import ControlClient
 from raftstore.tools._local_cluster import Cluster, Node, wait_until
-from raftstore.manager._manager import ROTATE_DEK_AFTER, ROTATE_DEK_AFTER_ENV, dek_rotation_threshold
+from raftstore.manager._deks import ROTATE_DEK_AFTER, ROTATE_DEK_AFTER_ENV, dek_rotation_threshold
 
 pytestmark = pytest.mark.integration
 
