@@ -65,6 +65,7 @@ from ..keyring import (
     NodeRemoved,
     PermissionDenied,
 )
+from ..storage import Role
 
 if TYPE_CHECKING:
     from ..state import StateMachine
@@ -250,7 +251,7 @@ def _manager(caller: Caller, view: StoreView) -> str | None:
     reason, record = _node_record(caller, view, fresh=True)
     if reason is not None or record is None:
         return reason
-    if record["spec"].get("role") != "manager":
+    if record["spec"].get("role") != Role.MANAGER:
         return f"node {identity.node_id if identity else ''} is not a manager in the store"
     return None
 
@@ -271,7 +272,7 @@ def _anyone(caller: Caller, view: StoreView) -> str | None:
 
 
 def _role_of(identity: CertificateIdentity) -> str:
-    return "manager" if identity.role == MANAGER_ROLE else "worker"
+    return Role.MANAGER if identity.role == MANAGER_ROLE else Role.WORKER
 
 
 _CHECKS: dict[str, Callable[[Caller, StoreView], str | None]] = {

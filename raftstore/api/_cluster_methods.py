@@ -48,7 +48,7 @@ from ..node import (
     start_manager,
     start_worker,
 )
-from ..storage import MANAGER
+from ..storage import Role
 from ._authz import ADMIN, ADMIN_WHILE_LOCKED
 from ._host import as_node_host
 from ._node_methods import set_node_role
@@ -136,7 +136,7 @@ def join(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
         )
         node = result.node
         try:
-            if node.role == MANAGER:
+            if node.role == Role.MANAGER:
                 manager = start_manager(as_node_host(host), node, result.keyring, result.kek, result.node_key_pem, joining=True)
                 node.save(host.paths.state_file)
                 with ClusterClient(
@@ -220,7 +220,7 @@ def _leave_raft(host: "Host", manager: "Manager") -> str | None:
     """Leave Raft properly before the data goes: record says worker, then out of the configuration."""
     node_id = manager.node.node_id
     try:
-        set_node_role(manager, node_id, "worker")
+        set_node_role(manager, node_id, Role.WORKER)
         remove_manager(manager, node_id, timeout=10.0)
     except RaftstoreError as error:
         return (
@@ -236,7 +236,7 @@ def _leave_raft(host: "Host", manager: "Manager") -> str | None:
 @method("join_token", allow=ADMIN)
 def join_token(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
     role = params.get("role")
-    if role not in ("worker", "manager"):
+    if role not in (Role.WORKER, Role.MANAGER):
         raise InvalidArgument("role must be worker or manager")
     manager = host.require_manager()
     if params.get("rotate"):

@@ -68,6 +68,7 @@ from ..manager import (
 )
 from ..net import JoinLimiter
 from ..node import node_record_action
+from ..storage import Role
 from ..state import format_duration, read_granted
 from ._authz import ANYONE, MANAGER, NODE, NODE_IN_ROLE, Allowed, Caller, allow, authorize, recorded_serials
 
@@ -176,7 +177,7 @@ class ClusterService:
         node_id = new_id()
         chain = self._sign(spec, csr, node_id, role)
         hostname = str(params.get("hostname") or "")[:255]
-        record = node_record_action(node_id, "manager" if is_manager else "worker", addr, hostname)
+        record = node_record_action(node_id, Role.MANAGER if is_manager else Role.WORKER, addr, hostname)
         record["spec"].update(self._cert_fields(spec, chain, None))
         manager.propose([record])
         self.host.log(f"node {node_id} joined as {'manager' if is_manager else 'worker'} from {addr}")
@@ -224,7 +225,7 @@ class ClusterService:
             if record is None or node_id in self.removed_nodes():
                 raise NodeRemoved(f"node {node_id} was removed from the cluster")
             spec = self._cluster("local")["spec"]
-            role = MANAGER_ROLE if record["spec"].get("role") == "manager" else WORKER_ROLE
+            role = MANAGER_ROLE if record["spec"].get("role") == Role.MANAGER else WORKER_ROLE
             chain = self._sign(spec, csr, node_id, role)
             node_spec = dict(record["spec"], **self._cert_fields(spec, chain, previous))
             try:

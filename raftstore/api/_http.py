@@ -26,6 +26,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from ..keyring import RaftstoreError
+from ..storage import Role
 from ..telemetry import EVENTS
 from ._views import node_info
 
@@ -103,7 +104,7 @@ def health(info: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return _unhealthy(body, "locked", "this manager is locked: it waits for its unlock key")
     if info.get("state") == "failed":
         return _unhealthy(body, "failed", f"this node stopped: {info.get('error')}")
-    if role == "worker":
+    if role == Role.WORKER:
         if info.get("removed"):
             return _unhealthy(body, "removed", "this worker was removed from the cluster")
         if info.get("error"):

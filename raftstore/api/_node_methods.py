@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..keyring import InvalidArgument, UpdateOutOfSequence
 from ..manager import check_quorum_after_removal, remove_manager, update_cluster
+from ..storage import Role
 from ._authz import ADMIN
 from ._params import read_state, text_param
 from ._registry import method
@@ -59,9 +60,9 @@ def set_node_role(manager: "Manager", ref: str, role: str, attempts: int = 5) ->
 @method("node.promote", allow=ADMIN)
 def node_promote(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
     ref = text_param(params, "node")
-    record = set_node_role(host.require_manager(), ref, "manager")
+    record = set_node_role(host.require_manager(), ref, Role.MANAGER)
     host.log(f"node {record['id']} promoted to manager")
-    return {"id": record["id"], "role": "manager"}
+    return {"id": record["id"], "role": Role.MANAGER}
 
 
 @method("node.demote", allow=ADMIN)
@@ -72,11 +73,11 @@ def node_demote(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
     members = {i for i, _ in manager.status().get("members", [])}
     if node_id in members:
         check_quorum_after_removal(manager, node_id)
-    set_node_role(manager, node_id, "worker")
+    set_node_role(manager, node_id, Role.WORKER)
     if node_id in members:
         remove_manager(manager, node_id)
     host.log(f"manager {node_id} demoted to worker")
-    return {"id": node_id, "role": "worker"}
+    return {"id": node_id, "role": Role.WORKER}
 
 
 @method("node.rm", allow=ADMIN)
@@ -95,7 +96,7 @@ def node_rm(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
         raise InvalidArgument(
             f"node {node_id} is not down and can't be removed; use --force to remove it anyway"
         )
-    if record["spec"].get("role") == "manager" and not params.get("force"):
+    if record["spec"].get("role") == Role.MANAGER and not params.get("force"):
         raise InvalidArgument(
             f"node {node_id} is a manager; demote it first (\"raftstore node demote\") or use --force"
         )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..manager import probe_all
 from ..node import Mode
 from ..state import format_duration
+from ..storage import Role
 
 if TYPE_CHECKING:
     from ..manager import Manager
@@ -123,7 +124,7 @@ def node_row(manager: "Manager", record: dict[str, Any], heartbeats: dict[str, f
     connected = set(status.get("connected", []))
     spec = record["spec"]
     node_id = record["id"]
-    if spec.get("role") == "manager" or node_id in members:
+    if spec.get("role") == Role.MANAGER or node_id in members:
         if node_id == status.get("leader"):
             manager_status = "Leader"
         elif node_id == manager.node.node_id or node_id in connected:

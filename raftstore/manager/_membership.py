@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 from ..keyring import InvalidArgument, NoQuorum, RaftstoreError
 from ..net import ClusterClient, call_any_manager
+from ..storage import Role
 
 if TYPE_CHECKING:
     from ._manager import Manager
@@ -63,7 +64,7 @@ def managers_on_record(state: "StateMachine") -> dict[str, str]:
     return {
         r["id"]: str(r["spec"].get("addr", ""))
         for r in state.list("nodes")
-        if r["spec"].get("role") == "manager" and r["id"] not in removed
+        if r["spec"].get("role") == Role.MANAGER and r["id"] not in removed
     }
 
 
@@ -163,11 +164,11 @@ def demote_absent_managers(manager: "Manager") -> list[str]:
     """After a one-manager rebuild: every other manager on record becomes a worker on record; returns their ids."""
     state = manager.read_barrier()
     me = manager.node.node_id
-    others = [r for r in state.list("nodes") if r["id"] != me and r["spec"].get("role") == "manager"]
+    others = [r for r in state.list("nodes") if r["id"] != me and r["spec"].get("role") == Role.MANAGER]
     if others:
         manager.propose([
             {"op": "update", "table": "nodes", "id": r["id"], "version": r["version"],
-             "spec": dict(r["spec"], role="worker", desired_role="worker")}
+             "spec": dict(r["spec"], role=Role.WORKER, desired_role=Role.WORKER)}
             for r in others
         ])
     return [r["id"] for r in others]

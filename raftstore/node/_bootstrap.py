@@ -33,7 +33,7 @@ from ..keyring import (
 )
 from ..manager import external_ca_entry, issue_node_certificate
 from ..net import ClusterClient, TlsIdentity, fetch_root_ca
-from ..storage import MANAGER, WORKER, KeyStore, NodeState, StatePaths, atomic_write
+from ..storage import KeyStore, NodeState, Role, StatePaths, atomic_write
 
 __all__ = ["InitResult", "JoinResult", "initialize_cluster", "join_cluster", "clear_partial", "bootstrap_actions"]
 
@@ -155,7 +155,7 @@ def bootstrap_actions(result: InitResult) -> list[dict[str, Any]]:
                 "external_cas": result.external_cas,
             },
         },
-        node_record_action(node.node_id, MANAGER, node.advertise_addr,
+        node_record_action(node.node_id, Role.MANAGER, node.advertise_addr,
                            cert_serial=certificate_identity(result.node_cert_pem).serial),
     ]
 
@@ -225,7 +225,7 @@ def join_cluster(
     node = NodeState(
         cluster_id=cluster_id,
         node_id=node_id,
-        role=MANAGER if role == MANAGER_ROLE else WORKER,
+        role=Role.MANAGER if role == MANAGER_ROLE else Role.WORKER,
         listen_addr=listen_addr,
         advertise_addr=advertise_addr,
         bootstrap_members=members if role == MANAGER_ROLE else [],
@@ -233,7 +233,7 @@ def join_cluster(
     )
     result = JoinResult(node=node, node_key_pem=node_key_pem, members=members)
     keystore = KeyStore(paths, cluster_id)
-    if node.role == WORKER:
+    if node.role == Role.WORKER:
         keystore.write_node_key(node_key_pem, None)
         return result
     identity = TlsIdentity(cert_chain_pem=chain, key_pem=node_key_pem, trusted_roots_pem=bundle)

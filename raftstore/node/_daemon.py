@@ -53,7 +53,7 @@ from ..keyring import (
 from ..manager import Manager
 from ..net import ClusterListener, ControlServer, server_context
 from ..raft import RaftConfig
-from ..storage import WORKER, BenchmarkSwitches, KeyStore, NodeState, StatePaths, atomic_write, default_data_dir
+from ..storage import BenchmarkSwitches, KeyStore, NodeState, Role, StatePaths, atomic_write, default_data_dir
 from ..telemetry import set_log_context
 from ._bootstrap import clear_partial
 from ._clock import Clock, SystemClock
@@ -267,7 +267,7 @@ class Daemon:
                 self.mode = Mode.INACTIVE
                 return
             self.node = node
-            if node.role == WORKER:
+            if node.role == Role.WORKER:
                 start_worker(self, node)
                 return
             keystore = KeyStore(self.paths, node.cluster_id)
@@ -366,7 +366,7 @@ class Daemon:
                 manager.maintain()
                 self.cluster_service.maintain()
                 self._reconcile_manager_role(manager)
-            elif self.worker is not None and self.mode == Mode.WORKER and self.worker.desired_role == "manager":
+            elif self.worker is not None and self.mode == Mode.WORKER and self.worker.desired_role == Role.MANAGER:
                 become_manager(self)
         except RaftstoreError as error:
             self.log(f"maintenance: {error}")
@@ -391,11 +391,11 @@ class Daemon:
             self._cut_off_since = None
         elif self._cut_off_since is None:
             self._cut_off_since = now
-        if (desired != "worker" and self._cut_off_since is not None and now - self._cut_off_since >= CUT_OFF_GRACE
+        if (desired != Role.WORKER and self._cut_off_since is not None and now - self._cut_off_since >= CUT_OFF_GRACE
                 and now - self._last_role_check >= CUT_OFF_GRACE):
             self._last_role_check = now
             desired = ask_for_readmission(self, manager) or desired
-        if desired == "worker" and not manager.status().get("is_leader"):
+        if desired == Role.WORKER and not manager.status().get("is_leader"):
             become_worker(self)
 
     # ----------------------------------------------------------------- control API

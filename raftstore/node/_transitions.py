@@ -72,7 +72,7 @@ from ..manager import (
 from ..net import ClusterListener, TlsIdentity, call_any_manager, try_each_manager
 from ..raft import CurrentKeyring, install_single_member
 from ..state import StateMachine
-from ..storage import MANAGER, WORKER, KeyStore, NodeState, StatePaths, atomic_write
+from ..storage import KeyStore, NodeState, Role, StatePaths, atomic_write
 from ._bootstrap import clear_partial, fetch_keys, node_record_action
 from ._clock import Clock
 from ._modes import Mode
@@ -232,7 +232,7 @@ def ask_for_readmission(host: "NodeHost", manager: Manager) -> str | None:
         return None
     reply = ask_managers(manager, addrs, "node.heartbeat", {}, timeout=3.0) or {}
     desired = reply.get("desired_role")
-    if desired == "manager" and manager.node.advertise_addr not in reply.get("manager_addrs", []):
+    if desired == Role.MANAGER and manager.node.advertise_addr not in reply.get("manager_addrs", []):
         host.log("this manager is missing from the Raft configuration: asking to be added back")
         ask_managers(manager, addrs, "raft.join", {})
     return desired if isinstance(desired, str) else None
@@ -257,7 +257,7 @@ def become_worker(host: "NodeHost") -> None:
     with host.lock:
         manager = host.manager
         node = host.node
-        if manager is None or node is None or node.role != MANAGER:
+        if manager is None or node is None or node.role != Role.MANAGER:
             return
         identity = manager.tls_identity()
         addrs = [a for i, a in manager.status().get("members", []) if i != node.node_id] or list(node.manager_addrs)
@@ -271,7 +271,7 @@ def become_worker(host: "NodeHost") -> None:
         for folder in (host.paths.raft, host.paths.keys):
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(mode=0o700)
-        worker = node.replace(role=WORKER, bootstrap_members=[], manager_addrs=[str(a) for a in reply["manager_addrs"]])
+        worker = node.replace(role=Role.WORKER, bootstrap_members=[], manager_addrs=[str(a) for a in reply["manager_addrs"]])
         worker.save(host.paths.state_file)
         start_worker(host, worker)
 
@@ -281,7 +281,7 @@ def become_manager(host: "NodeHost") -> None:
     with host.lock:
         agent = host.worker
         node = host.node
-        if agent is None or node is None or node.role != WORKER:
+        if agent is None or node is None or node.role != Role.WORKER:
             return
         identity = agent.identity()
         reply, key = _renew(identity, list(agent.node.manager_addrs), node.cluster_id)
@@ -304,7 +304,7 @@ def become_manager(host: "NodeHost") -> None:
         KeyStore(host.paths, node.cluster_id).save(keyring, kek, autolock=bool(autolock), node_key_pem=key,
                                                    cert_chain_pem=chain)
         manager_node = node.replace(
-            role=MANAGER,
+            role=Role.MANAGER,
             bootstrap_members=[list(m) for m in reply["members"]],
             manager_addrs=addrs,
         )
@@ -407,4 +407,4 @@ def complete_restore(paths: StatePaths, node: NodeState, keyring: Keyring, kek: 
 
 def restored_node_record(node: NodeState) -> dict[str, Any]:
     """The record a restored manager writes for itself once it leads (the backup's copy named another node)."""
-    return node_record_action(node.node_id, "manager", node.advertise_addr, socket.gethostname())
+    return node_record_action(node.node_id, Role.MANAGER, node.advertise_addr, socket.gethostname())

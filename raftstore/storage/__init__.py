@@ -20,7 +20,7 @@ from ..keyring import surface
 # this table against each module's __all__).
 _PUBLIC = {
     "_paths": ["default_data_dir"],
-    "_node_state": ["StatePaths", "NodeState", "MANAGER", "WORKER"],
+    "_node_state": ["StatePaths", "NodeState", "Role"],
     "_keystore": ["KeyStore"],
     "_segments": ["SegmentLog"],
     "_snapshot_file": ["encode_snapshot", "decode_snapshot", "read_snapshot", "write_snapshot"],

@@ -7,6 +7,7 @@ whether the daemon is inactive, a manager (possibly locked) or a worker.
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,20 @@ from typing import Any
 from ..keyring import StorageError
 from ._fsutil import atomic_write
 
-__all__ = ["NodeState", "StatePaths", "MANAGER", "WORKER"]
+__all__ = ["NodeState", "StatePaths", "Role"]
 
-MANAGER = "manager"
-WORKER = "worker"
+
+class Role(StrEnum):
+    """What a node is in the cluster, as its node record and ``state.json`` say.
+
+    Not to be confused with the certificate's OU (keyring's ``MANAGER_ROLE``,
+    ``swarm-manager``), which a manager issues to match the record, nor with
+    the daemon's mode (node's ``Mode``), which says what this process runs now.
+    The values are stored and sent as plain strings.
+    """
+
+    MANAGER = "manager"
+    WORKER = "worker"
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,7 @@ class NodeState:
         return cls(
             cluster_id=cluster_id,
             node_id=node_id,
-            role=MANAGER,
+            role=Role.MANAGER,
             listen_addr=listen_addr,
             advertise_addr=advertise_addr,
             bootstrap_members=[[node_id, advertise_addr]],
