@@ -34,7 +34,7 @@ class FakeRaft:
 def _read_handed_over(raft: FakeRaft, proposer: Proposer) -> tuple[threading.Thread, list[Outcome]]:
     """A read proposed from another thread, returned once it has been handed to Raft."""
     outcome: list[Outcome] = []
-    thread = threading.Thread(target=lambda: outcome.append(proposer.propose([{"op": "read"}], timeout=10)))
+    thread = threading.Thread(target=lambda: outcome.append(proposer.commit([{"op": "read"}], timeout=10)))
     thread.start()
     while not raft.submitted:
         time.sleep(0.01)
@@ -56,7 +56,7 @@ def test_without_a_leader_nothing_is_handed_over_and_the_refusal_is_quick() -> N
     _wait(lambda: not proposer._usable)  # ...and then lost it
     started = time.monotonic()
     with pytest.raises(NoQuorum):
-        proposer.propose([{"op": "put", "key": "k", "value": b"v"}], timeout=10)
+        proposer.commit([{"op": "put", "key": "k", "value": b"v"}], timeout=10)
     assert time.monotonic() - started < LEADER_WAIT + 0.5
     assert raft.submitted == []
     raft.leader = True  # a leader later finds nothing of it to commit
@@ -72,7 +72,7 @@ def test_handed_over_then_leader_lost_is_a_timeout_never_no_quorum() -> None:
 
     def put() -> None:
         try:
-            proposer.propose([{"op": "put", "key": "k", "value": b"v"}], timeout=10)
+            proposer.commit([{"op": "put", "key": "k", "value": b"v"}], timeout=10)
         except Exception as error:  # noqa: BLE001 (recorded for the assertion)
             errors.append(error)
 
@@ -118,7 +118,7 @@ def test_a_manager_that_never_saw_a_leader_gives_the_first_election_longer() -> 
     proposer = raft.proposer(first_leader_wait=3 * LEADER_WAIT)
     started = time.monotonic()
     with pytest.raises(NoQuorum):
-        proposer.propose([{"op": "put", "key": "k", "value": b"v"}], timeout=10)
+        proposer.commit([{"op": "put", "key": "k", "value": b"v"}], timeout=10)
     assert 3 * LEADER_WAIT - 0.2 <= time.monotonic() - started < 3 * LEADER_WAIT + 0.5
     assert raft.submitted == []
     proposer.close()

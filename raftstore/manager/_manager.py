@@ -96,7 +96,7 @@ class Manager:
             fsync=not benchmark.no_fsync,
         )
         self.proposer = Proposer(
-            submit=self.raft.propose,
+            submit=self.raft.append_entry,
             seal_entry=self._seal_entry,
             clock=clock,
             has_leader=self._leader_reachable,
@@ -181,7 +181,7 @@ class Manager:
     def propose(self, actions: list[dict[str, Any]], *, proposal_id: bytes | None = None, timeout: float = 10.0) -> list[Any]:
         """Commit a transaction; returns its per-action results or raises its error."""
         self._check_alive()
-        return raise_for_outcome(self.proposer.propose(actions, proposal_id=proposal_id, timeout=timeout))
+        return raise_for_outcome(self.proposer.commit(actions, proposal_id=proposal_id, timeout=timeout))
 
     def read_barrier(self, consistency: str = "linearizable", timeout: float = 10.0) -> StateMachine:
         """The state machine, after a barrier entry unless ``consistency`` is local."""

@@ -121,8 +121,13 @@ class Proposer:
 
     # ------------------------------------------------------------- public
 
-    def propose(self, actions: list[Any], *, proposal_id: bytes | None = None, timeout: float = 10.0) -> Outcome:
-        """Commit one transaction through Raft and return its outcome (blocking)."""
+    def commit(self, actions: list[Any], *, proposal_id: bytes | None = None, timeout: float = 10.0) -> Outcome:
+        """Commit one transaction through Raft and return its outcome (blocking).
+
+        ``Manager.propose`` is the caller's entry point (it raises on a failed
+        outcome); this is the batching step below it, and ``RaftNode.append_entry``
+        the step below that.
+        """
         encoded = encode_actions(actions)
         if len(encoded) > MAX_TRANSACTION_BYTES:
             raise InvalidArgument(
@@ -184,7 +189,7 @@ class Proposer:
     def barrier(self, timeout: float = 10.0) -> int:
         """An entry committed after this call began: reads after it are linearizable."""
         try:
-            outcome = self.propose([read_action()], timeout=timeout)
+            outcome = self.commit([read_action()], timeout=timeout)
         except Timeout:  # a read changes nothing: the write's "may or may not have been applied" would mislead
             raise Timeout("timed out waiting for the cluster to confirm this read; nothing was changed") from None
         if not outcome.ok:

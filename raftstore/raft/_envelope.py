@@ -1,6 +1,6 @@
 """The entry envelope: how a Raft entry carries a sealed record (this module alone lays it out).
 
-An entry of ours, as the manager's proposer hands it to ``RaftNode.propose``
+An entry of ours, as the manager's proposer hands it to ``RaftNode.append_entry``
 and as the manager's apply hook gets it back once it commits::
 
     entry id (16 random bytes) | sealed record      keyring.seal, kind ENTRY, place entry_context(entry id)

@@ -227,8 +227,8 @@ class RaftNode:
 
     # ------------------------------------------------------------ proposals
 
-    def propose(self, payload: bytes, callback: Callable[[Any, int], None]) -> None:
-        """Submit an entry (an envelope, thread-safe). ``callback(result, fail_reason)`` runs on the tick thread."""
+    def append_entry(self, payload: bytes, callback: Callable[[Any, int], None]) -> None:
+        """Hand a sealed entry (an envelope) to Raft to append to the log (thread-safe). ``callback(result, fail_reason)`` runs on the tick thread."""
         self._core.submit(payload, callback)
 
     def add_member(self, node_id: str, address: str, callback: Callable[[Any, int], None]) -> None:

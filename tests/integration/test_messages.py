@@ -54,7 +54,7 @@ def test_a_read_that_times_out_does_not_speak_of_writes() -> None:
             proposer.barrier(timeout=0.2)
         assert "read" in str(read.value) and "applied" not in str(read.value) and "write" not in str(read.value)
         with pytest.raises(Timeout) as write:
-            proposer.propose([{"op": "put", "key": "k", "value": b"v"}], timeout=0.2)
+            proposer.commit([{"op": "put", "key": "k", "value": b"v"}], timeout=0.2)
         assert "may or may not have been applied" in str(write.value)
     finally:
         proposer.close()

@@ -771,7 +771,7 @@ class Cluster:
                 self.trace(f"ack {label} at {result}")
 
         self.trace(f"propose {label} via {node_id}", noisy=True)
-        self.as_node(node_id, lambda: node.raft.propose(payload, done))  # type: ignore[union-attr]
+        self.as_node(node_id, lambda: node.raft.append_entry(payload, done))  # type: ignore[union-attr]
         self.wake(node_id)
         return payload
 
