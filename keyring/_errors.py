@@ -13,6 +13,7 @@ each carries the exact one-line message an operator sees::
      +-- InvalidCertificate       a certificate or CSR that cannot be used
      +-- InvalidArgument          bad input from a user (names, sizes, durations, ...)
      +-- NotFound
+     |    +-- Compacted           the history a watch asked for is gone (compacted)
      +-- AlreadyExists
      +-- UpdateOutOfSequence      optimistic-concurrency conflict
      +-- PermissionDenied
@@ -35,6 +36,8 @@ every class of the tree is declared here (tests/test_error_codes.py checks).
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "RaftstoreError",
     "InvalidRecord",
@@ -44,6 +47,7 @@ __all__ = [
     "InvalidCertificate",
     "InvalidArgument",
     "NotFound",
+    "Compacted",
     "AlreadyExists",
     "UpdateOutOfSequence",
     "PermissionDenied",
@@ -110,6 +114,29 @@ class InvalidArgument(RaftstoreError):
 
 class NotFound(RaftstoreError):
     default_message = "not found"
+
+
+_OLDEST = re.compile(r"oldest version still available is (\d+)")
+
+
+class Compacted(NotFound):
+    """A watch asked for events after a version whose history is gone (compacted), as etcd's ErrCompacted.
+
+    It is a ``NotFound``, so code catching that keeps working; a daemon that
+    answers ``NotFound`` for a compacted start is turned into this by the
+    client. Managers keep the last 50,000 events in memory and none from before
+    the snapshot they started from: re-read what you need and watch again from
+    ``oldest_version - 1`` or later. ``oldest_version`` is read from the
+    message, and is None when the daemon did not name it.
+    """
+
+    default_message = "the requested version has been compacted"
+
+    def __init__(self, message: str | None = None, since: int | None = None) -> None:
+        super().__init__(message)
+        self.since = since
+        found = _OLDEST.search(self.message)
+        self.oldest_version: int | None = int(found.group(1)) if found else None
 
 
 class AlreadyExists(RaftstoreError):

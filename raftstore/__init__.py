@@ -3,7 +3,7 @@
 The public surface is what this module exports; everything in underscore
 modules is private. Programs use ``raftstore.Client`` (docs/client.md), its
 result types and the error tree: every error raftstore raises on purpose is a
-``RaftstoreError``, and ``Compacted`` (a ``NotFound``) is the client's.
+``RaftstoreError`` (a watch whose history is gone raises ``Compacted``, a ``NotFound``).
 ``raftstore.keyring`` holds the cryptography and ``raftstore.cli`` the
 command line. Names load on first use, so that the
 command line starts quickly.
@@ -23,6 +23,7 @@ from .keyring import (  # the error tree (keyring loads it eagerly: an import-fr
     InvalidCertificate,
     InvalidArgument,
     NotFound,
+    Compacted,
     AlreadyExists,
     UpdateOutOfSequence,
     PermissionDenied,
@@ -51,6 +52,7 @@ _errors_all = [
     "InvalidCertificate",
     "InvalidArgument",
     "NotFound",
+    "Compacted",
     "AlreadyExists",
     "UpdateOutOfSequence",
     "PermissionDenied",
@@ -87,7 +89,6 @@ _LAZY = {
     "Member": "._client_types",
     "ClusterInfo": "._client_types",
     "ObjectInfo": "._client_types",
-    "Compacted": "._client_types",
     # What the command line and the tools use.
     "ControlClient": ".net",
     "serve": ".api",

@@ -1,4 +1,4 @@
-"""What ``raftstore.Client`` returns and takes: frozen dataclasses, and the one error it adds.
+"""What ``raftstore.Client`` returns and takes: frozen dataclasses (its one error, ``Compacted``, is in the tree).
 
 Results are built from the control API's plain maps in one place each
 (``from_wire``), so a program never indexes a map whose keys might move.
@@ -9,11 +9,9 @@ change, and an event's ``version`` the index of the entry that caused it, so
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Union
 
-from .keyring import NotFound
 
 __all__ = [
     "KeyValue",
@@ -26,7 +24,6 @@ __all__ = [
     "Member",
     "ClusterInfo",
     "ObjectInfo",
-    "Compacted",
 ]
 
 
@@ -213,30 +210,3 @@ class ObjectInfo:
     def from_wire(cls, raw: Mapping[str, Any]) -> "ObjectInfo":
         return cls(str(raw["id"]), str(raw["name"]), int(raw["version"]), str(raw["created_at"]),
                    str(raw["updated_at"]), dict(raw.get("labels") or {}), tuple(raw.get("grants") or ()))
-
-
-_OLDEST = re.compile(r"oldest version still available is (\d+)")
-
-
-class Compacted(NotFound):
-    """A watch asked for events after a version whose history is gone (compacted), as etcd's ErrCompacted.
-
-    Raised by ``Client.watch`` where the daemon answers ``NotFound`` for the
-    history (it is a ``NotFound``, so code catching that keeps working).
-    Managers keep the last 50,000 events in memory and none from before the
-    snapshot they started from. Re-read what you need (``Client.list``) and
-    watch again from ``oldest_version - 1`` or later; ``oldest_version`` is
-    None when the daemon did not name it.
-    """
-
-    default_message = "the requested version has been compacted"
-
-    def __init__(self, message: str | None = None, since: int | None = None) -> None:
-        super().__init__(message)
-        self.since = since
-        found = _OLDEST.search(self.message)
-        self.oldest_version: int | None = int(found.group(1)) if found else None
-
-    @property
-    def code(self) -> str:
-        return "NotFound"  # the class the control API sends; this one exists on the client's side only

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterator
 
-from ._client_types import Compacted, Event
-from .keyring import NotFound, RaftstoreError
+from ._client_types import Event
+from .keyring import Compacted, NotFound, RaftstoreError
 
 if TYPE_CHECKING:
     from ._client_endpoints import Connections

@@ -48,5 +48,5 @@ def test_compacted_is_a_not_found_of_the_tree() -> None:
     assert issubclass(raftstore.Compacted, raftstore.NotFound)
     assert issubclass(raftstore.Compacted, raftstore.RaftstoreError)
     error = raftstore.Compacted("version 2 has been compacted; the oldest version still available is 9", since=2)
-    assert error.code == "NotFound" and error.oldest_version == 9 and error.since == 2
+    assert error.code == "Compacted" and error.oldest_version == 9 and error.since == 2
     assert raftstore.Compacted("gone").oldest_version is None
