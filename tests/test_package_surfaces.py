@@ -6,7 +6,8 @@ import importlib
 
 import pytest
 
-PACKAGES = ("raftstore.storage", "raftstore.state", "raftstore.net")
+PACKAGES = ("raftstore.storage", "raftstore.state", "raftstore.net", "raftstore.manager", "raftstore.node", "raftstore.api",
+            "raftstore.telemetry", "raftstore.tools")
 
 
 @pytest.mark.parametrize("name", PACKAGES)

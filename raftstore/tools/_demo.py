@@ -162,5 +162,3 @@ def run_demo(keep: bool = False, out: TextIO = sys.stdout, workdir: Path | None 
             shutil.rmtree(root, ignore_errors=True)
     return ok
 
-
-__all__ += ["Node", "Callable"]

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+__all__ = ["Cluster", "Node", "Result", "RAFTSTORE", "free_port", "wait_until"]
+
 RAFTSTORE = [sys.executable, "-m", "raftstore"]
 
 
