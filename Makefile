@@ -40,7 +40,8 @@ test: $(STAMP) typecheck
 	$(PY) -m pytest -q -n $(JOBS) --dist loadfile $(PYTEST_ARGS)
 
 # Everything, longer: fault scenarios for 30 s each with 5 managers where they
-# allow it (the seed is printed; RAFTSTORE_FAULT_SEED=N replays one), more fuzzing,
+# allow it, with the kill-all and five-manager partition scenarios that make test leaves out (the seed is
+# printed; RAFTSTORE_FAULT_SEED=N replays one), a no-quorum write through a follower, more fuzzing,
 # 500 raftsim seeds per scenario instead of 20, 20 demote/promote rounds instead of
 # one, three promote-during-demote races instead of one, and the soak tests.
 test-slow: $(STAMP) typecheck

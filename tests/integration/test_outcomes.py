@@ -45,7 +45,8 @@ def _absent(node: Node, key: str) -> bool:
     return "not found" in result.stderr.lower()
 
 
-@pytest.mark.parametrize("victim_role", ["follower", "leader"])
+# make test sends the write to the leader only; test-slow also to a follower (it forwards the write).
+@pytest.mark.parametrize("victim_role", [pytest.param("follower", marks=pytest.mark.slow), "leader"])
 def test_a_write_refused_with_no_quorum_never_appears(cluster: Cluster, victim_role: str) -> None:
     nodes = managers(cluster, 2)
     leader = cluster.leader()
