@@ -166,6 +166,13 @@ def test_limits_before_identity_apply_to_http(cluster: Cluster, tmp_path: Path) 
         sock.sendall(b"PUT /v1/kv/big HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n")
         assert _answer(sock).startswith(b"HTTP/1.1 413 ")
     assert curl(port, "/v1/kv/big", cert=me, cacert=ca)[0] == 404
+    # A body within the limit that the client holds back for "Expect: 100-continue" is asked for.
+    with _raw(port, me, ca) as sock:
+        sock.sendall(b"PUT /v1/kv/expect HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 ")
+        sock.sendall(b"hello")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+    assert curl(port, "/v1/kv/expect", cert=me, cacert=ca)[1]["value"] == "hello"
 
     # A client that trickles its request is cut at the stranger's deadline (10 s from accept).
     started = time.monotonic()
