@@ -119,13 +119,13 @@ def serve_http(
             request = _read_request(sock, conn, deadline, body_limit, received=len(first))
             first = b""
         except _Refused as refusal:
-            _refuse(sock, conn, refusal.status, refusal.message)
+            _refuse(sock, conn, refusal.status, refusal.message, deadline)
             return
         if request is None:
             return
         if identify is not None and not identified:
             if not identify():
-                _refuse(sock, conn, 503, "too many control connections; try again later")
+                _refuse(sock, conn, 503, "too many control connections; try again later", deadline)
                 return
             identified = True
         with serving():
@@ -133,7 +133,7 @@ def serve_http(
                 response = app(request, info)
             except Exception:  # the app answers errors itself; this is a bug, and the peer still gets an answer
                 response = HttpResponse(500, b'{"error": "RaftstoreError", "message": "internal error"}\n')
-            if not _send(sock, conn, response):
+            if not _send(sock, conn, response, None if identified else deadline):
                 return
         if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
             return
@@ -219,10 +219,10 @@ def _request(head: h11.Request, body: bytes) -> HttpRequest:
     return HttpRequest(head.method.decode("ascii", "replace"), unquote(target.path), query, headers, body)
 
 
-def _refuse(sock: socket.socket, conn: h11.Connection, status: int, message: str) -> None:
+def _refuse(sock: socket.socket, conn: h11.Connection, status: int, message: str, deadline: float | None) -> None:
     body = (json.dumps({"error": "ProtocolError" if status != 503 else "Unavailable", "message": message})
             + "\n").encode()
-    if _send(sock, conn, HttpResponse(status, body, headers=[("Connection", "close")])):
+    if _send(sock, conn, HttpResponse(status, body, headers=[("Connection", "close")]), deadline):
         _linger(sock)
 
 
@@ -245,13 +245,17 @@ def _linger(sock: socket.socket) -> None:
         pass
 
 
-def _send(sock: socket.socket, conn: h11.Connection, response: HttpResponse) -> bool:
-    """Write the response; False when the connection is done (a stream ended, an error, a close)."""
+def _send(sock: socket.socket, conn: h11.Connection, response: HttpResponse, deadline: float | None) -> bool:
+    """Write the response; False when the connection is done (a stream ended, an error, a close).
+
+    A stranger that does not read its answer is held no longer than its deadline (and at least a second,
+    so that a refusal at the deadline still goes out); an identified client ``HTTP_IDLE_SECONDS``.
+    """
     headers = [("Content-Type", response.content_type), ("Cache-Control", "no-store"), *response.headers]
     if response.stream is None:
         headers.append(("Content-Length", str(len(response.body))))
     try:
-        sock.settimeout(HTTP_IDLE_SECONDS)
+        sock.settimeout(HTTP_IDLE_SECONDS if deadline is None else max(deadline - time.monotonic(), 1.0))
         reason = HTTPStatus(response.status).phrase if response.status in HTTPStatus._value2member_map_ else ""
         sock.sendall(conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason)))
         if response.stream is None:
