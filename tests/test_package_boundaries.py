@@ -275,3 +275,8 @@ def test_exported_names_exist() -> None:
 def test_only_the_metrics_modules_import_prometheus_client() -> None:
     # The series (telemetry) and the HTTP endpoints that serve them with the daemon's state (api).
     _imported_only_by("prometheus_client", "raftstore/telemetry/_metrics.py", "raftstore/api/_http.py")
+
+
+def test_only_the_control_ports_http_module_imports_h11() -> None:
+    # HTTP bytes are parsed in one place, under the control port's limits; api/ sees parsed requests.
+    _imported_only_by("h11", "raftstore/net/_http.py")

@@ -11,6 +11,8 @@ It owns:
 - ``doctor``'s audit, and the read-only views that ``info``, ``node ls`` and
   ``/metrics`` share (``_views``);
 - the metrics and health HTTP endpoints (``MetricsServer``, ``health``);
+- the HTTPS/JSON API of the remote control port (``RestApi``, ``ROUTES``):
+  each route runs one control method through the same authorization;
 - the serve function, the one place that builds a daemon wired to all of
   the above (``_serve``).
 
@@ -35,6 +37,7 @@ _PUBLIC = {
     "_doctor": ["Finding", "audit"],
     "_host": ["Host"],
     "_http": ["MetricsServer", "health"],
+    "_rest": ["RestApi", "ROUTES", "ALTERNATES", "Route"],
     "_views": ["node_info", "ca_config", "node_row"],
     "_serve": ["serve", "build_daemon", "api_wiring"],
 }

@@ -3,7 +3,9 @@
 The node layer below knows nothing of the API: the daemon takes an
 ``ApiWiring`` and calls it. This module supplies it: the control methods and
 the check of each one's declaration, the Raft channel's declaration, the
-cluster service on the cluster port, and the metrics endpoint.
+cluster service on the cluster port, the metrics endpoint, and the HTTPS API of
+the remote control port (``_rest``), which runs each route through the same
+control handler and so the same authorization.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ._authz import RAFT_CHANNEL, Caller, StoreView, authorize
 from ._cluster_service import ClusterService
 from ._http import MetricsServer
 from ._methods import ALLOWED, METHODS
+from ._rest import RestApi
 
 __all__ = ["serve", "build_daemon", "api_wiring"]
 
@@ -46,6 +49,7 @@ def api_wiring() -> ApiWiring:
         store_view=_store_view,
         cluster_service=ClusterService,
         metrics_server=MetricsServer,
+        http_app=RestApi,
     )
 
 

@@ -3,7 +3,8 @@
 It owns the one wire format (length-prefixed msgpack frames; an error travels
 as its code), the TLS contexts and how a peer's certificate names it, the
 control API (``ControlServer``/``ControlClient``: the command line to its
-daemon), the cluster port (``ClusterListener``, ``ClusterClient``: nodes to
+daemon; its TCP port also speaks HTTP, parsed by h11 in ``_http`` and handed
+up as ``HttpRequest`` to an ``HttpApp``), the cluster port (``ClusterListener``, ``ClusterClient``: nodes to
 managers, managers to each other), the limits that apply before a peer's
 identity is known, and the parsing of ``HOST:PORT`` and ``-H`` addresses. What
 a request means is decided above (api); this package moves it and bounds it.
@@ -23,6 +24,7 @@ _PUBLIC = {
     "_frames": ["encode_frame", "read_frame", "write_frame", "FrameBuffer"],
     "_tls": ["TlsIdentity", "server_context", "client_context", "peer_identity"],
     "_control": ["ControlServer", "ControlClient", "Stream"],
+    "_http": ["HttpRequest", "HttpResponse", "HttpApp"],
     "_cluster_listener": ["ClusterListener"],
     "_cluster_client": ["ClusterClient", "call_any_manager", "call_any_manager_anonymous", "fetch_root_ca", "try_each_manager"],
     "_rate_limit": ["JoinLimiter"],

@@ -47,6 +47,7 @@ from ..keyring import (
 from ._addresses import is_loopback_host, listen_tcp, parse_host, split_host_port
 from ._admission import STRANGER_DEADLINE, ConnectionPool, Slot
 from ._frames import STRANGER_FRAME_BYTES, error_reply, raise_for_reply, read_frame, write_frame
+from ._http import HttpApp, looks_like_http, serve_http
 from ._tls import peer_certificate_pem, peer_identity
 
 # sun_path holds 108 bytes on Linux, the last one for the terminating NUL.
@@ -63,6 +64,8 @@ TLS_HINT = ("; if the daemon serves TLS, give --tlsverify --tlscacert FILE (and 
 MAX_TCP_STRANGERS = 32
 MAX_TCP_STRANGERS_PER_ADDRESS = 16
 MAX_TCP_CONNECTIONS = 64
+#: An HTTP request body from an admin client certificate: a 1.5 MiB transaction, base64 in JSON, fits.
+MAX_HTTP_BODY_BYTES = 4 * 2**20
 
 
 class Stream:
@@ -76,10 +79,15 @@ Handler = Callable[[str, dict[str, Any], dict[str, Any]], Any]
 
 
 class ControlServer:
-    """Serves control requests on a unix socket and, optionally, a TLS TCP socket."""
+    """Serves control requests on a unix socket and, optionally, a TLS TCP socket.
 
-    def __init__(self, handler: Handler, log: Callable[[str], None]) -> None:
+    With ``http``, the TCP socket also serves HTTP (``_http``): the first
+    byte a peer sends after the handshake says which protocol it speaks.
+    """
+
+    def __init__(self, handler: Handler, log: Callable[[str], None], http: HttpApp | None = None) -> None:
         self._handler = handler
+        self._http = http
         self._log = log
         self._sockets: list[socket.socket] = []
         self._stopping = threading.Event()
@@ -174,10 +182,19 @@ class ControlServer:
                 conn.settimeout(None)
                 known = _may_be_admin(conn)  # type: ignore[arg-type]
             info = _caller_info(conn, info)
+            prefix = b""
+            if slot is not None and self._http is not None:
+                prefix = _first_byte(conn, deadline)
+                if not prefix:
+                    return
+                if looks_like_http(prefix):
+                    self._serve_http(conn, prefix, info, deadline, known, slot)
+                    return
             limit = MAX_REQUEST_BYTES if known else STRANGER_FRAME_BYTES
             while not self._stopping.is_set():
                 try:
-                    request = read_frame(conn, limit, deadline)
+                    request = read_frame(conn, limit, deadline, prefix)
+                    prefix = b""
                 except (ConnectionError, socket.timeout):
                     return
                 except ProtocolError as error:
@@ -205,6 +222,20 @@ class ControlServer:
             conn.close()
             if slot is not None:
                 slot.release()
+
+    def _serve_http(
+        self, conn: socket.socket, first: bytes, info: dict[str, Any], deadline: float | None, known: bool, slot: Slot
+    ) -> None:
+        """HTTP on this connection, under the same limits before identity and the same caller ``info``."""
+        assert self._http is not None
+        serve_http(
+            conn, first, self._http, {**info, "protocol": "http"},
+            deadline=deadline,
+            body_limit=MAX_HTTP_BODY_BYTES if known else STRANGER_FRAME_BYTES,
+            identify=slot.identify if known else None,
+            serving=slot.serving,
+            stopping=self._stopping,
+        )
 
     def _answer(self, conn: socket.socket, method: str, params: dict[str, Any], info: dict[str, Any]) -> bool:
         try:
@@ -248,6 +279,16 @@ class ControlServer:
         finally:
             stop.set()
         return False
+
+
+def _first_byte(conn: socket.socket, deadline: float | None) -> bytes:
+    """The peer's first byte (which protocol it speaks), or b"" when it closed or its time ran out."""
+    try:
+        if deadline is not None:
+            conn.settimeout(max(deadline - time.monotonic(), 0.001))
+        return conn.recv(1)
+    except (socket.timeout, ConnectionError):
+        return b""
 
 
 def _caller_info(conn: socket.socket, info: dict[str, Any]) -> dict[str, Any]:

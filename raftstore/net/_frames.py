@@ -87,8 +87,13 @@ def _read_exactly(sock: socket.socket, n: int, deadline: float | None) -> bytes:
     return b"".join(chunks)
 
 
-def read_frame(sock: socket.socket, max_bytes: int = MAX_FRAME_BYTES, deadline: float | None = None) -> Any:
+def read_frame(
+    sock: socket.socket, max_bytes: int = MAX_FRAME_BYTES, deadline: float | None = None, prefix: bytes = b""
+) -> Any:
     """Read one frame from a blocking socket, by ``deadline`` (``time.monotonic()``) if given.
+
+    ``prefix`` is the frame's first bytes when the caller already read them
+    (the control port reads one to tell msgpack from HTTP).
 
     A frame over ``max_bytes`` is refused from its length prefix, before a
     byte of it is read.
@@ -96,7 +101,7 @@ def read_frame(sock: socket.socket, max_bytes: int = MAX_FRAME_BYTES, deadline: 
     Raises ConnectionError on EOF, ProtocolError on a malformed or oversized
     frame, and socket.timeout when the deadline passes.
     """
-    (length,) = _LENGTH.unpack(_read_exactly(sock, 4, deadline))
+    (length,) = _LENGTH.unpack(prefix + _read_exactly(sock, 4 - len(prefix), deadline))
     if length > max_bytes:
         raise ProtocolError(f"frame of {length} bytes exceeds the limit of {max_bytes}")
     return decode_payload(_read_exactly(sock, length, deadline), max_bytes)

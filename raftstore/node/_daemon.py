@@ -111,6 +111,9 @@ class ApiWiring:
     cluster_service: Callable[["Daemon"], ClusterServiceHooks]
     #: The ``--metrics-addr`` endpoint, built when the daemon starts with one.
     metrics_server: Callable[["Daemon"], MetricsEndpoint]
+    #: The HTTPS API of the remote control port, given the daemon's control handler (authorization
+    #: included) and its log; None serves msgpack alone.
+    http_app: Callable[[Callable[[str, dict[str, Any], dict[str, Any]], Any], Callable[[str], None]], Any] | None = None
 
 
 class Daemon:
@@ -150,7 +153,9 @@ class Daemon:
         self._server_context: ssl.SSLContext | None = None
         self._lock_fd: int | None = None
         self._stopping = threading.Event()
-        self.control = ControlServer(self._handle, self.log)
+        self.control = ControlServer(
+            self._handle, self.log, http=api.http_app(self._handle, self.log) if api.http_app is not None else None
+        )
         # Managers remember when workers last reported (node ls STATUS).
         self.heartbeats: dict[str, float] = {}
         self._last_role_check = 0.0

@@ -1,7 +1,8 @@
 """Authorization declared once: every method on every listener names who may call it.
 
 The listeners: the control socket and remote control API (``_methods``), the
-cluster port's node API (``_cluster_service.NODE_API``) and its Raft channel
+HTTPS API on the remote control port (``_rest.ROUTES``: each route names a
+control method and runs through the same check), the cluster port's node API (``_cluster_service.NODE_API``) and its Raft channel
 (``_authz.RAFT_CHANNEL``). A method without a declaration fails here, and is
 refused at run time by the one check, ``_authz.authorize``.
 """
@@ -111,3 +112,45 @@ def test_a_locked_manager_admits_a_client_certificate_only_to_unlock_and_info() 
             authorize(ADMIN_WHILE_LOCKED, caller, locked)
     with pytest.raises(PermissionDenied):  # an inactive or worker node has no such exception
         authorize(ADMIN_WHILE_LOCKED, client, StoreView("c1", lambda fresh: None))
+
+
+def test_every_https_route_names_a_declared_control_method() -> None:
+    from raftstore.api._rest import ALTERNATES, ROUTES
+
+    assert ROUTES
+    for route in ROUTES:
+        assert route.method in ALLOWED, (route.verb, route.pattern, route.method)
+    for name, alternate in ALTERNATES.items():
+        assert ALLOWED[alternate] == ALLOWED[name], (name, alternate)
+    # Only what a locked manager may serve anyway is reachable there over HTTP without the store.
+    assert sorted({r.method for r in ROUTES if ALLOWED[r.method] == ADMIN_WHILE_LOCKED}) == ["info", "unlock"]
+
+
+def test_every_https_route_is_refused_to_a_node_certificate_and_an_undeclared_route_to_all(tmp_path: Path) -> None:
+    """Each route runs the daemon's own control handler, so the declaration is checked before the method."""
+    from raftstore.api import _rest
+    from raftstore.api._serve import build_daemon
+    from raftstore.net import HttpRequest
+
+    daemon = build_daemon(tmp_path / "d")
+    api = _rest.RestApi(daemon._handle)
+    node = {"transport": "tcp", "tls": True, "peer": _identity(MANAGER_ROLE), "address": "127.0.0.1"}
+    for route in _rest.ROUTES:
+        path = route.pattern.replace("(.+)", "k").replace("/([^/]+)", "/x").replace("/?", "")
+        response = api(HttpRequest(route.verb, path, {}, {}, b""), node)
+        assert response.status == 403, (route.verb, path, response.body)
+
+    @method("test.undeclared_route")
+    def undeclared(daemon, params):  # pragma: no cover - must never run
+        raise AssertionError("an undeclared method ran")
+
+    routes = _rest._COMPILED
+    try:
+        route = _rest.Route("GET", "/v1/undeclared", "test.undeclared_route", lambda request, name: {})
+        _rest._COMPILED = [*routes, (route, __import__("re").compile(route.pattern))]
+        for info in ({"transport": "unix"}, {"transport": "tcp", "tls": False}, node):
+            response = api(HttpRequest("GET", "/v1/undeclared", {}, {}, b""), info)
+            assert response.status == 403, response.body
+    finally:
+        _rest._COMPILED = routes
+        del METHODS["test.undeclared_route"]
