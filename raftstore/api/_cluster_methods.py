@@ -38,14 +38,13 @@ from ..manager import (
     update_cluster,
     updated_external_cas,
 )
-from ..net import split_host_port
+from ..net import ClusterClient, split_host_port
 from ..node import (
     Mode,
     bootstrap_actions,
     force_new_cluster,
     initialize_cluster,
     join_cluster,
-    join_raft,
     start_manager,
     start_worker,
 )
@@ -138,7 +137,18 @@ def join(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
         node = result.node
         try:
             if node.role == Role.MANAGER:
-                manager = join_raft(as_node_host(host), node, result.keyring, result.kek, result.node_key_pem, [remote])
+                # Raft first, then state.json: a crash in between leaves an inactive node to join again
+                # (a promotion, node.join_raft, saves first and asks to be readmitted instead).
+                manager = start_manager(as_node_host(host), node, result.keyring, result.kek, result.node_key_pem,
+                                        joining=True)
+                node.save(host.paths.state_file)
+                with ClusterClient(
+                    remote,
+                    trusted_roots_pem=host.paths.root_ca.read_bytes(),
+                    identity=manager.tls_identity(),
+                    cluster_id=node.cluster_id,
+                ) as client:
+                    client.call("raft.join", {})
                 if not manager.wait_applied(1, LEADER_WAIT) or not host.wait_for_leader(LEADER_WAIT):
                     raise NoQuorum("joined the Raft configuration but no leader was heard from")
             else:
