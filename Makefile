@@ -18,8 +18,9 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv: $(STAMP)
 
-# Three test processes on two cores: the integration tests spend most of their time waiting on daemons.
-JOBS ?= 3
+# Four test processes on two cores: the integration tests spend most of their time waiting on daemons
+# (1,125 tests: 579 s with three processes, 518 s with four, here).
+JOBS ?= 4
 
 # mypy over the installed package raftstore (its keyring and cli too): strict on raftstore.keyring, the
 # defaults elsewhere (setup.cfg [mypy]). keyring/ and cli/ install as raftstore.keyring and raftstore.cli
