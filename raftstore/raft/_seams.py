@@ -36,6 +36,13 @@ pysyncobj's defaults:
     ``RaftCore.receive_snapshots_with`` wraps pysyncobj's serializer in our
     ``SnapshotReceiver`` (``_snapshots.py``).
 
+``SyncObj._doDestroy`` and ``SyncObj._SyncObj__pipeNotifier``
+    pysyncobj opens a wake-up pipe per ``SyncObj`` (its ``PipeNotifier``)
+    and never closes it, so every manager that stops leaks two descriptors
+    (a long-lived daemon locked and unlocked many times, or a simulation of
+    thousands of nodes, runs out). ``RaftCore._doDestroy`` closes it after
+    pysyncobj's own teardown.
+
 ``Transport._onMessageReceived``, ``_onNodeConnected``, ``_onNodeDisconnected``, ``SyncObj._poller``
     ``PysyncobjTransport`` is pysyncobj's transport over ours
     (``RaftTransportCore``, mutual TLS, or whatever the owner's
@@ -56,6 +63,8 @@ thread stops when the thread that built the ``SyncObj`` exits.
 """
 
 from __future__ import annotations
+
+import os
 
 import threading
 from dataclasses import dataclass
@@ -232,6 +241,27 @@ class RaftCore(SyncObj):
                 _pending_journal.clear()
 
     # ------------------------------------------------------------ overrides
+
+    def _doDestroy(self) -> None:
+        super()._doDestroy()
+        notifier = getattr(self, "_SyncObj__pipeNotifier", None)
+        if notifier is None:
+            return
+        notifier.notify = lambda: None  # a late submit must not write to a closed (or reused) descriptor
+        for name in ("_PipeNotifier__pipeR", "_PipeNotifier__pipeW"):
+            fd = getattr(notifier, name, None)
+            if fd is None:
+                continue
+            if name.endswith("pipeR"):
+                try:
+                    self._poller.unsubscribe(fd)
+                except (KeyError, ValueError, OSError):
+                    pass
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            setattr(notifier, name, None)
 
     def _SyncObj__onMessageReceived(self, node: Node, message: Any) -> None:
         if message.get("type") == "append_entries" and "prevLogIdx" in message and "transmission" not in message:
