@@ -197,6 +197,15 @@ class RaftNode:
         except Exception:
             log.exception("raft shutdown failed")
 
+    def abandon(self) -> None:
+        """Drop this node without a teardown, as a power cut would (the deterministic simulation's crash).
+
+        Only what the operating system would reclaim from a dead process is
+        released (pysyncobj's wake-up pipe); the journal is left exactly as
+        the crash leaves it, unsynced and unclosed.
+        """
+        self._core.close_wakeup_pipe()
+
     def tick_once(self, wait: float = 0.0) -> None:
         """One turn of the tick thread (the deterministic simulation in tests/raftsim calls it directly)."""
         self._hold_elections()

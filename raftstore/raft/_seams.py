@@ -41,7 +41,7 @@ pysyncobj's defaults:
     and never closes it, so every manager that stops leaks two descriptors
     (a long-lived daemon locked and unlocked many times, or a simulation of
     thousands of nodes, runs out). ``RaftCore._doDestroy`` closes it after
-    pysyncobj's own teardown.
+    pysyncobj's own teardown (``close_wakeup_pipe``).
 
 ``Transport._onMessageReceived``, ``_onNodeConnected``, ``_onNodeDisconnected``, ``SyncObj._poller``
     ``PysyncobjTransport`` is pysyncobj's transport over ours
@@ -244,6 +244,10 @@ class RaftCore(SyncObj):
 
     def _doDestroy(self) -> None:
         super()._doDestroy()
+        self.close_wakeup_pipe()
+
+    def close_wakeup_pipe(self) -> None:
+        """Close pysyncobj's wake-up pipe (it never does); later wake-ups go nowhere."""
         notifier = getattr(self, "_SyncObj__pipeNotifier", None)
         if notifier is None:
             return

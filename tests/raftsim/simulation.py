@@ -546,6 +546,8 @@ class Cluster:
             for lg in loggers:
                 lg.removeHandler(handler)
             for node in self.nodes.values():
+                if node.raft is not None:
+                    node.raft.abandon()
                 if node.durability is not None:
                     node.durability.segments.close_quietly()
 
@@ -662,6 +664,8 @@ class Cluster:
         if not node.alive:
             return
         assert node.durability is not None
+        if node.raft is not None:
+            node.raft.abandon()
         node.raft = None
         self.network.cores.pop(node_id, None)
         for pair in sorted((p for p in self.network.up if node_id in p), key=sorted):
