@@ -23,7 +23,8 @@ from ._errors import __all__ as _errors_all
 _PUBLIC = {
     "_ids": ["ID_LENGTH", "new_id", "is_valid_id", "to_base36"],
     "_seal": ["Algorithm", "RecordKind", "DataKey", "KeySource", "HEADER_SIZE", "RECORD_VERSION", "seal",
-              "open_record", "record_key_id", "entry_context", "snapshot_context"],
+              "open_record", "record_key_id", "entry_context", "snapshot_context",
+              "snapshot_chunk_context"],
     "_deks": ["Keyring", "KeyEncryptionKey", "wrap_keyring", "unwrap_keyring", "wrapped_kek_version",
               "wrap_data_key", "unwrap_data_key", "seal_private_key", "open_private_key"],
     "_log_chain": ["LogChain", "CHAIN_START", "CHAIN_TAG_SIZE", "chain_key", "chain_tag"],

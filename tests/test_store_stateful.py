@@ -22,7 +22,7 @@ from raftstore.storage._keystore import KeyStore
 from raftstore.manager._manager import Manager
 from raftstore.storage._node_state import StatePaths
 from raftstore.raft import RaftConfig
-from raftstore.storage._snapshot_file import read_snapshot
+from raftstore.storage._snapshot_file import SnapshotReader
 from raftstore.keyring import UpdateOutOfSequence
 from raftstore.tools._local_cluster import free_port, wait_until
 
@@ -82,6 +82,14 @@ class OneManager:
 
 keys = st.sampled_from(["a", "b", "c"])
 values = st.binary(max_size=6)
+
+
+def _snapshot_index(path: Path) -> int:
+    """The index of the snapshot at ``path``, 0 without one."""
+    if not path.exists():
+        return 0
+    with SnapshotReader(path) as reader:
+        return reader.index
 
 
 class StoreThroughRaft(RuleBasedStateMachine):
@@ -146,13 +154,13 @@ class StoreThroughRaft(RuleBasedStateMachine):
     @rule()
     def snapshot(self) -> None:
         manager = self.manager
-        before = read_snapshot(self.store.paths.raft / "snapshot")[0] if (self.store.paths.raft / "snapshot").exists() else 0
+        path = self.store.paths.raft / "snapshot"
+        before = _snapshot_index(path)
         manager.read_barrier()  # at least two applied entries since any earlier snapshot
         manager.read_barrier()
         manager.raft.force_snapshot()
         wait_until(
-            lambda: (self.store.paths.raft / "snapshot").exists()
-            and read_snapshot(self.store.paths.raft / "snapshot")[0] > before,
+            lambda: _snapshot_index(path) > before,
             timeout=10,
             what="a new snapshot",
         )

@@ -26,13 +26,12 @@ from ..keyring import (
     Keyring,
     RaftstoreError,
     UnlockKey,
-    record_key_id,
     unwrap_data_key,
     wrap_data_key,
 )
-from ..raft import CurrentKeyring, RaftNode
+from ..raft import CurrentKeyring, RaftNode, snapshot_key_id
 from ..state import StateMachine
-from ..storage import KeyStore, read_snapshot
+from ..storage import KeyStore
 
 __all__ = ["DataKeys", "ROTATE_DEK_AFTER", "ROTATE_DEK_AFTER_ENV", "dek_rotation_threshold"]
 
@@ -176,8 +175,9 @@ class DataKeys:
         if not old:
             return
         on_disk = set(self._raft.journal.disk_key_ids())
-        if self._raft_dir.joinpath("snapshot").exists():
-            on_disk.add(record_key_id(read_snapshot(self._raft_dir / "snapshot")[2]))
+        snapshot_key = snapshot_key_id(self._raft_dir / "snapshot")
+        if snapshot_key is not None:
+            on_disk.add(snapshot_key)
         removable = [k for k in old if k not in on_disk]
         if removable:
             # The deletion of the last segment that needed them must be durable

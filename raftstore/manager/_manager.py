@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import msgpack
 
@@ -85,7 +85,7 @@ class Manager:
             client_context=lambda: client_context(self._tls_identity, self._tls_identity.trusted_roots_pem),
             apply=self._apply,
             advance=self._advance,
-            dump_state=self.state.encode,
+            dump_state=self.state.snapshot_parts,
             load_state=self._load_state,
             on_fatal=self._fatal_error,
             on_leader_change=self._leader_changed,
@@ -252,8 +252,8 @@ class Manager:
         with self.applied:
             self.applied.notify_all()
 
-    def _load_state(self, encoded: bytes) -> None:
-        self.state.load(msgpack.unpackb(encoded, raw=False))
+    def _load_state(self, parts: Iterable[bytes]) -> None:
+        self.state.load_parts(parts)
         self._after_load()
 
     def _after_load(self) -> None:

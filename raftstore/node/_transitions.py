@@ -329,7 +329,7 @@ def force_new_cluster(host: "NodeHost") -> dict[str, Any]:
     with host.cluster_service.membership.hold():
         manager.stop()
         stop_roles(host)
-        applied = manager.raft.rewrite_as_single_member(manager.state.encode(), manager.state.applied_index)
+        applied = manager.raft.rewrite_as_single_member(manager.state.snapshot_parts(), manager.state.applied_index)
         # Membership is rebuilt from the rewritten snapshot; the bootstrap list must agree.
         node = node.replace(bootstrap_members=[[node.node_id, node.advertise_addr]],
                             manager_addrs=[node.advertise_addr])
@@ -398,7 +398,7 @@ def complete_restore(paths: StatePaths, node: NodeState, keyring: Keyring, kek: 
     prev = (bytes([1]), backup.index - 1, backup.term)
     install_single_member(
         paths.raft, CurrentKeyring(keyring, node.cluster_id), last, prev, (node.node_id, node.advertise_addr),
-        state_bytes, log,
+        state.snapshot_parts(), log,
     )
     pending.unlink()
     log(f"restored cluster {node.cluster_id} from a backup at index {backup.index}; this node is its only manager")

@@ -26,6 +26,7 @@ from ._current_keyring import CurrentKeyring
 from ._envelope import Envelope, parse_envelope, seal_envelope, unsealed_envelope
 from ._node import FAIL_REASONS, RaftConfig, RaftNode
 from ._raft_transport import DIAL_MAP_ENV
+from ._snapshot_format import snapshot_key_id
 from ._snapshots import install_single_member
 
 __all__ = [
@@ -38,5 +39,6 @@ __all__ = [
     "install_single_member",
     "parse_envelope",
     "seal_envelope",
+    "snapshot_key_id",
     "unsealed_envelope",
 ]

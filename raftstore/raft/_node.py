@@ -19,14 +19,13 @@ from typing import Any, Callable, Iterable
 from pysyncobj import SyncObjConf
 from pysyncobj.config import FAIL_REASON
 
-from ..storage import read_snapshot
 from ._current_keyring import CurrentKeyring
 from ._envelope import EntryCodec
 from ._journal import SealedJournal
 from ._outbox import Outbox
 from ._raft_transport import RaftTransportCore
 from ._seams import CoreHooks, RaftCore, RaftMember
-from ._snapshots import SealedSnapshots, install_single_member
+from ._snapshots import SealedSnapshots, in_a_thread, install_single_member
 
 __all__ = ["FAIL_REASONS", "RaftConfig", "RaftNode"]
 
@@ -71,7 +70,9 @@ class RaftNode:
     - ``apply(index, payload) -> result``: a committed entry of ours (its
       envelope, ``_envelope.py``);
     - ``advance(index)``: a committed entry of pysyncobj's (no-op, membership);
-    - ``dump_state() -> bytes`` / ``load_state(bytes)``: snapshot contents;
+    - ``dump_state() -> parts`` / ``load_state(parts)``: snapshot contents,
+      an iterable of byte strings; ``dump_state`` must only freeze the state
+      (the parts are read later, on the snapshot writer's thread);
     - ``on_fatal(message)``: the node cannot go on (a snapshot it received does
       not open); the owner stops it;
     - ``on_leader_change(leader id or None, term)``;
@@ -89,8 +90,8 @@ class RaftNode:
         client_context: Callable[[], Any],
         apply: Callable[[int, bytes], Any],
         advance: Callable[[int], None],
-        dump_state: Callable[[], bytes],
-        load_state: Callable[[bytes], None],
+        dump_state: Callable[[], Iterable[bytes]],
+        load_state: Callable[[Iterable[bytes]], None],
         on_fatal: Callable[[str], None],
         on_leader_change: Callable[[str | None, int], None] = lambda leader, term: None,
         missing_key: Callable[[int], bool] = lambda key_id: False,
@@ -99,6 +100,7 @@ class RaftNode:
         config: RaftConfig = RaftConfig(),
         hold_elections: bool = False,
         transport_factory: Callable[..., Any] = RaftTransportCore,
+        run_in_background: Callable[[Callable[[], None]], None] = in_a_thread,
     ) -> None:
         self.raft_dir = Path(raft_dir)
         # RaftTransportCore's keyword interface; tests/raftsim passes an in-memory network.
@@ -120,6 +122,7 @@ class RaftNode:
             on_fatal=on_fatal,
             missing_key=missing_key,
             log=log,
+            run_in_background=run_in_background,
         )
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -153,9 +156,8 @@ class RaftNode:
             logCompactionMinTime=config.compaction_min_seconds,
             fullDumpFile=str(self._snapshots.path),
             journalFile=str(self.raft_dir / "journal-unused"),
-            serializer=self._snapshots.serialize,
+            serializer=self._snapshots.serialize_inline,
             deserializer=self._snapshots.deserialize,
-            serializeChecker=self._snapshots.check,
             useFork=False,
         )
         hooks = CoreHooks(
@@ -167,7 +169,9 @@ class RaftNode:
             after_sends=self._outbox.persist,
         )
         self._core = RaftCore(self_node, others, conf, hooks)
-        self._core.receive_snapshots_with(self._snapshots.receiver)
+        self._core.receive_snapshots_with(
+            lambda inner: self._snapshots.serializer(inner, self._send_backlog, self._snapshot_installed)
+        )
 
     def _open_transport(self, **wiring: Any) -> Any:
         """Build the transport when pysyncobj asks for it (inside ``RaftCore``'s constructor)."""
@@ -233,6 +237,7 @@ class RaftNode:
         self._stopping.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        self._snapshots.close(timeout)
 
     # ------------------------------------------------------------ proposals
 
@@ -306,11 +311,20 @@ class RaftNode:
 
     # ------------------------------------------------------------ snapshots
 
+    def _send_backlog(self, node_id: str) -> int:
+        """Bytes waiting in the connection to ``node_id`` (0 for a transport that does not say)."""
+        backlog = getattr(self._transport, "backlog", None)
+        return int(backlog(node_id)) if backlog is not None else 0
+
+    def _snapshot_installed(self) -> None:
+        """A leader's snapshot was just loaded, which may have taken longer than an election timeout: that is no reason to start one."""
+        self._core.postpone_election(time.monotonic() + self.config.election_timeout_max)
+
     def _maybe_compact_by_size(self) -> None:
         if self.journal.disk_bytes() > self.config.compaction_max_log_bytes:
             self._core.forceLogCompaction()
 
-    def rewrite_as_single_member(self, state: bytes, applied_index: int) -> int:
+    def rewrite_as_single_member(self, state_parts: Iterable[bytes], applied_index: int) -> int:
         """After ``stop()``: make this node the only member, keeping state up to ``applied_index``.
 
         Writes a snapshot at ``applied_index`` whose configuration is this
@@ -323,8 +337,11 @@ class RaftNode:
             last, prev = entries[applied_index], entries[applied_index - 1]
         else:
             # The applied entries were compacted into the current snapshot: use its position.
-            index, term, _ = read_snapshot(self._snapshots.path)
+            position = self._snapshots.position()
+            if position is None:
+                raise RuntimeError("the applied entries are neither in the log nor in a snapshot")
+            index, term = position
             last, prev = (bytes([1]), index, term), (bytes([1]), index - 1, term)
         me = self._core.selfNode
-        install_single_member(self.raft_dir, self.keys, last, prev, (me.id, me.address), state, self.log)
+        install_single_member(self.raft_dir, self.keys, last, prev, (me.id, me.address), state_parts, self.log)
         return int(last[1])

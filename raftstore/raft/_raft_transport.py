@@ -237,6 +237,11 @@ class RaftTransportCore:
         conn.send(encode_frame(message))
         return not conn.closed
 
+    def backlog(self, node_id: str) -> int:
+        """Bytes queued for ``node_id`` that its connection has not taken yet (0 when there is none)."""
+        conn = self._connections.get(node_id)
+        return len(conn.outbox) if conn is not None else 0
+
     # ----------------------------------------------------------- connections
 
     def adopt(self, node_id: str, sock: ssl.SSLSocket) -> None:

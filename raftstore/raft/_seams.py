@@ -33,8 +33,8 @@ pysyncobj's defaults:
 ``SyncObj._SyncObj__serializer``
     Receiving a leader's snapshot. pysyncobj writes it with the umask's mode
     and renames it over ours before anything checks it, without fsync.
-    ``RaftCore.receive_snapshots_with`` wraps pysyncobj's serializer in our
-    ``SnapshotReceiver`` (``_snapshots.py``).
+    ``RaftCore.receive_snapshots_with`` replaces pysyncobj's serializer with our
+    ``SnapshotSerializer`` (``_snapshots.py``), which wraps it.
 
 ``SyncObj._doDestroy`` and ``SyncObj._SyncObj__pipeNotifier``
     pysyncobj opens a wake-up pipe per ``SyncObj`` (its ``PipeNotifier``)
@@ -54,7 +54,7 @@ pysyncobj's defaults:
     Read or called through ``RaftCore``'s public methods only.
 
 Public hooks used elsewhere: ``SyncObjConf``'s ``serializer``,
-``deserializer`` and ``serializeChecker`` (``_snapshots.py``), the ``Journal``
+``deserializer`` (``_snapshots.py``), the ``Journal``
 interface (``_journal.py``).
 
 Ticking: we run pysyncobj with ``autoTick=False`` and drive ``doTick`` from our

@@ -1,75 +1,50 @@
-"""Sealed snapshots: what a Raft snapshot holds, taking one, loading one, and receiving one in chunks.
+"""Snapshots under Raft: taken without stalling it, loaded, streamed to followers and received from a leader.
 
-A snapshot file is ``storage/_snapshot_file``'s frame (magic, index, term,
-checksum) around one sealed record, and this module writes it only through
-that module. The record (kind SNAPSHOT, place ``snapshot_context(index,
-term)``) holds a msgpack map::
+The file's layout and sealing belong to ``_snapshot_format``; this module
+decides when and on which thread that code runs.
 
-    state     the state machine's dump (its own format)
-    last      [on-disk payload, index, term] of the last entry it covers
-    prev      the same for the entry before it
-    members   [[node id, address], ...]: the Raft configuration at ``last``
+Taking one. pysyncobj asks for a snapshot on its tick thread, and a custom
+serializer used to run there in full: at 500 MB the leader spent long
+enough packing and sealing to lose its leadership. Now the tick thread only
+freezes a view of the state (``dump_state``: shallow copies, see
+``state/_state_dump``) and hands the writing to a background thread, which
+seals and writes it a few MiB at a time; pysyncobj learns of the end through
+``checkSerializing`` on a later tick and only then compacts its log.
 
-``last`` and ``prev`` are in the journal's on-disk form (``_envelope.py``),
-so a control entry stays sealed inside the snapshot too.
-
-pysyncobj takes and loads snapshots through its public hooks
-(``SyncObjConf.serializer``, ``deserializer``, ``serializeChecker``):
-``SealedSnapshots`` supplies them. A leader streams its file to a lagging
-follower in chunks; ``SnapshotReceiver`` receives them (the seam that
-installs it: ``RaftCore.receive_snapshots_with``).
+pysyncobj's hooks (``SyncObjConf.deserializer`` at start-up) and its
+``Serializer`` object (replaced once Raft runs, through the seam
+``RaftCore.receive_snapshots_with``) are both served here: ``SealedSnapshots``
+holds the file, ``SnapshotSerializer`` stands in for pysyncobj's serializer.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
-import msgpack
 from pysyncobj.config import SERIALIZER_STATE
 
-from ..keyring import InvalidRecord, RecordKind, open_record, record_key_id, seal, snapshot_context
-from ..storage import fsync_directory, read_snapshot, write_snapshot
-from ..telemetry import SNAPSHOT_BYTES, SNAPSHOT_SECONDS, timed
+from ..keyring import InvalidRecord
+from ..storage import SnapshotReader, fsync_directory
+from ..telemetry import SNAPSHOT_BYTES, SNAPSHOT_SECONDS
 from ._current_keyring import CurrentKeyring
-from ._envelope import EntryCodec
 from ._journal import SealedJournal
+from ._envelope import EntryCodec
 from ._seams import RaftMember
+from ._snapshot_format import Entry, SnapshotCancelled, open_snapshot, write_snapshot_file
 
-__all__ = ["SealedSnapshots", "SnapshotReceiver", "install_single_member", "write_snapshot_file"]
+__all__ = ["SealedSnapshots", "SnapshotSerializer", "install_single_member", "write_snapshot_file", "in_a_thread"]
 
-#: An entry as pysyncobj holds it: (command, index, term).
-Entry = Any
+#: How many bytes may wait in a follower's connection before the next snapshot chunk goes out.
+SEND_BACKLOG_BYTES = 4 * 2**20
 
 
-def write_snapshot_file(
-    path: str | os.PathLike[str],
-    keys: CurrentKeyring,
-    last: Entry,
-    prev: Entry,
-    members: list[tuple[str, str]],
-    state: bytes,
-) -> None:
-    """Seal a snapshot at ``last`` and replace the file at ``path`` with it (mode 0600, durable on return).
-
-    Raises:
-        StorageError: the disk refused; the file at ``path`` is unchanged.
-    """
-    codec = EntryCodec(keys)
-    index, term = last[1], last[2]
-    plaintext = msgpack.packb(
-        {
-            "state": state,
-            "last": [codec.to_disk(last[0], last[1]), last[1], last[2]],
-            "prev": [codec.to_disk(prev[0], prev[1]), prev[1], prev[2]],
-            "members": [list(m) for m in members],
-        },
-        use_bin_type=True,
-    )
-    sealed = seal(keys.keyring.active, RecordKind.SNAPSHOT, keys.cluster_id, snapshot_context(index, term), plaintext)
-    write_snapshot(path, index, term, sealed)
+def in_a_thread(job: Callable[[], None]) -> None:
+    """Run ``job`` on a daemon thread of its own (the default way to write a snapshot)."""
+    threading.Thread(target=job, name="raft-snapshot", daemon=True).start()
 
 
 def install_single_member(
@@ -78,28 +53,31 @@ def install_single_member(
     last: Entry,
     prev: Entry,
     member: tuple[str, str],
-    state: bytes,
+    state_parts: Iterable[bytes],
     log_line: Callable[[str], None],
 ) -> None:
-    """Make ``raft_dir`` a one-member Raft at ``last``: a snapshot of ``state`` and a log cut to it.
+    """Make ``raft_dir`` a one-member Raft at ``last``: a snapshot of the state and a log cut to it.
 
     Used by force-new-cluster and by restoring a backup; Raft must not be running.
     """
     raft_dir = Path(raft_dir)
     raft_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_snapshot_file(raft_dir / "snapshot", keys, last, prev, [member], state)
+    write_snapshot_file(raft_dir / "snapshot", keys, last, prev, [member], state_parts)
     journal = SealedJournal(raft_dir, EntryCodec(keys), 0, log_line)
     journal.reset_to(prev, last)
     journal.close()
 
 
 class SealedSnapshots:
-    """pysyncobj's snapshot hooks over the sealed snapshot file ``raft_dir/snapshot``.
+    """The sealed snapshot file ``raft_dir/snapshot``: taking one in the background and loading one.
 
-    Callbacks (all on the tick thread): ``dump_state() -> bytes`` and
-    ``load_state(bytes)``: the state machine's contents; ``on_fatal(message)``:
-    a snapshot pysyncobj loads does not open; ``missing_key(key_id)``: a
-    snapshot names a DEK term we lack, fetch it into ``keys`` if possible.
+    Callbacks: ``dump_state() -> parts`` runs on the tick thread and must be
+    cheap (it freezes the state; the parts are packed later, on the writer's
+    thread); ``load_state(parts)`` loads the state's parts on the tick thread;
+    ``on_fatal(message)``: a snapshot pysyncobj loads does not open;
+    ``missing_key(key_id)``: a snapshot names a DEK term we lack, fetch it
+    into ``keys`` if possible. ``run_in_background(job)`` runs the writing
+    (``in_a_thread``; the deterministic simulation runs it at once).
     """
 
     def __init__(
@@ -107,128 +85,182 @@ class SealedSnapshots:
         *,
         raft_dir: Path,
         keys: CurrentKeyring,
-        dump_state: Callable[[], bytes],
-        load_state: Callable[[bytes], None],
+        dump_state: Callable[[], Iterable[bytes]],
+        load_state: Callable[[Iterable[bytes]], None],
         on_fatal: Callable[[str], None],
         missing_key: Callable[[int], bool],
         log: Callable[[str], None],
+        run_in_background: Callable[[Callable[[], None]], None] = in_a_thread,
     ) -> None:
         self.raft_dir = raft_dir
         self.path = raft_dir / "snapshot"
         self.keys = keys
-        self._codec = EntryCodec(keys)
         self._dump_state = dump_state
         self._load_state = load_state
         self._on_fatal = on_fatal
         self._missing_key = missing_key
         self.log = log
+        self._run_in_background = run_in_background
         self._status = SERIALIZER_STATE.NOT_SERIALIZING
+        self._cancel = threading.Event()
+        self._writer_done = threading.Event()
+        self._writer_done.set()
 
     def position(self) -> tuple[int, int] | None:
-        """``(index, term)`` of the snapshot on disk, or None when there is none.
+        """``(index, term)`` of the snapshot on disk (its header alone is read), or None when there is none.
 
         Raises:
             InvalidRecord: the file is damaged.
         """
-        if not self.path.exists():
-            return None
-        index, term, _payload = read_snapshot(self.path)
-        return index, term
-
-    # pysyncobj's hooks ---------------------------------------------------
-
-    def serialize(self, tmp_path: str, data: tuple[Any, Any, Any]) -> None:
-        """``SyncObjConf.serializer``: write a snapshot to ``tmp_path``; pysyncobj renames it into place."""
-        last, prev, cluster = data
         try:
-            self._write(tmp_path, last, prev, [(n.id, n.address) for n in cluster], self._dump_state())
-            self._status = SERIALIZER_STATE.SUCCESS
-        except Exception:
-            self._status = SERIALIZER_STATE.FAILED
-            raise
+            with SnapshotReader(self.path) as reader:
+                return reader.index, reader.term
+        except FileNotFoundError:
+            return None
 
-    def _write(self, path: str, last: Entry, prev: Entry, members: list[tuple[str, str]], state: bytes) -> None:
-        with timed(SNAPSHOT_SECONDS):
-            write_snapshot_file(path, self.keys, last, prev, members, state)
-        SNAPSHOT_BYTES.set(os.path.getsize(path))
-        self.log(f"snapshot written at index {last[1]} (term {last[2]})")
+    # taking one ----------------------------------------------------------
+
+    def start(self, last: Entry, prev: Entry, members: list[tuple[str, str]]) -> None:
+        """On the tick thread: freeze the state at ``last`` and write it in the background."""
+        parts = self._dump_state()
+        self._status = SERIALIZER_STATE.SERIALIZING
+        self._writer_done.clear()
+        self._run_in_background(lambda: self._write(last, prev, members, parts))
+
+    def _write(self, last: Entry, prev: Entry, members: list[tuple[str, str]], parts: Iterable[bytes]) -> None:
+        started = time.monotonic()
+        try:
+            size = write_snapshot_file(self.path, self.keys, last, prev, members, parts, self._cancel)
+        except SnapshotCancelled:
+            self._status = SERIALIZER_STATE.FAILED
+        except Exception as error:
+            self.log(f"writing the snapshot at index {last[1]} failed: {error}; the previous one stays")
+            self._status = SERIALIZER_STATE.FAILED
+        else:
+            SNAPSHOT_SECONDS.observe(time.monotonic() - started)
+            SNAPSHOT_BYTES.set(size)
+            self.log(f"snapshot written at index {last[1]} (term {last[2]}, {size} bytes, "
+                     f"{time.monotonic() - started:.2f} s)")
+            self._status = SERIALIZER_STATE.SUCCESS
+        finally:
+            self._writer_done.set()
 
     def check(self) -> int:
-        """``SyncObjConf.serializeChecker``: the state of the last ``serialize``."""
+        """Where the snapshot being written stands; SUCCESS and FAILED are reported once."""
         status = self._status
-        if status == SERIALIZER_STATE.SUCCESS:
-            # pysyncobj renamed the file after our serializer returned.
-            fsync_directory(self.raft_dir)
         if status in (SERIALIZER_STATE.SUCCESS, SERIALIZER_STATE.FAILED):
             self._status = SERIALIZER_STATE.NOT_SERIALIZING
         return status
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop a snapshot being written (between two parts) and wait for its thread, at most ``timeout``."""
+        self._cancel.set()
+        self._writer_done.wait(timeout)
+
+    def serialize_inline(self, tmp_path: str, data: Any) -> None:
+        """``SyncObjConf.serializer``: set so that pysyncobj does not gather a state of its own; never called.
+
+        ``SnapshotSerializer`` replaces pysyncobj's serializer before the first tick.
+        """
+        raise RuntimeError("snapshots are taken by SnapshotSerializer, not inline on the tick thread")
+
+    # loading one ---------------------------------------------------------
+
     def deserialize(self, path: str) -> tuple[Any, Any, Any]:
         """``SyncObjConf.deserializer``: load the snapshot at ``path`` into the state machine."""
-        # Our own snapshots and received ones alike were fsynced and renamed by us (SnapshotReceiver).
+        # Our own snapshots and received ones alike were fsynced and renamed by us (SnapshotSerializer).
         try:
-            state, last, prev, members = self.open(path)
-            self._load_state(state)
-            return last, prev, members
+            opened = open_snapshot(path, self.keys, self._missing_key)
+            self._load_state(opened.state_parts())
+            return opened.last, opened.prev, opened.members
         except Exception as error:
             message = str(error) if isinstance(error, InvalidRecord) else f"{type(error).__name__}: {error}"
             self._on_fatal(f"snapshot {path} could not be loaded: {message}")
             raise
 
-    # ours ----------------------------------------------------------------
+    def verify(self, path: str) -> None:
+        """Open every record of the snapshot at ``path`` and keep nothing; raises if one does not open."""
+        opened = open_snapshot(path, self.keys, self._missing_key)
+        for _part in opened.state_parts():
+            pass
 
-    def open(self, path: str) -> tuple[bytes, Entry, Entry, list[RaftMember]]:
-        """A snapshot file's state, last and previous entries and members; raises if it does not open."""
-        index, term, sealed = read_snapshot(Path(path))
-        key_id = record_key_id(sealed)
-        if key_id not in self.keys.keyring.key_ids:
-            # Sealed under a DEK term this manager never saw (it was down
-            # while the term was added and the log compacted): ask a peer.
-            self._missing_key(key_id)
-        plaintext = open_record(
-            self.keys.keyring,
-            RecordKind.SNAPSHOT,
-            self.keys.cluster_id,
-            snapshot_context(index, term),
-            sealed,
-        )
-        body = msgpack.unpackb(plaintext, raw=False)
-        last = (self._codec.from_disk(body["last"][0], path), body["last"][1], body["last"][2])
-        prev = (self._codec.from_disk(body["prev"][0], path), body["prev"][1], body["prev"][2])
-        members = [RaftMember(i, a) for i, a in body["members"]]
-        return body["state"], last, prev, members
-
-    def receiver(self, inner: Any) -> "SnapshotReceiver":
-        """The serializer that receives a leader's snapshot, around pysyncobj's ``inner`` one."""
-        return SnapshotReceiver(inner, self.path, self.open, self.log)
+    def serializer(
+        self, inner: Any, backlog: Callable[[str], int], on_installed: Callable[[], None]
+    ) -> "SnapshotSerializer":
+        """What stands in for pysyncobj's serializer ``inner`` once Raft runs."""
+        return SnapshotSerializer(inner, self, backlog, on_installed)
 
 
 _REFUSAL_REPORT_SECONDS = 60.0
 
 
-class SnapshotReceiver:
-    """pysyncobj's ``Serializer`` for everything but receiving a leader's snapshot, which it replaces.
+class SnapshotSerializer:
+    """pysyncobj's ``Serializer``, replaced: snapshots taken in the background, sent with backpressure, received safely.
 
-    pysyncobj calls ``setTransmissionData((chunk, is_first, is_last))`` per
-    chunk on the tick thread, and loads the snapshot file when it returns
-    True. pysyncobj's own would write with the umask's mode and rename over
-    ours before anything checks it, without fsync. Here: a 0600 temporary
-    file, fsync, open it with the keyring, rename, fsync the directory. A
-    snapshot that does not open is refused and ours stays.
+    - ``serialize`` / ``checkSerializing``: ``SealedSnapshots.start`` and
+      ``check``; pysyncobj compacts its log only once the file is in place.
+    - ``getTransmissionData``: pysyncobj's own (it reads the file a chunk at
+      a time), except that no chunk goes out while more than
+      ``SEND_BACKLOG_BYTES`` wait in that follower's connection, so a slow
+      follower cannot make the leader buffer the whole snapshot.
+    - ``setTransmissionData``: pysyncobj calls it per chunk on the tick
+      thread and loads the file when it returns True. Its own would write
+      with the umask's mode and rename over ours before anything checks it,
+      without fsync. Here: a 0600 temporary file, fsync, every record opened
+      with the keyring, rename, fsync the directory. A snapshot that does
+      not open is refused and ours stays.
+    - ``deserialize``: pysyncobj's, then ``on_installed`` (the owner holds
+      off elections: loading a large snapshot takes longer than an
+      election timeout, which must not depose a healthy leader).
     """
 
-    def __init__(self, inner: Any, path: Path, verify: Callable[[str], Any], log_line: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        snapshots: SealedSnapshots,
+        backlog: Callable[[str], int],
+        on_installed: Callable[[], None],
+    ) -> None:
         self._inner = inner
-        self._path = path
-        self._tmp = path.with_name(path.name + ".recv.tmp")
-        self._verify = verify
-        self._log = log_line
+        self._snapshots = snapshots
+        self._path = snapshots.path
+        self._tmp = self._path.with_name(self._path.name + ".recv.tmp")
+        self._verify = snapshots.verify
+        self._log = snapshots.log
+        self._backlog = backlog
+        self._on_installed = on_installed
         self._fd: int | None = None
+        self._id: int | None = None
         self._refused = 0
         self._reported_at = -_REFUSAL_REPORT_SECONDS
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+    def serialize(self, data: tuple[Any, Any, Any, Any], entry_id: int) -> None:  # pysyncobj's signature
+        if self._id is not None:
+            return  # one at a time
+        _state, last, prev, cluster = data
+        self._id = entry_id
+        self._snapshots.start(last, prev, [(n.id, n.address) for n in cluster])
+
+    def checkSerializing(self) -> tuple[int, int | None]:  # noqa: N802 (pysyncobj's name)
+        if self._id is None:
+            return SERIALIZER_STATE.NOT_SERIALIZING, None
+        status, entry_id = self._snapshots.check(), self._id
+        if status in (SERIALIZER_STATE.SUCCESS, SERIALIZER_STATE.FAILED):
+            self._id = None
+        return status, entry_id
+
+    def getTransmissionData(self, node: Any) -> Any:  # noqa: N802 (pysyncobj's name)
+        if self._backlog(node.id) > SEND_BACKLOG_BYTES:
+            return None  # the follower has not taken what was sent; the next heartbeat tries again
+        return self._inner.getTransmissionData(node)
+
+    def deserialize(self) -> Any:
+        loaded = self._inner.deserialize()
+        self._on_installed()
+        return loaded
 
     def setTransmissionData(self, data: Any) -> bool:  # noqa: N802 (pysyncobj's name)
         if data is None:

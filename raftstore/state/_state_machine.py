@@ -14,7 +14,10 @@ Duties of the caller (``raftstore.manager._manager``):
    wall-clock time): the proposer puts ``now`` into the proposal;
 3. act on the ``effects`` that ``apply_batch`` returns (a DEK rotation, an
    unlock-key change) after the batch is applied;
-4. hold ``lock`` around reads that must not see a half-applied batch.
+4. hold ``lock`` around reads that must not see a half-applied batch;
+5. never change a record it reads (an object or a kv record) in place: build a
+   new one. The state machine does the same, which is what lets a snapshot be
+   a shallow copy (``snapshot_view``, ``_state_dump``).
 
 Tables: ``cluster`` (one object), ``nodes``, ``secrets``, ``configs`` hold
 objects ``{id, name, version, created_at, updated_at, labels, spec}``; names are
@@ -42,6 +45,7 @@ from ..keyring import InvalidArgument, NotFound, RaftstoreError, RetiredKey
 from ._actions import OBJECT_TABLES, TABLES, Transaction, apply_action, fold, object_table, singular, writes
 from ._outcomes import Event, Outcome
 from ._proposals import MAX_TRANSACTION_BYTES, decode_proposal
+from ._state_dump import LoadedState, StateView, load_dump, load_parts
 
 __all__ = [
     "OBJECT_TABLES",
@@ -263,44 +267,45 @@ class StateMachine:
 
     # ------------------------------------------------------------------ snapshots
 
-    def dump(self) -> dict[str, Any]:
-        """Everything replicated, as plain msgpack-able data."""
+    def snapshot_view(self) -> StateView:
+        """The state as it is now, frozen at a cost of pointer copies: pack it on any thread while applying goes on."""
         with self.lock:
-            return {
-                "format": 1,
-                "applied_index": self.applied_index,
-                "tables": {t: list(self._tables[t].values()) for t in OBJECT_TABLES},
-                "kv": list(self._kv.values()),
-                "applied": [[pid, out] for pid, out in self._applied.items()],
-                "keys": {
-                    "active": self.active_key_id,
-                    "retired_below": self.retired_below,
-                    "records": sorted([k, n] for k, n in self._key_records.items()),
-                },
-            }
+            return StateView(
+                applied_index=self.applied_index,
+                active_key_id=self.active_key_id,
+                retired_below=self.retired_below,
+                key_records=dict(self._key_records),
+                tables={t: dict(self._tables[t]) for t in OBJECT_TABLES},
+                kv=dict(self._kv),
+                applied=collections.OrderedDict(self._applied),
+            )
+
+    def snapshot_parts(self) -> Iterable[bytes]:
+        """The state as it is now, as snapshot parts (``_state_dump`` format 2), packed lazily as they are read."""
+        return self.snapshot_view().parts()
+
+    def dump(self) -> dict[str, Any]:
+        """Everything replicated, as plain msgpack-able data (format 1: backups, digests)."""
+        return self.snapshot_view().dump()
 
     def load(self, data: dict[str, Any]) -> None:
-        """Replace the whole state with a dump (snapshot restore or install)."""
-        if data.get("format") != 1:
-            raise InvalidArgument(f"unknown snapshot state format {data.get('format')!r}")
+        """Replace the whole state with a format 1 dump (a backup restored)."""
+        self._install(load_dump(data))
+
+    def load_parts(self, parts: Iterable[bytes]) -> None:
+        """Replace the whole state with snapshot parts of either format (a snapshot loaded or received)."""
+        self._install(load_parts(parts))
+
+    def _install(self, loaded: LoadedState) -> None:
         with self.lock:
-            self._tables = {t: {} for t in OBJECT_TABLES}
-            self._names = {t: {} for t in OBJECT_TABLES}
-            for table in OBJECT_TABLES:
-                for obj in data["tables"].get(table, []):
-                    self._tables[table][obj["id"]] = obj
-                    self._names[table][fold(obj["name"])] = obj["id"]
-            self._kv = {r["key"]: r for r in data["kv"]}
-            self._applied = collections.OrderedDict((bytes(p), o) for p, o in data["applied"])
-            self.applied_index = int(data["applied_index"])
-            self.active_key_id = int(data["keys"]["active"])
-            self.retired_below = int(data["keys"]["retired_below"])
-            records = data["keys"].get("records")
-            if records is None:
-                # A snapshot from before the count: every entry so far may have
-                # been sealed under the active term, an upper bound to start from.
-                records = [[max(self.active_key_id, 1), self.applied_index]]
-            self._key_records = {int(k): int(n) for k, n in records}
+            self._tables = loaded.tables
+            self._names = loaded.names
+            self._kv = loaded.kv
+            self._applied = loaded.applied
+            self.applied_index = loaded.applied_index
+            self.active_key_id = loaded.active_key_id
+            self.retired_below = loaded.retired_below
+            self._key_records = loaded.key_records
             self._events.clear()
             self._first_event_version = self.applied_index + 1
 

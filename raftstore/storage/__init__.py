@@ -23,7 +23,8 @@ _PUBLIC = {
     "_node_state": ["StatePaths", "NodeState", "Role"],
     "_keystore": ["KeyStore"],
     "_segments": ["SegmentLog"],
-    "_snapshot_file": ["encode_snapshot", "decode_snapshot", "read_snapshot", "write_snapshot"],
+    "_snapshot_file": ["encode_snapshot", "decode_snapshot", "read_snapshot", "write_snapshot", "SnapshotWriter",
+                       "SnapshotReader", "MAX_CHUNK_BYTES"],
     "_fsutil": ["atomic_write", "fsync_directory"],
     "_benchmark_switches": ["BenchmarkSwitches"],
 }

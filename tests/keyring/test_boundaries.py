@@ -78,7 +78,7 @@ def test_the_agreed_api_is_there() -> None:
     """The names other packages code against (the keyring brief)."""
     expected = """
         new_id is_valid_id to_base36
-        Algorithm RecordKind DataKey seal open_record record_key_id entry_context snapshot_context HEADER_SIZE RECORD_VERSION
+        Algorithm RecordKind DataKey seal open_record record_key_id entry_context snapshot_context snapshot_chunk_context HEADER_SIZE RECORD_VERSION
         UnlockKey
         Keyring KeyEncryptionKey wrap_keyring unwrap_keyring wrapped_kek_version wrap_data_key unwrap_data_key
         seal_private_key open_private_key

@@ -24,6 +24,7 @@ from raftstore.keyring import (
     open_record,
     record_key_id,
     seal,
+    snapshot_chunk_context,
     snapshot_context,
 )
 from raftstore.keyring import _seal
@@ -157,6 +158,7 @@ def test_garbage_raises_only_invalid_record(garbage: bytes) -> None:
         (RecordKind.ENTRY, CLUSTER, b""),
         (RecordKind.ENTRY, CLUSTER, CONTEXT + b"\0"),
         (RecordKind.ENTRY, CLUSTER, snapshot_context(1, 1)),
+        (RecordKind.ENTRY, CLUSTER, snapshot_chunk_context(1, 1, 0, False)),
     ],
 )
 @pytest.mark.parametrize("algorithm", list(Algorithm))
@@ -319,6 +321,7 @@ def test_contexts() -> None:
 VECTOR_CASES = [
     ("entry", RecordKind.ENTRY, bytes.fromhex("000102030405060708090a0b0c0d0e0f"), b"put a=1"),
     ("snapshot", RecordKind.SNAPSHOT, None, b""),
+    ("snapshot-chunk", RecordKind.SNAPSHOT, None, b"chunk"),
     ("keyring", RecordKind.KEYRING, None, bytes(range(64))),
     ("node-key", RecordKind.NODE_KEY, None, b"-----BEGIN PRIVATE KEY-----\n"),
 ]
@@ -348,6 +351,8 @@ def _make_vectors() -> list[dict[str, object]]:
         for name, kind, entry_id, plaintext in VECTOR_CASES:
             if kind is RecordKind.ENTRY:
                 context = entry_context(entry_id)  # type: ignore[arg-type]
+            elif name == "snapshot-chunk":
+                context = snapshot_chunk_context(42, 7, 3, True)
             elif kind is RecordKind.SNAPSHOT:
                 context = snapshot_context(42, 7)
             else:
@@ -412,3 +417,27 @@ def test_keys_copy_as_themselves_and_never_pickle() -> None:
         pickle.dumps(key)
     with pytest.raises(TypeError, match="never pickled"):
         pickle.dumps(ring)
+
+
+def test_snapshot_chunk_context_layout() -> None:
+    """Index, term and number big-endian, then the final flag: packed independently of _seal."""
+    expected = b"snapshot-chunk:" + (42).to_bytes(8, "big") + (7).to_bytes(8, "big") + (3).to_bytes(8, "big") + b"\x01"
+    assert snapshot_chunk_context(42, 7, 3, True) == expected
+    assert snapshot_chunk_context(42, 7, 3, False) == expected[:-1] + b"\x00"
+
+
+def test_snapshot_chunk_contexts_are_all_distinct() -> None:
+    """A chunk cannot pass for another chunk, for the last one, or for a whole snapshot."""
+    places = {snapshot_context(5, 2)}
+    for number in range(4):
+        for final in (False, True):
+            places.add(snapshot_chunk_context(5, 2, number, final))
+    places.add(snapshot_chunk_context(5, 3, 0, False))
+    places.add(snapshot_chunk_context(6, 2, 0, False))
+    assert len(places) == 11
+
+
+@pytest.mark.parametrize("bad", [-1, 2**64, True, 1.0, "1"])
+def test_snapshot_chunk_context_refuses_bad_numbers(bad: object) -> None:
+    with pytest.raises(ValueError):
+        snapshot_chunk_context(1, 1, bad, False)  # type: ignore[arg-type]

@@ -424,6 +424,9 @@ class SimTransportCore:
         self.network.transmit(self.local_id, node_id, encode_frame(message), _summary(message))
         return True
 
+    def backlog(self, node_id: str) -> int:
+        return 0  # a link takes every frame at once; delivery times and faults are the network's
+
     def tick(self) -> None:
         pass
 
@@ -643,12 +646,13 @@ class Cluster:
                 client_context=lambda: None,
                 apply=lambda index, payload: self._on_apply(node, index, payload),
                 advance=lambda index: self._on_apply(node, index, None),
-                dump_state=lambda: str(node.applied_upto).encode(),
-                load_state=lambda state: setattr(node, "applied_upto", int(state)),
+                dump_state=lambda: [str(node.applied_upto).encode()],
+                load_state=lambda parts: setattr(node, "applied_upto", int(b"".join(parts))),
                 on_fatal=lambda message: self._fail("fatal", f"{node_id}: {message}"),
                 log=lambda line: self.trace(f"{node_id} {line}"),
                 config=self.config,
                 transport_factory=lambda **kw: SimTransportCore(self.network, **kw),
+                run_in_background=lambda job: job(),  # a snapshot is written at once: no thread, same seed same run
             )
             node.durability = Durability(node.raft.journal._segments)
 

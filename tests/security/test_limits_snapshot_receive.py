@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from raftstore.tools._local_cluster import Cluster, Node, wait_until
-from raftstore.storage._snapshot_file import decode_snapshot, encode_snapshot
+from raftstore.storage._snapshot_file import SnapshotReader, SnapshotWriter
 
 pytestmark = pytest.mark.integration
 
@@ -35,10 +35,14 @@ def _rotate_dek(node: Node, times_retired: int) -> None:
 
 
 def _forge(path: Path) -> None:
-    """Flip a ciphertext byte and rewrite the checksum: only opening the record can tell."""
-    index, term, payload = decode_snapshot(path.read_bytes(), str(path))
-    damaged = payload[:-1] + bytes([payload[-1] ^ 1])
-    path.write_bytes(encode_snapshot(index, term, damaged))
+    """Flip a ciphertext byte in the last chunk and rewrite the checksums: only opening the records can tell."""
+    with SnapshotReader(path) as reader:
+        index, term, payloads = reader.index, reader.term, list(reader.payloads())
+    payloads[-1] = payloads[-1][:-1] + bytes([payloads[-1][-1] ^ 1])
+    with SnapshotWriter(path, index, term) as writer:
+        for payload in payloads:
+            writer.add(payload)
+        writer.commit()
 
 
 def test_received_snapshots_are_private_and_checked_before_they_replace_ours(cluster: Cluster) -> None:

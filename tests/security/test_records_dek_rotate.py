@@ -18,7 +18,7 @@ import pytest
 from raftstore.net._control import ControlClient
 from raftstore.tools._local_cluster import Cluster, Node, wait_until
 from raftstore.storage._segment_format import FRAME_OVERHEAD, HEADER_SIZE, SEGMENT_HEADER_SIZE
-from raftstore.storage._snapshot_file import read_snapshot
+from raftstore.raft import snapshot_key_id
 from raftstore.keyring import RaftstoreError, record_key_id
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ def disk_key_ids(node: Node) -> dict[str, set[int]]:
     out = {"sealed": sealed, "chained": chained}
     snapshot = node.data_dir / "raft" / "snapshot"
     if snapshot.exists():
-        out["snapshot"] = {record_key_id(read_snapshot(Path(snapshot))[2])}
+        out["snapshot"] = {snapshot_key_id(Path(snapshot))}
     return out
 
 
