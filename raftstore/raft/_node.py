@@ -132,7 +132,7 @@ class RaftNode:
         self._tick_tasks: collections.deque[Callable[[], None]] = collections.deque()
         self._last_log_check = 0.0
 
-        position = self._snapshots.position()
+        position = self._snapshots.position(check_frames=True)
         first_index = position[0] - 1 if position is not None else 0
         self.journal = SealedJournal(self.raft_dir, EntryCodec(keys), first_index, log, fsync=fsync)
         self._outbox = Outbox(self.journal.sync, ack_window=config.heartbeat_interval / 2)

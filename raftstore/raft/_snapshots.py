@@ -106,14 +106,22 @@ class SealedSnapshots:
         self._writer_done = threading.Event()
         self._writer_done.set()
 
-    def position(self) -> tuple[int, int] | None:
-        """``(index, term)`` of the snapshot on disk (its header alone is read), or None when there is none.
+    def position(self, check_frames: bool = False) -> tuple[int, int] | None:
+        """``(index, term)`` of the snapshot on disk, or None when there is none.
+
+        Only the header is read, unless ``check_frames``: then every frame's
+        checksum too (at start-up, so that a damaged file stops the start
+        with its path and offset instead of failing later on the tick thread,
+        where pysyncobj loads it).
 
         Raises:
             InvalidRecord: the file is damaged.
         """
         try:
             with SnapshotReader(self.path) as reader:
+                if check_frames:
+                    for _payload in reader.payloads():
+                        pass
                 return reader.index, reader.term
         except FileNotFoundError:
             return None
