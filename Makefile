@@ -52,6 +52,9 @@ test-slow: $(STAMP) typecheck
 demo: $(STAMP)
 	$(VENV)/bin/raftstore demo
 
+# raftstore against etcd (native gRPC and JSON gateway) and pysyncobj (tuned and as shipped), in one run.
+# etcd comes from PATH: `apt-get install -y etcd-server` (Debian/Ubuntu); without it the run measures
+# everything else and says so. Its gRPC client is in the `bench` extra. Results: benchmarks/RESULTS.md.
 bench: $(STAMP)
 	$(PY) -m benchmarks
 

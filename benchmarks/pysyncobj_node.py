@@ -1,10 +1,22 @@
-"""One node of the plain-pysyncobj peer: pysyncobj as shipped, with its own file journal.
+"""One node of the plain-pysyncobj peer: pysyncobj with its own file journal.
 
-This is the library raftstore builds on, replicating the same writes with its
-default settings (batched append-entries, ``FileJournal``, pickle over plain
-TCP bound to 127.0.0.1). It serves the same request frames as raftstore's
-control socket on a unix socket, so the benchmark drives it with the same
-clients. Run as ``python -m benchmarks.pysyncobj_node SELF PARTNERS DIR``.
+This is the library raftstore builds on, replicating the same writes
+(``FileJournal``, pickle over plain TCP bound to 127.0.0.1) in one of two
+configurations:
+
+- ``default``: the settings as shipped. Commands wait in a queue for the
+  append-entries timer (``appendEntriesPeriod``, 100 ms), which sends them in
+  batches.
+- ``tuned``: ``appendEntriesUseBatch=False``, the setting ``SyncObjConf``
+  documents for the speed of a single request. Each command wakes the Raft
+  thread through pysyncobj's pipe notifier and is sent at once, without
+  waiting for the timer.
+
+Neither fsyncs a write: pysyncobj's ``FileJournal`` appends into an mmap and
+flushes it when the journal closes. The node serves the same request frames
+as raftstore's control socket on a unix socket, so the benchmark drives it
+with the same clients. Run as
+``python -m benchmarks.pysyncobj_node SELF PARTNERS DIR [default|tuned]``.
 """
 
 from __future__ import annotations
@@ -21,13 +33,20 @@ from pysyncobj import SyncObj, SyncObjConf, replicated
 from raftstore.net._frames import read_frame, write_frame
 
 
+CONFIGURATIONS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "tuned": {"appendEntriesUseBatch": False},
+}
+
+
 class Store(SyncObj):
-    def __init__(self, self_addr: str, partners: list[str], directory: Path) -> None:
+    def __init__(self, self_addr: str, partners: list[str], directory: Path, configuration: str = "default") -> None:
         conf = SyncObjConf(
             journalFile=str(directory / "journal"),
             fullDumpFile=str(directory / "dump"),
             bindAddress=self_addr,
             dynamicMembershipChange=False,
+            **CONFIGURATIONS[configuration],
         )
         super().__init__(self_addr, partners, conf=conf)
         self._data: dict[str, bytes] = {}
@@ -82,9 +101,10 @@ def handle(store: Store, conn: socket.socket) -> None:
 
 def main() -> None:
     self_addr, partners, directory = sys.argv[1], [p for p in sys.argv[2].split(",") if p], Path(sys.argv[3])
+    configuration = sys.argv[4] if len(sys.argv) > 4 else "default"
     directory.mkdir(parents=True, exist_ok=True)
-    store = Store(self_addr, partners, directory)
-    print(f"pysyncobj node {self_addr} pid {os.getpid()}", flush=True)
+    store = Store(self_addr, partners, directory, configuration)
+    print(f"pysyncobj node {self_addr} ({configuration}) pid {os.getpid()}", flush=True)
     serve(store, directory / "node.sock")
 
 

@@ -2,7 +2,10 @@
 
 Every figure is the median of several runs, and every raftstore figure is
 reported as a ratio to each peer measured in the same run (the machines are
-shared and noisy: absolute numbers move, same-run ratios much less).
+shared and noisy: absolute numbers move, same-run ratios much less). Each peer
+runs in more than one configuration (etcd through its native gRPC API and its
+JSON gateway; pysyncobj tuned for latency and as shipped), and the ratios and
+targets take the best of them, cell by cell (benchmarks/report.py).
 """
 
 from __future__ import annotations
@@ -23,7 +26,17 @@ import click
 
 from raftstore.tools._loadgen import run_load
 
-from .peers import EtcdPeer, PysyncobjPeer, RaftstorePeer, cpu_seconds, etcd_available, etcd_version
+from .peers import (
+    ETCD_GRPC_CLIENT,
+    EtcdGrpcPeer,
+    EtcdPeer,
+    PysyncobjPeer,
+    RaftstorePeer,
+    cpu_seconds,
+    etcd_available,
+    etcd_grpc_client,
+    etcd_version,
+)
 from .report import render_markdown, render_plot, render_table
 from .scenarios import failover_seconds, fill, unlock_and_catch_up_seconds
 from .sealing import sealing_cost_us_per_write
@@ -31,6 +44,12 @@ from .sealing import sealing_cost_us_per_write
 HERE = Path(__file__).parent
 CLIENTS = (1, 16, 64)
 PAYLOADS = (100, 1024, 64 * 1024)
+SYSTEMS = "raftstore,no-sealing,no-fsync,pysyncobj-tuned,pysyncobj,etcd-grpc,etcd-gateway"
+# Shorthands accepted by --systems: every configuration of a peer.
+ALIASES = {"etcd": ("etcd-grpc", "etcd-gateway"), "pysyncobj-all": ("pysyncobj-tuned", "pysyncobj")}
+# Failover is timed for these (the etcd gRPC client last: its channel is the only gRPC one the harness opens itself).
+FAILOVER = ("raftstore", "pysyncobj (tuned)", "pysyncobj (default)", "etcd (gateway)", "etcd (gRPC)")
+INSTALL_ETCD = "apt-get install -y etcd-server"
 
 
 def machine() -> dict[str, Any]:
@@ -60,6 +79,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "pysyncobj": pysyncobj.version.VERSION,
         "etcd": etcd_version(),
+        "etcd_grpc_client": etcd_grpc_client(),
     }
 
 
@@ -127,8 +147,8 @@ def _median_failover(peer: Any, runs: int, log: Any) -> dict[str, Any]:
 @click.option("--seconds", type=float, default=3.0, show_default=True, help="Length of one measurement.")
 @click.option("--entries", type=int, default=100_000, show_default=True, help="Store size for unlock + catch-up.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=HERE / "out", show_default=True)
-@click.option("--systems", default="raftstore,no-sealing,no-fsync,pysyncobj,etcd", show_default=True,
-              help="Which systems to measure, in this order.")
+@click.option("--systems", default=SYSTEMS, show_default=True,
+              help="Which systems to measure, in this order (`etcd`: both etcd configurations).")
 @click.option("--scenarios/--no-scenarios", default=True, help="Also measure failover and unlock + catch-up.")
 @click.option("--from-json", "from_json", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Render the table, plot and RESULTS.md from an earlier run's JSON instead of measuring.")
@@ -166,32 +186,17 @@ def main(quick: bool, smoke: bool, runs: int, seconds: float, entries: int, out:
     log(f"raftstore benchmarks: {report['machine']['cpus']} CPUs, {report['machine']['cpu']}")
     root = Path(tempfile.mkdtemp(prefix="raftstore-bench-"))
     try:
-        wanted = ["raftstore"] if smoke else [name.strip() for name in systems.split(",") if name.strip()]
-        makers = {
-            "raftstore": lambda: RaftstorePeer(root / "raftstore"),
-            "no-sealing": lambda: RaftstorePeer(root / "no-sealing", "no-sealing"),
-            "no-fsync": lambda: RaftstorePeer(root / "no-fsync", "no-fsync"),
-            "pysyncobj": lambda: PysyncobjPeer(root / "pysyncobj"),
-            "etcd": lambda: EtcdPeer(root / "etcd"),
-        }
-        variants: list[Any] = []
-        for name in wanted:
-            if name not in makers:
-                raise click.BadParameter(f"unknown system {name!r}", param_hint="--systems")
-            if name == "etcd" and not etcd_available():
-                report["skipped"].append("etcd: not on PATH (Debian: apt-get install etcd-server); its columns are empty")
-                log("  etcd: not on PATH, skipped (apt-get install etcd-server to include it)")
-                continue
-            variants.append(makers[name]())
+        variants = _peers(["raftstore"] if smoke else _wanted(systems), root, report["skipped"], log)
         try:
             for peer in variants:
                 log(f"{peer.name}: starting a 3-member cluster on 127.0.0.1")
                 peer.start()
             report["rows"] += measure_interleaved(variants, payloads, clients, runs, seconds, log)
             if not smoke and scenarios:
-                for peer in variants:
-                    if peer.name in ("raftstore", "pysyncobj", "etcd"):
-                        report["failover"].append(_median_failover(peer, runs, log))
+                for name in FAILOVER:
+                    for peer in variants:
+                        if peer.name == name:
+                            report["failover"].append(_median_failover(peer, runs, log))
         finally:
             for peer in variants:
                 peer.stop()
@@ -220,6 +225,48 @@ def main(quick: bool, smoke: bool, runs: int, seconds: float, entries: int, out:
     (out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     _publish(report, out, write_results)
     log(f"results in {out} ({report['elapsed_seconds']} s)")
+
+
+def _wanted(systems: str) -> list[str]:
+    names: list[str] = []
+    for name in (n.strip() for n in systems.split(",")):
+        for one in ALIASES.get(name, (name,) if name else ()):
+            if one not in names:
+                names.append(one)
+    return names
+
+
+def _peers(wanted: list[str], root: Path, skipped: list[str], log: Any) -> list[Any]:
+    """The systems to measure; a peer that is not installed is left out, and the report says so."""
+    makers = {
+        "raftstore": lambda: RaftstorePeer(root / "raftstore"),
+        "no-sealing": lambda: RaftstorePeer(root / "no-sealing", "no-sealing"),
+        "no-fsync": lambda: RaftstorePeer(root / "no-fsync", "no-fsync"),
+        "pysyncobj": lambda: PysyncobjPeer(root / "pysyncobj", "default"),
+        "pysyncobj-tuned": lambda: PysyncobjPeer(root / "pysyncobj-tuned", "tuned"),
+        "etcd-gateway": lambda: EtcdPeer(root / "etcd-gateway"),
+        "etcd-grpc": lambda: EtcdGrpcPeer(root / "etcd-grpc"),
+    }
+    peers: list[Any] = []
+    etcd_noted = False
+    for name in wanted:
+        if name not in makers:
+            raise click.BadParameter(f"unknown system {name!r} (known: {', '.join(makers)}, etcd)",
+                                     param_hint="--systems")
+        if name.startswith("etcd") and not etcd_available():
+            if not etcd_noted:
+                skipped.append(f"etcd: not on PATH (Debian/Ubuntu: `{INSTALL_ETCD}`); its rows and columns are "
+                               "empty, and the targets against etcd are not measured")
+                log(f"  etcd: not on PATH, skipped ({INSTALL_ETCD} to include it)")
+                etcd_noted = True
+            continue
+        if name == "etcd-grpc" and etcd_grpc_client() is None:
+            skipped.append(f"etcd (gRPC): the gRPC client {ETCD_GRPC_CLIENT} is not installed (the `bench` extra: "
+                           "`make venv`); etcd was measured through its gateway only")
+            log(f"  etcd (gRPC): {ETCD_GRPC_CLIENT} not installed, skipped")
+            continue
+        peers.append(makers[name]())
+    return peers
 
 
 def _publish(report: dict[str, Any], out: Path, write_results: bool) -> None:

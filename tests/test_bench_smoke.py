@@ -24,7 +24,7 @@ def test_benchmark_harness_smoke(tmp_path: Path) -> None:
     assert {r["clients"] for r in rows} == {1, 16}
     assert all(r["system"] == "raftstore" and r["throughput"] > 0 and r["errors"] == 0 for r in rows)
     assert report["unlock"]["seconds"] > 0
-    assert "target: sequential at least 1,000 writes/s" in result.stdout
+    assert "target: sequential 100 B: at least 1,000 writes/s" in result.stdout
 
 
 def test_raftstore_bench_help() -> None:
