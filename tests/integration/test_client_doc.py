@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -33,12 +32,12 @@ from pathlib import Path
 import pytest
 
 from raftstore import Client
+from markdown_blocks import fenced_blocks
 from raftstore.tools._local_cluster import Cluster, Node, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "client.md"
-FENCE = re.compile(r"^(`{3,})\s*([\w+-]*)\s*$")
 KILL_MARKER = "<!-- test: the leader is killed (SIGKILL) while this block runs -->"
 TIMEOUT = 300.0
 #: Writes of the failover block on the store before the leader is killed: well inside the block.
@@ -64,25 +63,7 @@ class Block:
 
 def python_blocks(text: str) -> list[Block]:
     """The ```python blocks in order, each marked when the kill marker comes right before it."""
-    blocks: list[Block] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        opening = FENCE.match(lines[i])
-        if opening is None:
-            i += 1
-            continue
-        fence, language = opening.groups()
-        j = i + 1
-        while j < len(lines) and lines[j].strip() != fence:
-            j += 1
-        if j == len(lines):
-            raise AssertionError(f"docs/client.md line {i + 1}: fenced block never closed")
-        if language == "python":
-            before = next((line.strip() for line in reversed(lines[:i]) if line.strip()), "")
-            blocks.append(Block(len(blocks) + 1, i + 1, "\n".join(lines[i + 1:j]), before == KILL_MARKER))
-        i = j + 1
-    return blocks
+    return [Block(b.number, b.line, b.code, b.before == KILL_MARKER) for b in fenced_blocks(text, "python", "docs/client.md")]
 
 
 def test_the_doc_has_the_blocks_this_test_relies_on() -> None:

@@ -29,6 +29,7 @@ from typing import Iterator
 
 import pytest
 
+from markdown_blocks import fenced_blocks
 from raftstore.tools._local_cluster import free_port
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,6 @@ ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "guide.md"
 TIMEOUT = 300.0  # the whole guide; about 50 s on an idle 2-core machine
 PORT_DEFINITION = re.compile(r"^([A-Z][A-Z0-9_]*_PORT)=\$\{\1:-\d+\}", re.MULTILINE)
-FENCE = re.compile(r"^(`{3,})\s*([\w+-]*)\s*$")
 NEEDS = re.compile(r"^<!-- needs: ([\w .+-]+) -->$")
 MARKER = "##### guide block {number} (docs/guide.md line {line})"
 
@@ -52,27 +52,10 @@ class Block:
 
 def sh_blocks(text: str) -> list[Block]:
     """The ```sh blocks of a Markdown text in order; other fenced blocks are skipped."""
-    blocks: list[Block] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        opening = FENCE.match(lines[i])
-        if opening is None:
-            i += 1
-            continue
-        fence, language = opening.groups()
-        body: list[str] = []
-        j = i + 1
-        while j < len(lines) and lines[j].strip() != fence:
-            body.append(lines[j])
-            j += 1
-        if j == len(lines):
-            raise AssertionError(f"docs/guide.md line {i + 1}: fenced block never closed")
-        if language == "sh":
-            before = next((line.strip() for line in reversed(lines[:i]) if line.strip()), "")
-            needs = NEEDS.match(before)
-            blocks.append(Block(len(blocks) + 1, i + 1, "\n".join(body), tuple(needs.group(1).split()) if needs else ()))
-        i = j + 1
+    blocks = []
+    for b in fenced_blocks(text, "sh", "docs/guide.md"):
+        needs = NEEDS.match(b.before)
+        blocks.append(Block(b.number, b.line, b.code, tuple(needs.group(1).split()) if needs else ()))
     return blocks
 
 
