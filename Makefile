@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: all venv typecheck test test-slow demo bench clean
+.PHONY: all venv typecheck test test-slow demo bench bench-scale clean
 
 all: test
 
@@ -52,8 +52,18 @@ test-slow: $(STAMP) typecheck
 demo: $(STAMP)
 	$(VENV)/bin/raftstore demo
 
+# Log throughput and latency against etcd and pysyncobj (about 15 minutes), with a small scale run (0.1 GB).
+# etcd is measured when it is on PATH (Debian/Ubuntu: apt-get install etcd-server); without it, the rest is.
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# Issue 15's scale benchmark: 3 managers filled with 10 KiB values to 0.5, 1 and 2 GB of live data (16 clients),
+# then restart + unlock + first read and a 4th manager's join, at each size; etcd the same when on PATH (as above).
+# Writes benchmarks/scale.json, scale.png and the Scale section of RESULTS.md. Needs about 25 GB of disk under
+# $$TMPDIR. SCALE_SIZES=0.05,0.1 for a short run.
+SCALE_SIZES ?= 0.5,1,2
+bench-scale: $(STAMP)
+	$(PY) -m benchmarks.scale --sizes $(SCALE_SIZES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
