@@ -236,7 +236,8 @@ def render_section(report: dict[str, Any], plot_name: str | None, heading: str =
              "`etcd_server_leader_changes_seen_total`); RSS is VmRSS at the end of the fill and VmHWM (the peak); "
              "snapshot times are `raftstore_snapshot_save_duration_seconds` over the fill (the maximum to a "
              "bucket's bound); the longest tick is `raftstore_raft_tick_longest_seconds`, one turn of the Raft "
-             "tick thread, which includes up to 50 ms of waiting for network events.", ""]
+             "tick thread, which includes up to 50 ms of waiting for network events (`≤`: that running maximum did not "
+             "grow during the fill, so the fill's longest is known to a histogram bucket's bound).", ""]
     raft = report["systems"].get("raftstore", {}).get("sizes", [])
     if raft:
         row = raft[-1]
