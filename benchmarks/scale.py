@@ -20,6 +20,7 @@ next system.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -143,6 +144,7 @@ def measure(sizes: list[float], systems: list[str], settings: dict[str, Any], co
         "settings": dict(settings, sizes=sizes),
         "systems": {},
         "notes": [],
+        "load_average": {"start": round(os.getloadavg()[0], 2)},
     }
     started = time.monotonic()
     for name in systems:
@@ -163,6 +165,7 @@ def measure(sizes: list[float], systems: list[str], settings: dict[str, Any], co
             shutil.rmtree(root, ignore_errors=True)
         checkpoint(report)
     report["elapsed_seconds"] = round(time.monotonic() - started, 1)
+    report["load_average"]["end"] = round(os.getloadavg()[0], 2)
     return report
 
 

@@ -224,7 +224,10 @@ def render_section(report: dict[str, Any], plot_name: str | None, heading: str =
     lines = [heading, "",
              f"Measured {report['date']} with `{report['command']}`, {report['elapsed_seconds']} s in all. "
              f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory']} memory, Linux {m['kernel']}, "
-             f"Python {m['python']}, etcd {m.get('etcd') or 'not installed'}.", "",
+             f"Python {m['python']}, etcd {m.get('etcd') or 'not installed'}"
+             + (f"; 1-minute load average {report['load_average']['start']} at the start and "
+                f"{report['load_average'].get('end')} at the end (the machine is shared)"
+                if report.get("load_average") else "") + ".", "",
              f"Each system is 3 managers on 127.0.0.1, filled through {s['clients']} concurrent clients with "
              f"{s['value_bytes'] // 1024} KiB values under unique keys to each size in turn (live data: the values "
              "written; the cluster keeps its data from one size to the next). raftstore runs with sealing, fsync "
