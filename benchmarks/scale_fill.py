@@ -46,6 +46,8 @@ class _Watcher(threading.Thread):
         self.start_bytes, self.target_bytes, self.value_bytes = start_bytes, target_bytes, value_bytes
         self.stuck_seconds, self.every = stuck_seconds, every
         self.peak_kb = {name: 0 for name in pids}
+        #: The longest time seen without a new committed write (sampled each second: 0 while writes flow).
+        self.longest_pause = 0.0
         self.aborted: str | None = None
         self._done = threading.Event()
 
@@ -59,11 +61,15 @@ class _Watcher(threading.Thread):
             writes = self.progress.writes
             if writes != writes_seen:
                 writes_seen, last_write = writes, now
-            elif now - last_write > self.stuck_seconds and not self.progress.stopped:
+            elif self.progress.stopped:
+                pass
+            elif now - last_write > self.stuck_seconds:
                 self.aborted = (f"no write committed for {self.stuck_seconds:.0f} s "
                                 f"({self.progress.errors} failed meanwhile): the cluster is stuck")
                 self.log(f"  {self.label}: {self.aborted}; stopping the fill")
                 self.progress.stop()
+            elif writes_seen:  # from the first write on (the clients take a moment to start)
+                self.longest_pause = max(self.longest_pause, now - last_write)
             if now - last_line >= self.every:
                 filled = self.start_bytes + writes * self.value_bytes
                 rate = (writes - writes_then) / (now - last_line)
@@ -118,5 +124,6 @@ def fill(system: Any, *, size_bytes: int, already_writes: int, prefix: str, clie
         "mb_per_s": writes * value_bytes / MB / elapsed if elapsed else 0.0,
         "error_samples": samples,
         "aborted": aborted,
+        "longest_pause_s": round(watcher.longest_pause, 1),
         "sampled_peak_mb": {name: kb * 1024 / MB for name, kb in watcher.peak_kb.items()},
     }

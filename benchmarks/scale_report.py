@@ -109,8 +109,9 @@ def phase_figures(before: Mapping[str, Samples | None], after: Mapping[str, Samp
     changes: list[float] = []
     terms_before: list[float] = []
     terms_after: list[float] = []
-    snapshots = {"count": 0.0, "sum_s": 0.0, "max_s": None}
+    snapshots: dict[str, Any] = {"count": 0.0, "sum_s": 0.0, "max_s": None, "members": {}}
     ticks: list[tuple[float, bool]] = []
+    tick_members: dict[str, float] = {}
     over = 0.0
     unscraped = []
     for member, now in after.items():
@@ -127,6 +128,7 @@ def phase_figures(before: Mapping[str, Samples | None], after: Mapping[str, Samp
         if snap is not None:
             snapshots["count"] += snap["count"]
             snapshots["sum_s"] += snap["sum"]
+            snapshots["members"][member] = snap["count"]
             bound = max_bound(snap)
             if bound is not None:
                 snapshots["max_s"] = max(bound, snapshots["max_s"] or 0.0)
@@ -135,13 +137,14 @@ def phase_figures(before: Mapping[str, Samples | None], after: Mapping[str, Samp
             longest, exact = longest_tick(scalar(then, names["tick_longest"]), scalar(now, names["tick_longest"]), tick)
             if longest is not None:
                 ticks.append((longest, exact))
+                tick_members[member] = longest
             if tick is not None:
                 within = next((count for bound, count in tick["buckets"] if bound >= 0.1), tick["count"])
                 over += tick["count"] - within
     tick_figure = None
     if ticks:
         longest, exact = max(ticks)
-        tick_figure = {"longest_s": longest, "exact": exact, "over_100ms": over}
+        tick_figure = {"longest_s": longest, "exact": exact, "over_100ms": over, "members": tick_members}
     return {
         "leader_changes": int(max(changes)) if changes else None,
         "term_increase": int(max(terms_after) - max(terms_before)) if terms_before and terms_after else None,
@@ -194,7 +197,8 @@ def _cell(value: Any, fmt: str = "{:.2f}") -> str:
 
 def render_rows(systems: dict[str, Any]) -> list[list[str]]:
     """The figures of every system at every size, as table rows (the first is the header)."""
-    rows = [["system", "live data", "writes/s", "MB/s", "failed writes", "leader changes (term +)",
+    rows = [["system", "live data", "writes/s", "MB/s", "failed writes", "longest write pause (s)",
+             "leader changes (term +)",
              "RSS per manager, end / peak (MB)", "peak RSS / live", "snapshots: n, total s, max s",
              "longest tick (ms)", "restart + unlock + read (s)", "join + serve (s)"]]
     for name, result in systems.items():
@@ -207,7 +211,8 @@ def render_rows(systems: dict[str, Any]) -> list[list[str]]:
             longest = tick.get("longest_s")
             rows.append([
                 name, f"{row['live_bytes'] / MB:.0f} MB", f"{fill['writes_per_s']:.0f}", f"{fill['mb_per_s']:.1f}",
-                f"{fill['errors']}" + (" (stopped)" if fill.get("aborted") else ""), changes,
+                f"{fill['errors']}" + (" (stopped)" if fill.get("aborted") else ""),
+                _cell(fill.get("longest_pause_s"), "{:.0f}"), changes,
                 "-" if not rss.get("end_mb") else " / ".join(
                     f"{e:.0f}/{p:.0f}" for e, p in zip(rss["end_mb"], rss["peak_mb"])),
                 _cell(rss.get("ratio"), "{:.2f}x"),
@@ -236,11 +241,14 @@ def render_section(report: dict[str, Any], plot_name: str | None, heading: str =
              "(raftstore: unlocked first); then a 4th manager joins (etcd: member add) and is timed to its first "
              "local read of the latest write, and is removed again. Leader changes are the most any manager "
              "counted during the fill (raftstore: `raftstore_raft_leader_changes`, with the term's increase; etcd: "
-             "`etcd_server_leader_changes_seen_total`); RSS is VmRSS at the end of the fill and VmHWM (the peak); "
+             "`etcd_server_leader_changes_seen_total`); RSS is VmRSS at the end of the fill and VmHWM (the peak; etcd's counts the pages of its "
+             "memory-mapped database file it has touched); "
              "snapshot times are `raftstore_snapshot_save_duration_seconds` over the fill (the maximum to a "
              "bucket's bound); the longest tick is `raftstore_raft_tick_longest_seconds`, one turn of the Raft "
              "tick thread, which includes up to 50 ms of waiting for network events (`≤`: that running maximum did not "
-             "grow during the fill, so the fill's longest is known to a histogram bucket's bound).", ""]
+             "grow during the fill, so the fill's longest is known to a histogram bucket's bound). The longest write "
+             "pause is the longest time the clients saw no write commit, sampled each second (so within a second; "
+             "a pause shorter than the clients' 30 s timeout fails no write).", ""]
     raft = report["systems"].get("raftstore", {}).get("sizes", [])
     if raft:
         row = raft[-1]
@@ -264,6 +272,12 @@ def render_section(report: dict[str, Any], plot_name: str | None, heading: str =
             fill = row["fill"]
             if fill.get("aborted"):
                 notes.append(f"{name} at {row['size_gb']:g} GB: the fill stopped early: {fill['aborted']}")
+            stalled = {m: t for m, t in ((row.get("tick") or {}).get("members") or {}).items() if t > 1.0}
+            if len(stalled) > 1:
+                notes.append(f"{name} at {row['size_gb']:g} GB: ticks of over a second on {len(stalled)} managers ("
+                             + ", ".join(f"{m} {t:.1f} s" for m, t in sorted(stalled.items()))
+                             + "): managers that stall together hold no election, so a stall need not show as "
+                             "a leader change")
             if row.get("unscraped"):
                 notes.append(f"{name} at {row['size_gb']:g} GB: {', '.join(row['unscraped'])} did not serve its "
                              "metrics before or after the fill; the counts above leave it out")
@@ -307,12 +321,14 @@ def render_plot(report: dict[str, Any], path: Path) -> Path | None:
     panels = [
         ("writes/s during the fill", lambda r: r["fill"]["writes_per_s"], None),
         ("leader changes + failed writes", lambda r: (r.get("leader_changes") or 0) + r["fill"]["errors"], None),
+        ("longest write pause during the fill (s)", lambda r: r["fill"].get("longest_pause_s"), None),
         ("peak RSS per manager / live data", lambda r: (r.get("rss") or {}).get("ratio"), lambda gb: 1.5),
         ("longest Raft tick (s)", lambda r: (r.get("tick") or {}).get("longest_s"), lambda gb: 0.1),
+        ("snapshot saves during the fill, total (s)", lambda r: (r.get("snapshots") or {}).get("sum_s"), None),
         ("restart + unlock + first read (s)", lambda r: (r.get("restart") or {}).get("seconds"), lambda gb: 10 * gb),
         ("join + serve a local read (s)", lambda r: (r.get("join") or {}).get("seconds"), lambda gb: 30 * gb),
     ]
-    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
+    fig, axes = plt.subplots(2, 4, figsize=(18, 7.5))
     sizes = sorted({r["size_gb"] for result in report["systems"].values() for r in result.get("sizes", [])})
     for axis, (title, get, target) in zip(axes.flat, panels):
         for name, result in report["systems"].items():
@@ -324,7 +340,8 @@ def render_plot(report: dict[str, Any], path: Path) -> Path | None:
         axis.set_title(title, fontsize=10)
         axis.set_xlabel("live data (GB)")
         axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=7)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7)
     fig.suptitle(f"3 managers on 127.0.0.1, {report['settings']['value_bytes'] // 1024} KiB values, "
                  f"{report['settings']['clients']} clients ({report['date']})")
     fig.tight_layout()

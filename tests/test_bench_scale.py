@@ -84,12 +84,14 @@ def test_phase_figures_take_the_most_any_manager_counted() -> None:
              "m3": None}
     figures = phase_figures(before, after, NAMES)
     assert figures["leader_changes"] == 3 and figures["term_increase"] == 2
-    assert figures["snapshots"] == {"count": 2.0, "sum_s": pytest.approx(1.8), "max_s": 2.048}
-    assert figures["tick"] == {"longest_s": 0.9, "exact": True, "over_100ms": 2.0}
+    assert figures["snapshots"] == {"count": 2.0, "sum_s": pytest.approx(1.8), "max_s": 2.048,
+                                    "members": {"m1": 1.0, "m2": 1.0}}
+    assert figures["tick"] == {"longest_s": 0.9, "exact": True, "over_100ms": 2.0,
+                               "members": {"m1": 0.04, "m2": 0.9}}
     assert figures["unscraped"] == ["m3"]
     quiet = phase_figures(before, before, {k: v for k, v in NAMES.items() if not k.startswith("tick")})
     assert quiet["leader_changes"] == 0 and quiet["term_increase"] == 0 and quiet["tick"] is None
-    assert quiet["snapshots"] == {"count": 0.0, "sum_s": 0.0, "max_s": None}
+    assert quiet["snapshots"] == {"count": 0.0, "sum_s": 0.0, "max_s": None, "members": {"m1": 0.0, "m2": 0.0, "m3": 0.0}}
 
 
 def _row(**changes: object) -> dict:
@@ -136,8 +138,11 @@ def _report() -> dict:
 
 
 def test_section_goes_between_markers_and_keeps_the_rest() -> None:
-    section = render_section(_report(), "scale.png")
+    report = _report()
+    report["systems"]["raftstore"]["sizes"][0]["tick"]["members"] = {"m1": 8.3, "m2": 0.07, "m3": 7.9}
+    section = render_section(report, "scale.png")
     assert "| 0 leader changes during the fill | yes |" in section and "etcd is not on PATH" in section
+    assert "ticks of over a second on 2 managers (m1 8.3 s, m3 7.9 s)" in section
     assert "![each figure against store size](scale.png)" in section
     appended = replace_section("# Benchmark results\n\nmake bench's text\n", section)
     assert appended.startswith("# Benchmark results\n\nmake bench's text\n\n" + SECTION_BEGIN)
