@@ -59,8 +59,9 @@ bench: $(STAMP)
 
 # Issue 15's scale benchmark: 3 managers filled with 10 KiB values to 0.5, 1 and 2 GB of live data (16 clients),
 # then restart + unlock + first read and a 4th manager's join, at each size; etcd the same when on PATH (as above).
-# Writes benchmarks/scale.json, scale.png and the Scale section of RESULTS.md. Needs about 25 GB of disk under
-# $$TMPDIR. SCALE_SIZES=0.05,0.1 for a short run.
+# Writes benchmarks/scale.json, scale.png and the Scale section of RESULTS.md. Roughly 20-30 minutes here and
+# 15-25 GB of free disk under $$TMPDIR (estimated: three copies of the store, their logs and snapshots).
+# SCALE_SIZES=0.05,0.1 for a short run.
 SCALE_SIZES ?= 0.5,1,2
 bench-scale: $(STAMP)
 	$(PY) -m benchmarks.scale --sizes $(SCALE_SIZES)
