@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: all venv typecheck test test-slow demo bench clean
+.PHONY: all venv typecheck test test-slow demo bench bench-scale clean
 
 all: test
 
@@ -52,11 +52,21 @@ test-slow: $(STAMP) typecheck
 demo: $(STAMP)
 	$(VENV)/bin/raftstore demo
 
-# raftstore against etcd (native gRPC and JSON gateway) and pysyncobj (tuned and as shipped), in one run.
-# etcd comes from PATH: `apt-get install -y etcd-server` (Debian/Ubuntu); without it the run measures
-# everything else and says so. Its gRPC client is in the `bench` extra. Results: benchmarks/RESULTS.md.
+# raftstore against etcd (native gRPC and JSON gateway) and pysyncobj (tuned and as shipped), in one run,
+# with a small scale run (0.1 GB). etcd comes from PATH: `apt-get install -y etcd-server` (Debian/Ubuntu);
+# without it the run measures everything else and says so. Its gRPC client is in the `bench` extra.
+# Results: benchmarks/RESULTS.md.
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# Issue 15's scale benchmark: 3 managers filled with 10 KiB values to 0.5, 1 and 2 GB of live data (16 clients),
+# then restart + unlock + first read and a 4th manager's join, at each size; etcd the same when on PATH (as above).
+# Writes benchmarks/scale.json, scale.png and the Scale section of RESULTS.md. Roughly 20-30 minutes here and
+# 15-25 GB of free disk under $$TMPDIR (estimated: three copies of the store, their logs and snapshots).
+# SCALE_SIZES=0.05,0.1 for a short run.
+SCALE_SIZES ?= 0.5,1,2
+bench-scale: $(STAMP)
+	$(PY) -m benchmarks.scale --sizes $(SCALE_SIZES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -36,11 +36,14 @@ MEMBERS = 3
 
 
 class RaftstorePeer:
-    def __init__(self, root: Path, variant: str = "default", autolock: bool = False) -> None:
+    def __init__(self, root: Path, variant: str = "default", autolock: bool = False, metrics: bool = False) -> None:
         self.name = "raftstore" if variant == "default" else f"raftstore ({variant})"
         self.root = root
         self.variant = variant
         self.autolock = autolock
+        #: With ``metrics``, each member serves /metrics on a port of its own (``metrics_ports[member.name]``).
+        self.metrics = metrics
+        self.metrics_ports: dict[str, int] = {}
         env = {}
         if variant == "no-sealing":
             env[NO_SEALING_ENV] = "1"
@@ -54,13 +57,23 @@ class RaftstorePeer:
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / MARKER_FILE).write_text("benchmark scratch directory\n")
-        self.members = [self.cluster.add(f"m{i + 1}", env=self._env) for i in range(MEMBERS)]
+        self.members = [self.add_member(f"m{i + 1}") for i in range(MEMBERS)]
         self.cluster.init(self.members[0], *(["--autolock"] if self.autolock else []))
         if self.autolock:
             self.unlock_key = self.members[0].run("unlock-key", "-q").stdout.strip()
         for member in self.members[1:]:
             self.cluster.join(member, self.members[0], "manager")
         wait_until(lambda: self.members[0].info()["managers"] == MEMBERS, what="3 managers")
+
+    def add_member(self, name: str) -> Any:
+        """Start one more daemon (not yet in the cluster), with its metrics port when asked for."""
+        if self.metrics:
+            self.metrics_ports[name] = free_port()
+        return self.cluster.add(name, env=self._env, extra=self.daemon_flags(name))
+
+    def daemon_flags(self, name: str) -> list[str]:
+        port = self.metrics_ports.get(name)
+        return ["--metrics-addr", f"127.0.0.1:{port}"] if port else []
 
     def writer_factory(self, member: Any) -> Callable[[], Writer]:
         host = member.host
@@ -76,7 +89,7 @@ class RaftstorePeer:
         member.kill(signal.SIGKILL)
 
     def restart(self, member: Any) -> None:
-        member.start()
+        member.start(self.daemon_flags(member.name))
         if self.autolock and self.unlock_key:
             member.run("unlock", input=self.unlock_key + "\n")
         wait_until(lambda: member.info()["state"] == "manager", what="restarted manager running")
@@ -229,9 +242,11 @@ class EtcdPeer:
 
     name = "etcd (gateway)"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra_args: list[str] | None = None) -> None:
         self.root = root
         self.members: list[dict[str, Any]] = []
+        #: More flags for every member (the scale benchmark raises ``--quota-backend-bytes``).
+        self.extra_args = list(extra_args or [])
 
     def start(self) -> None:
         for i in range(MEMBERS):
@@ -251,7 +266,8 @@ class EtcdPeer:
              "--advertise-client-urls", f"http://127.0.0.1:{member['client']}",
              "--listen-peer-urls", f"http://127.0.0.1:{member['peer']}",
              "--initial-advertise-peer-urls", f"http://127.0.0.1:{member['peer']}",
-             "--initial-cluster", self._initial, "--initial-cluster-state", state, "--log-level", "error"],
+             "--initial-cluster", self._initial, "--initial-cluster-state", state, "--log-level", "error",
+             *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
@@ -278,6 +294,44 @@ class EtcdPeer:
     def writer_factory(self, member: dict[str, Any]) -> Callable[[], Writer]:
         port = member["client"]
         return lambda: _EtcdWriter(port)
+
+    def call(self, member: dict[str, Any], path: str, body: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
+        """One JSON-gateway request (``/v3/...``) to ``member``; an error status raises."""
+        conn = http.client.HTTPConnection("127.0.0.1", member["client"], timeout=timeout)
+        try:
+            conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            data = response.read()
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise RuntimeError(f"etcd {path}: {response.status} {data[:200]!r}")
+        return dict(json.loads(data))
+
+    def add_member(self, name: str) -> dict[str, Any]:
+        """Add a member through the cluster API and start it (``--initial-cluster-state existing``)."""
+        member = {"name": name, "client": free_port(), "peer": free_port(), "dir": self.root / name}
+        added = self.call(self.members[0], "/v3/cluster/member/add",
+                          {"peerURLs": [f"http://127.0.0.1:{member['peer']}"]})
+        member["id"] = added["member"]["ID"]
+        self.members.append(member)
+        self._initial = ",".join(f"{m['name']}=http://127.0.0.1:{m['peer']}" for m in self.members)
+        self._spawn(member, "existing")
+        return member
+
+    def start_member(self, member: dict[str, Any]) -> None:
+        """Start a stopped member again on its data directory, without waiting for it."""
+        self._spawn(member, "existing")
+
+    def remove_member(self, member: dict[str, Any]) -> None:
+        """Remove a member added by ``add_member`` from the cluster, stop it and delete its data."""
+        self.members.remove(member)
+        self.call(self.members[0], "/v3/cluster/member/remove", {"ID": member["id"]})
+        if member["process"].poll() is None:
+            member["process"].kill()
+            member["process"].wait(10)
+        shutil.rmtree(member["dir"], ignore_errors=True)
+        self._initial = ",".join(f"{m['name']}=http://127.0.0.1:{m['peer']}" for m in self.members)
 
     def pids(self) -> list[int]:
         return [m["process"].pid for m in self.members if m["process"].poll() is None]

@@ -38,6 +38,9 @@ from .peers import (
     etcd_version,
 )
 from .report import render_markdown, render_plot, render_table
+from .scale import measure as measure_scale
+from .scale import parse_sizes, render_text
+from .scale_report import extract_section, render_section, replace_section
 from .scenarios import failover_seconds, fill, unlock_and_catch_up_seconds
 from .sealing import sealing_cost_us_per_write
 
@@ -50,6 +53,9 @@ ALIASES = {"etcd": ("etcd-grpc", "etcd-gateway"), "pysyncobj-all": ("pysyncobj-t
 # Failover is timed for these (the etcd gRPC client last: its channel is the only gRPC one the harness opens itself).
 FAILOVER = ("raftstore", "pysyncobj (tuned)", "pysyncobj (default)", "etcd (gateway)", "etcd (gRPC)")
 INSTALL_ETCD = "apt-get install -y etcd-server"
+#: ``make bench``'s scale run: ``make bench-scale``'s fill at a small size (see benchmarks/scale.py).
+SCALE_SIZES = "0.1"
+SCALE_SETTINGS = {"clients": 16, "value_bytes": 10 * 1024, "fill_seconds_per_gb": 900, "stuck_seconds": 120}
 
 
 def machine() -> dict[str, Any]:
@@ -152,10 +158,13 @@ def _median_failover(peer: Any, runs: int, log: Any) -> dict[str, Any]:
 @click.option("--scenarios/--no-scenarios", default=True, help="Also measure failover and unlock + catch-up.")
 @click.option("--from-json", "from_json", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Render the table, plot and RESULTS.md from an earlier run's JSON instead of measuring.")
+@click.option("--scale-sizes", default=None, metavar="GB,...",
+              help=f"Also fill raftstore (and etcd) to these sizes as make bench-scale does (default: {SCALE_SIZES} "
+                   "on full runs, none with --quick or --smoke; \"\" for none).")
 @click.option("--write-results/--no-write-results", default=None,
               help="Rewrite benchmarks/RESULTS.md and its plot (default: on full runs only).")
 def main(quick: bool, smoke: bool, runs: int, seconds: float, entries: int, out: Path, systems: str,
-         scenarios: bool, from_json: Path | None, write_results: bool | None) -> None:
+         scenarios: bool, from_json: Path | None, scale_sizes: str | None, write_results: bool | None) -> None:
     """Measure raftstore's log throughput and latency against plain pysyncobj and etcd."""
     if from_json is not None:
         _publish(json.loads(from_json.read_text()), out, write_results is not False)
@@ -170,6 +179,12 @@ def main(quick: bool, smoke: bool, runs: int, seconds: float, entries: int, out:
         payloads, clients = PAYLOADS, CLIENTS
     if write_results is None:
         write_results = not (quick or smoke)
+    if scale_sizes is None:
+        scale_sizes = "" if quick or smoke else SCALE_SIZES
+    try:
+        scale = parse_sizes(scale_sizes)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--scale-sizes") from None
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     report: dict[str, Any] = {
@@ -180,13 +195,15 @@ def main(quick: bool, smoke: bool, runs: int, seconds: float, entries: int, out:
         "rows": [],
         "failover": [],
         "unlock": None,
+        "scale": None,
         "skipped": [],
     }
     log = lambda line: print(line, flush=True)  # noqa: E731
     log(f"raftstore benchmarks: {report['machine']['cpus']} CPUs, {report['machine']['cpu']}")
     root = Path(tempfile.mkdtemp(prefix="raftstore-bench-"))
     try:
-        variants = _peers(["raftstore"] if smoke else _wanted(systems), root, report["skipped"], log)
+        wanted = ["raftstore"] if smoke else _wanted(systems)
+        variants = _peers(wanted, root, report["skipped"], log)
         try:
             for peer in variants:
                 log(f"{peer.name}: starting a 3-member cluster on 127.0.0.1")
@@ -211,6 +228,10 @@ def main(quick: bool, smoke: bool, runs: int, seconds: float, entries: int, out:
                 log(f"  unlock + catch-up with {entries} entries: {report['unlock']['seconds']:.2f} s")
             finally:
                 locked.stop()
+        if scale:
+            log(f"scale: filling 3 managers with 10 KiB values to {scale_sizes} GB")
+            report["scale"] = measure_scale(scale, ["raftstore"] + (["etcd"] if any(w.startswith("etcd") for w in wanted) else []), SCALE_SETTINGS,
+                                            report["command"], log=log)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     report["sealing"] = [
@@ -273,11 +294,20 @@ def _publish(report: dict[str, Any], out: Path, write_results: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     print()
     print(render_table(report))
+    if report.get("scale"):
+        print(render_text(report["scale"]))
     plot = render_plot(report, out / "throughput.png")
     if write_results:
         if plot is not None:
             shutil.copy(plot, HERE / "results.png")
-        (HERE / "RESULTS.md").write_text(render_markdown(report, "results.png" if plot else None))
+        text = render_markdown(report, "results.png" if plot else None)
+        if report.get("scale"):
+            text += "\n" + render_section(report["scale"], None, heading="## Scale, small (`make bench`)")
+        results = HERE / "RESULTS.md"
+        kept = extract_section(results.read_text()) if results.exists() else None
+        if kept is not None:  # make bench-scale's section stays as that run wrote it
+            text = replace_section(text, kept)
+        results.write_text(text)
         print(f"wrote {HERE / 'RESULTS.md'}", flush=True)
 
 

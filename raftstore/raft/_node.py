@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 from pysyncobj import SyncObjConf
 from pysyncobj.config import FAIL_REASON
 
+from ..telemetry import observe_tick
 from ._current_keyring import CurrentKeyring
 from ._envelope import EntryCodec
 from ._journal import SealedJournal
@@ -191,11 +192,13 @@ class RaftNode:
     def _run(self) -> None:
         period = self.config.tick_period
         while not self._stopping.is_set():
+            started = time.perf_counter()
             try:
                 self.tick_once(period)
             except Exception:  # keep Raft alive; a bug here must be visible
                 log.exception("raft tick failed")
                 time.sleep(period)
+            observe_tick(time.perf_counter() - started)  # the longest turn is the longest Raft went unserved
         try:
             self._core.destroy()
         except Exception:

@@ -18,8 +18,8 @@ from ..keyring import surface
 # The public names of each module, listed here so that __all__ needs no import.
 _PUBLIC = {
     "_metrics": ["EVENTS", "FSYNC_SECONDS", "LEADER_CHANGES", "PROPOSALS_COMMITTED", "PROPOSALS_FAILED",
-                 "PROPOSAL_SECONDS", "SEAL_SECONDS", "SNAPSHOT_BYTES", "SNAPSHOT_SECONDS", "counter_value",
-                 "histogram_snapshot", "timed"],
+                 "PROPOSAL_SECONDS", "SEAL_SECONDS", "SNAPSHOT_BYTES", "SNAPSHOT_SECONDS", "TICK_LONGEST",
+                 "TICK_SECONDS", "counter_value", "histogram_snapshot", "observe_tick", "timed"],
     "_logging": ["LOG_FORMATS", "LOG_LEVELS", "configure_logging", "set_log_context"],
 }
 _LAZY = {name: f".{module}" for module, names in _PUBLIC.items() for name in names}

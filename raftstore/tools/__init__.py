@@ -20,7 +20,7 @@ from ..keyring import surface
 # The public names of each module, listed here so that __all__ needs no import.
 _PUBLIC = {
     "_local_cluster": ["Cluster", "Node", "Result", "RAFTSTORE", "free_port", "wait_until"],
-    "_loadgen": ["Writer", "LoadResult", "ControlWriter", "run_load"],
+    "_loadgen": ["Writer", "LoadResult", "LoadProgress", "ControlWriter", "run_load"],
     "_bench": ["run_quick_bench"],
     "_demo": ["run_demo"],
     "_check_perf": ["PERF_PREFIX", "Thresholds", "PerfReport", "histogram_quantile", "judge", "run_check"],

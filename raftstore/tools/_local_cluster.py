@@ -108,7 +108,8 @@ class Node:
     def host(self) -> str:
         return f"unix://{self.data_dir / 'raftstore.sock'}"
 
-    def start(self, extra: list[str] | None = None) -> None:
+    def start(self, extra: list[str] | None = None, wait: bool = True) -> None:
+        """Start the daemon; with ``wait``, return once it answers ``raftstore info`` (20 s at most)."""
         assert self.process is None or self.process.poll() is not None
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
@@ -119,7 +120,8 @@ class Node:
             env={**os.environ, **self.env},
         )
         log.close()
-        wait_until(lambda: self.run("info", check=False).returncode == 0, timeout=20, what=f"{self.name} daemon up")
+        if wait:
+            wait_until(lambda: self.run("info", check=False).returncode == 0, timeout=20, what=f"{self.name} daemon up")
 
     def run(self, *args: str, input: bytes | str | None = None, check: bool = True, timeout: float = 60) -> Result:
         data = input.encode() if isinstance(input, str) else input

@@ -27,6 +27,7 @@ SERIES = [
     "raftstore_proposal_commit_duration_seconds_count", "raftstore_disk_fsync_duration_seconds_count",
     "raftstore_seal_duration_seconds_count",
     "raftstore_snapshot_save_duration_seconds_count", "raftstore_snapshot_size_bytes",
+    "raftstore_raft_tick_duration_seconds_count", "raftstore_raft_tick_longest_seconds",
     "raftstore_certificate_expiry_seconds", "raftstore_locked", "raftstore_autolock",
     "raftstore_ca_rotation_in_progress", "process_resident_memory_bytes", "process_open_fds",
 ]
