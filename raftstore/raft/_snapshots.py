@@ -39,7 +39,9 @@ from ._snapshot_format import Entry, SnapshotCancelled, open_snapshot, write_sna
 __all__ = ["SealedSnapshots", "SnapshotSerializer", "install_single_member", "write_snapshot_file", "in_a_thread"]
 
 #: How many bytes may wait in a follower's connection before the next snapshot chunk goes out.
-SEND_BACKLOG_BYTES = 4 * 2**20
+#: pysyncobj sends once per heartbeat (0.1 s) when idle, so this also caps the rate: 16 MiB
+#: a heartbeat, 160 MB/s, above what the receiving end writes and checks here.
+SEND_BACKLOG_BYTES = 16 * 2**20
 
 
 def in_a_thread(job: Callable[[], None]) -> None:

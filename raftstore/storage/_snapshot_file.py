@@ -147,6 +147,10 @@ _PREFIX_V2 = _HEADER_V2.size + _CRC.size  # 28
 _FRAME = struct.Struct(">II")  # length, CRC-32C
 _LENGTH = struct.Struct(">I")
 _READ_AHEAD = 2**20
+#: The writer syncs its data every so many bytes: a snapshot of gigabytes must not
+#: leave that much dirty in the page cache, or the next fsync of the Raft log
+#: (another file, the same disk) waits behind it, on the tick thread.
+SYNC_EVERY_BYTES = 16 * 2**20
 
 
 class SnapshotWriter:
@@ -166,6 +170,7 @@ class SnapshotWriter:
         self.path = Path(path)
         self._tmp = self.path.with_name(f".{self.path.name}.tmp-{secrets.token_hex(4)}")
         self.bytes_written = 0
+        self._unsynced = 0
         try:
             self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as error:
@@ -177,6 +182,10 @@ class SnapshotWriter:
         assert self._fd is not None, "the snapshot writer is closed"
         try:
             write_all(self._fd, data)
+            self._unsynced += len(data)
+            if self._unsynced >= SYNC_EVERY_BYTES:
+                os.fdatasync(self._fd)
+                self._unsynced = 0
         except OSError as error:
             self.abort()
             raise storage_error(error, self._tmp) from None
