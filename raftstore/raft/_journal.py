@@ -54,6 +54,7 @@ class SealedJournal(Journal):
                 continue
             where = f"{directory / 'log'} entry {index}"
             self._entries.append((codec.from_disk(payload, where), index, term))
+        self._drop_before = 0  # segment files before this index are left to delete (compact_step)
         self._meta = self._read_meta()
         self._meta_dirty = False
         self._commit_dirty = False
@@ -99,12 +100,26 @@ class SealedJournal(Journal):
         self._disk_keys = [(i, k) for i, k in self._disk_keys if i < first_removed]
 
     def deleteEntriesTo(self, entryTo: int) -> None:
+        """pysyncobj's log compaction: forget the entries a snapshot now covers.
+
+        Memory lets go at once; the segment files they fill go one per tick
+        (``compact_step``): each deletion is made durable before the next, and
+        a snapshot's worth of them at once held the tick thread for hundreds
+        of milliseconds.
+        """
         self._entries = self._entries[entryTo:]
         if self._entries:
-            self._segments.drop_before(self._entries[0][1])
-            segments = self._segments.segments()
-            on_disk_from = segments[0].first_index if segments else self._entries[0][1]
-            self._disk_keys = [(i, k) for i, k in self._disk_keys if i >= on_disk_from]
+            self._drop_before = self._entries[0][1]
+            self.compact_step()
+
+    def compact_step(self) -> None:
+        """Delete at most one segment file that compaction left behind (the tick thread calls this every turn)."""
+        if not self._drop_before or not self._segments.drop_before(self._drop_before, limit=1):
+            self._drop_before = 0
+            return
+        segments = self._segments.segments()
+        on_disk_from = segments[0].first_index if segments else self._drop_before
+        self._disk_keys = [(i, k) for i, k in self._disk_keys if i >= on_disk_from]
 
     def __getitem__(self, item: Any) -> Any:
         return self._entries[item]

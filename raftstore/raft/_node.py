@@ -19,7 +19,6 @@ from typing import Any, Callable, Iterable
 from pysyncobj import SyncObjConf
 from pysyncobj.config import FAIL_REASON
 
-from ..telemetry import observe_tick
 from ._current_keyring import CurrentKeyring
 from ._envelope import EntryCodec
 from ._journal import SealedJournal
@@ -27,6 +26,7 @@ from ._outbox import Outbox
 from ._raft_transport import RaftTransportCore
 from ._seams import CoreHooks, RaftCore, RaftMember
 from ._snapshots import SealedSnapshots, in_a_thread, install_single_member
+from ._tick_watch import TickWatch
 
 __all__ = ["FAIL_REASONS", "RaftConfig", "RaftNode"]
 
@@ -111,7 +111,6 @@ class RaftNode:
         self.client_context = client_context
         self.log = log
         self.config = config
-        self._apply_cb = apply
         self._advance_cb = advance
         self._on_leader_change = on_leader_change
         self._leader_seen: str | None = None
@@ -136,7 +135,11 @@ class RaftNode:
         position = self._snapshots.position(check_frames=True)
         first_index = position[0] - 1 if position is not None else 0
         self.journal = SealedJournal(self.raft_dir, EntryCodec(keys), first_index, log, fsync=fsync)
-        self._outbox = Outbox(self.journal.sync, ack_window=config.heartbeat_interval / 2)
+        self._tick_watch = TickWatch(log)
+        self._outbox = Outbox(self._tick_watch.timed("fsync", self.journal.sync), ack_window=config.heartbeat_interval / 2)
+        self._apply_cb = self._tick_watch.timed("apply", apply)
+        # pysyncobj calls it on the tick thread after a snapshot, and we every tick: deleting segment files.
+        self.journal.compact_step = self._tick_watch.timed("log compaction", self.journal.compact_step)  # type: ignore[method-assign]
         self._transport: Any = None
 
         self_node = RaftMember(*self_member)
@@ -192,13 +195,11 @@ class RaftNode:
     def _run(self) -> None:
         period = self.config.tick_period
         while not self._stopping.is_set():
-            started = time.perf_counter()
             try:
-                self.tick_once(period)
+                self._tick_watch.tick(lambda: self.tick_once(period))
             except Exception:  # keep Raft alive; a bug here must be visible
                 log.exception("raft tick failed")
                 time.sleep(period)
-            observe_tick(time.perf_counter() - started)  # the longest turn is the longest Raft went unserved
         try:
             self._core.destroy()
         except Exception:
@@ -222,6 +223,7 @@ class RaftNode:
         # it appended (even while polling) is durable first (Outbox.send, duty 2).
         self._outbox.persist()
         self._core.doTick(wait)
+        self.journal.compact_step()
         self._watch_leader()
         now = time.monotonic()
         if now - self._last_log_check > 1.0:
@@ -324,6 +326,10 @@ class RaftNode:
         self._core.postpone_election(time.monotonic() + self.config.election_timeout_max)
 
     def _maybe_compact_by_size(self) -> None:
+        # Not while one is being written: the log shrinks only once it is in place, and a request
+        # made meanwhile would start a second, needless snapshot right after the first.
+        if self._snapshots.writing:
+            return
         if self.journal.disk_bytes() > self.config.compaction_max_log_bytes:
             self._core.forceLogCompaction()
 

@@ -155,6 +155,11 @@ class SealedSnapshots:
         finally:
             self._writer_done.set()
 
+    @property
+    def writing(self) -> bool:
+        """A snapshot is being written now."""
+        return not self._writer_done.is_set()
+
     def check(self) -> int:
         """Where the snapshot being written stands; SUCCESS and FAILED are reported once."""
         status = self._status

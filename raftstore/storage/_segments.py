@@ -317,8 +317,8 @@ class SegmentLog:
             segment.size = new_size
             self._data_pending = True
 
-    def drop_before(self, index: int) -> list[Path]:
-        """Delete the segment files whose entries are all before ``index`` (log compaction).
+    def drop_before(self, index: int, limit: int | None = None) -> list[Path]:
+        """Delete the segment files whose entries are all before ``index`` (log compaction), at most ``limit`` of them.
 
         Returns the deleted paths, oldest first. The segment holding ``index``
         and every later one stay; entries before ``index`` in the segment that
@@ -339,6 +339,8 @@ class SegmentLog:
                 if last is not None and last >= index:
                     break
                 covered += 1
+            if limit is not None:
+                covered = min(covered, limit)
             if not covered:
                 return []
             dropped: list[Path] = []

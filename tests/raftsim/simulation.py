@@ -241,8 +241,8 @@ class Durability:
             setattr(segments, name, self._wrap(name, getattr(segments, name)))
 
     def _wrap(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapped(*args: Any) -> Any:
-            result = method(*args)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
             if name == "truncate_after":
                 if self.durable_last is not None:
                     self.durable_last = min(self.durable_last, args[0])
