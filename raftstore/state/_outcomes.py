@@ -10,15 +10,20 @@ never values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..keyring import RaftstoreError
 
 __all__ = ["Event", "Outcome"]
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
+    """One change, as ``events --since`` reports it.
+
+    The state machine keeps its history as plain tuples of these fields (see
+    ``StateMachine``), which Python's cycle collector does not track.
+    """
+
     version: int
     action: str  # create | update | delete
     table: str
@@ -52,7 +57,7 @@ class Outcome:
         return [self.ok, self.results, self.error_code, self.error_message]
 
     @classmethod
-    def from_wire(cls, raw: list[Any]) -> "Outcome":
+    def from_wire(cls, raw: Any) -> "Outcome":
         ok, results, code, message = raw
         return cls(bool(ok), list(results), str(code), str(message))
 

@@ -58,7 +58,7 @@ class LoadedState:
     tables: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {t: {} for t in OBJECT_TABLES})
     names: dict[str, dict[str, str]] = field(default_factory=lambda: {t: {} for t in OBJECT_TABLES})
     kv: dict[str, dict[str, Any]] = field(default_factory=dict)
-    applied: collections.OrderedDict[bytes, Any] = field(default_factory=collections.OrderedDict)
+    applied: collections.OrderedDict[bytes, bytes] = field(default_factory=collections.OrderedDict)  # packed outcomes
 
     def _add_object(self, table: str, obj: dict[str, Any]) -> None:
         self.tables[table][obj["id"]] = obj
@@ -104,7 +104,7 @@ class StateView:
         key_records: dict[int, int],
         tables: dict[str, dict[str, dict[str, Any]]],
         kv: dict[str, dict[str, Any]],
-        applied: collections.OrderedDict[bytes, Any],
+        applied: collections.OrderedDict[bytes, bytes],
     ) -> None:
         self.applied_index = applied_index
         self._header = _header(applied_index, active_key_id, retired_below, key_records)
@@ -120,7 +120,7 @@ class StateView:
             **self._header,
             "tables": {t: list(self._tables[t].values()) for t in OBJECT_TABLES},
             "kv": list(self._kv.values()),
-            "applied": [[pid, out] for pid, out in self._applied.items()],
+            "applied": [[pid, msgpack.unpackb(out, raw=False)] for pid, out in self._applied.items()],
         }
 
     def parts(self, part_bytes: int = PART_BYTES) -> Iterator[bytes]:
@@ -130,7 +130,7 @@ class StateView:
         sections: list[tuple[str, str | None, Iterable[Any]]] = [
             ("object", table, self._tables[table].values()) for table in OBJECT_TABLES
         ]
-        sections += [("kv", None, self._kv.values()), ("applied", None, ([p, o] for p, o in self._applied.items()))]
+        sections += [("kv", None, self._kv.values()), ("applied", None, ([p, msgpack.unpackb(o, raw=False)] for p, o in self._applied.items()))]
         for section, table, items in sections:
             packed: list[bytes] = []
             size = 0
@@ -212,6 +212,6 @@ def _load_section(loaded: LoadedState, section: str, table: str | None, items: l
             kv[record["key"]] = record
     elif section == "applied":
         for pid, outcome in items:
-            loaded.applied[bytes(pid)] = outcome
+            loaded.applied[bytes(pid)] = msgpack.packb(outcome, use_bin_type=True)
     else:
         raise InvalidArgument(f"unknown snapshot state section {section!r}")

@@ -36,7 +36,6 @@ import builtins
 import collections
 import hashlib
 import threading
-from dataclasses import replace
 from typing import Any, Iterable, Sequence
 
 import msgpack
@@ -79,8 +78,12 @@ class StateMachine:
         self._tables: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in OBJECT_TABLES}
         self._names: dict[str, dict[str, str]] = {t: {} for t in OBJECT_TABLES}
         self._kv: dict[str, dict[str, Any]] = {}
-        self._applied: collections.OrderedDict[bytes, list[Any]] = collections.OrderedDict()
-        self._events: collections.deque[Event] = collections.deque(maxlen=event_history)
+        # The dedup table (packed outcomes) and the event history (plain tuples of an Event's fields) hold
+        # tens of thousands of items for as long as the process runs: kept as bytes and exact tuples of plain
+        # values, Python's cycle collector stops tracking them. As objects, every full collection walked
+        # them all (~100 ms) on whichever thread triggered it, the Raft tick thread among them.
+        self._applied: collections.OrderedDict[bytes, bytes] = collections.OrderedDict()
+        self._events: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=event_history)
         self._first_event_version = 0
         self.applied_index = 0
         # DEK terms: entries sealed below ``retired_below`` are refused at apply.
@@ -118,7 +121,7 @@ class StateMachine:
                     continue
                 previous = self._applied.get(proposal_id)
                 if previous is not None:
-                    outcomes.append(Outcome.from_wire(previous))
+                    outcomes.append(Outcome.from_wire(msgpack.unpackb(previous, raw=False)))
                     continue
                 outcome, proposal_effects = self._apply_transaction(index, now, actions, actor)
                 if writes(actions):
@@ -147,7 +150,7 @@ class StateMachine:
                 self.applied_index = index
 
     def _remember(self, proposal_id: bytes, outcome: Outcome) -> None:
-        self._applied[proposal_id] = outcome.to_wire()
+        self._applied[proposal_id] = msgpack.packb(outcome.to_wire(), use_bin_type=True)
         while len(self._applied) > self._dedup_window:
             self._applied.popitem(last=False)
 
@@ -190,8 +193,8 @@ class StateMachine:
             self._key_records = {k: n for k, n in self._key_records.items() if k >= self.retired_below}
         for event in transaction.events:
             if len(self._events) == self._events.maxlen:
-                self._first_event_version = self._events[0].version + 1
-            self._events.append(replace(event, time=transaction.now, actor=transaction.actor))
+                self._first_event_version = self._events[0][0] + 1
+            self._events.append(tuple(event._replace(time=transaction.now, actor=transaction.actor)))
 
     # ------------------------------------------------------------------ reads
 
@@ -263,7 +266,7 @@ class StateMachine:
                     f"version {version} has been compacted; the oldest version still available is {first} "
                     f"(--since {first - 1} or later)"
                 )
-            return [e for e in self._events if e.version > version]
+            return [Event._make(e) for e in self._events if e[0] > version]
 
     # ------------------------------------------------------------------ snapshots
 
