@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 from pathlib import Path
 from typing import Callable, Iterable
@@ -66,6 +67,32 @@ from ._segment_format import (
 __all__ = ["SegmentLog", "SegmentInfo"]
 
 _logger = logging.getLogger("raftstore.segments")
+
+
+#: The suffix of a segment file taken out of the log and waiting to be unlinked.
+DROPPED_SUFFIX = ".dropped"
+_discards: "queue.SimpleQueue[Path]" = queue.SimpleQueue()
+_discarder: threading.Thread | None = None
+_discarder_lock = threading.Lock()
+
+
+def _discard_later(path: Path) -> None:
+    """Unlink ``path`` on the discarder thread (started on first use); a failure only leaves the file."""
+    global _discarder
+    _discards.put(path)
+    with _discarder_lock:
+        if _discarder is None or not _discarder.is_alive():
+            _discarder = threading.Thread(target=_discard_forever, name="segment-discarder", daemon=True)
+            _discarder.start()
+
+
+def _discard_forever() -> None:
+    while True:
+        path = _discards.get()
+        try:
+            os.unlink(path)
+        except OSError:
+            pass  # gone already, or the disk refuses: the next open removes it
 
 
 class SegmentLog:
@@ -132,6 +159,8 @@ class SegmentLog:
         self._segments, self._loaded = scan.segments, scan.entries
         # Everything checked out: only now may the disk change.
         try:
+            for leftover in directory.glob("*" + DROPPED_SUFFIX):
+                os.unlink(leftover)  # dropped before a crash, not yet unlinked
             if scan.repair is not None:
                 self._repair(scan.repair)
             if self._segments:  # appends continue in the last segment
@@ -350,7 +379,7 @@ class SegmentLog:
                     segment = self._segments[0]
                     if len(self._segments) == 1:
                         self._close_fd()
-                    self._ordered_unlink(segment.path)
+                    self._ordered_discard(segment.path)
                     self._segments.pop(0)
                     dropped.append(segment.path)
                 if not self._segments:
@@ -489,6 +518,23 @@ class SegmentLog:
         os.unlink(path)
         self._unlink_unsynced = True
         self._dir_pending = True
+
+    def _ordered_discard(self, path: Path) -> None:
+        """Take a segment out of the log as ``_ordered_unlink`` does, but leave the slow part to another thread.
+
+        Unlinking a 64 MiB file frees its blocks and its cached pages: 20 ms
+        on an idle disk here, over 100 ms beside a snapshot being written,
+        all on the Raft tick thread. A rename is a name change only; the
+        renamed file (``*.seg.dropped``, which no scan reads) is unlinked by
+        ``_discard_later``, and by ``open`` if a crash came first.
+        """
+        if self._unlink_unsynced:
+            self._dir_barrier()
+        trash = path.with_name(path.name + DROPPED_SUFFIX)
+        os.rename(path, trash)
+        self._unlink_unsynced = True
+        self._dir_pending = True
+        _discard_later(trash)
 
     def _dir_barrier(self) -> None:
         fsync_directory(self.directory)

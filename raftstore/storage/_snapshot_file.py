@@ -150,7 +150,7 @@ _READ_AHEAD = 2**20
 #: The writer syncs its data every so many bytes: a snapshot of gigabytes must not
 #: leave that much dirty in the page cache, or the next fsync of the Raft log
 #: (another file, the same disk) waits behind it, on the tick thread.
-SYNC_EVERY_BYTES = 16 * 2**20
+SYNC_EVERY_BYTES = 4 * 2**20
 
 
 class SnapshotWriter:

@@ -18,6 +18,7 @@ can accept.
 from __future__ import annotations
 
 import itertools
+import threading
 import os
 import sys
 from pathlib import Path
@@ -41,8 +42,9 @@ class Recorder:
         self.dir = directory.resolve()
         self.initial = self._snap()
         self.state = dict(self.initial)
+        self._lock = threading.Lock()
         self.events: list[tuple] = []
-        real = {name: getattr(os, name) for name in ("open", "write", "unlink", "ftruncate", "fsync")}
+        real = {name: getattr(os, name) for name in ("open", "write", "unlink", "rename", "ftruncate", "fsync")}
         real_dirsync = segments_mod.fsync_directory
 
         def fd_path(fd: int) -> Path | None:
@@ -77,7 +79,7 @@ class Recorder:
             if Path(path).resolve() == self.dir:
                 self.events.append(("dirsync",))
 
-        for name in ("open", "unlink"):
+        for name in ("open", "unlink", "rename"):  # a rename out of the log (drop_before) removes a segment
             monkeypatch.setattr(segments_mod.os, name, by_path(name))
         for name in ("write", "ftruncate", "fsync"):
             monkeypatch.setattr(segments_mod.os, name, by_fd(name))
@@ -91,6 +93,10 @@ class Recorder:
         return {p.name: p.read_bytes() for p in self.dir.iterdir() if p.name.endswith(".seg")}
 
     def _diff(self) -> None:
+        with self._lock:  # the segment discarder unlinks on a thread of its own
+            self._diff_locked()
+
+    def _diff_locked(self) -> None:
         new = self._snap()
         for name in sorted(self.state.keys() - new.keys()):
             self.events.append(("remove", name))
@@ -236,7 +242,7 @@ def test_appends_across_rolls(tmp_path, monkeypatch):
 def test_the_recorder_catches_an_unordered_deletion(tmp_path, monkeypatch):
     """The checker has teeth: without the barrier between deletions, drop_before can leave a gap."""
     log, old = synced_log(tmp_path / "log", 1, 14, segment_bytes=100)
-    monkeypatch.setattr(SegmentLog, "_ordered_unlink", lambda self, path: (os.unlink(path), setattr(self, "_dir_pending", True)))
+    monkeypatch.setattr(SegmentLog, "_ordered_discard", lambda self, path: (os.unlink(path), setattr(self, "_dir_pending", True)))
     rec = Recorder(tmp_path / "log", monkeypatch)
     log.drop_before(12)
     log.sync()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 import threading
 from pathlib import Path
 
@@ -430,26 +431,44 @@ def test_drop_before_after_roll(tmp_path):
 
 
 def test_drop_before_deletions_are_ordered(tmp_path, monkeypatch):
+    """Segments leave the log by a rename (cheap, on the tick thread), oldest first, each durable before the next."""
     d = tmp_path / "log"
     log = filled(d, 1, 30, segment_bytes=100)
     order = []
-    real_unlink, real_dir = os.unlink, segments_mod.fsync_directory
-    monkeypatch.setattr(segments_mod.os, "unlink", lambda p: (order.append(("unlink", Path(p).name)), real_unlink(p))[1])
+    real_rename, real_dir = os.rename, segments_mod.fsync_directory
+    monkeypatch.setattr(segments_mod.os, "rename", lambda p, q: (order.append(("out", Path(p).name)), real_rename(p, q))[1])
     monkeypatch.setattr(segments_mod, "fsync_directory", lambda p: (order.append(("dirsync",)), real_dir(p))[1])
     infos = log.segments()
     dropped = log.drop_before(infos[3].first_index)
     assert [p.name for p in dropped] == [i.path.name for i in infos[:3]]
     # oldest first, each deletion durable before the next; the last one at the next sync
     assert order == [
-        ("unlink", infos[0].path.name),
+        ("out", infos[0].path.name),
         ("dirsync",),
-        ("unlink", infos[1].path.name),
+        ("out", infos[1].path.name),
         ("dirsync",),
-        ("unlink", infos[2].path.name),
+        ("out", infos[2].path.name),
     ]
     assert log.sync() is True
     assert order[-1] == ("dirsync",)
+    # the renamed files are unlinked on the discarder's thread
+    deadline = time.monotonic() + 10
+    while list(d.glob("*.dropped")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not list(d.glob("*.dropped"))
     log.close()
+
+
+def test_a_dropped_segment_left_by_a_crash_is_removed_at_open(tmp_path):
+    d = tmp_path / "log"
+    log = filled(d, 1, 30, segment_bytes=100)
+    first, second = log.segments()[0], log.segments()[1]
+    log.close()
+    os.rename(first.path, first.path.with_name(first.path.name + ".dropped"))  # a crash before the unlink
+    reopened = open_log(d)
+    assert not list(d.glob("*.dropped"))
+    assert reopened.entries()[0][0] == second.first_index
+    reopened.close()
 
 
 def test_reset(tmp_path, monkeypatch):
