@@ -128,7 +128,8 @@ def _median_failover(peer: Any, runs: int, log: Any) -> dict[str, Any]:
 @click.option("--entries", type=int, default=100_000, show_default=True, help="Store size for unlock + catch-up.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=HERE / "out", show_default=True)
 @click.option("--systems", default="raftstore,no-sealing,no-fsync,pysyncobj,etcd", show_default=True,
-              help="Which systems to measure, in this order.")
+              help="Which systems to measure, in this order; raftstore@DIR runs the managers from another checkout "
+                   "(e.g. the previous commit's, for a same-run before/after).")
 @click.option("--scenarios/--no-scenarios", default=True, help="Also measure failover and unlock + catch-up.")
 @click.option("--from-json", "from_json", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Render the table, plot and RESULTS.md from an earlier run's JSON instead of measuring.")
@@ -176,6 +177,11 @@ def main(quick: bool, smoke: bool, runs: int, seconds: float, entries: int, out:
         }
         variants: list[Any] = []
         for name in wanted:
+            if name.startswith("raftstore@"):  # another checkout's managers, for a same-run before/after
+                code = Path(name.split("@", 1)[1])
+                if not (code / "raftstore" / "__init__.py").exists():
+                    raise click.BadParameter(f"{code} is not a raftstore checkout", param_hint="--systems")
+                makers[name] = lambda code=code: RaftstorePeer(root / f"raftstore-{code.name}", code=code)
             if name not in makers:
                 raise click.BadParameter(f"unknown system {name!r}", param_hint="--systems")
             if name == "etcd" and not etcd_available():
