@@ -65,8 +65,10 @@ def _summarise(collapsed: Path, top: int) -> list[str]:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/out"),
               show_default=True)
 @click.option("--py-spy/--no-py-spy", "use_py_spy", default=True, help="Without: CPU per write only.")
-def main(clients: int, seconds: float, rate: int, top: int, code: Path | None, out: Path, use_py_spy: bool) -> None:
-    """Profile the leader under writes and print CPU per write per manager."""
+@click.option("--follower", is_flag=True, help="Record a follower instead of the leader.")
+def main(clients: int, seconds: float, rate: int, top: int, code: Path | None, out: Path, use_py_spy: bool,
+         follower: bool) -> None:
+    """Profile the leader (or a follower) under writes and print CPU per write per manager."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if use_py_spy and not Path(spy).exists():
         raise click.ClickException("py-spy is not installed: pip install -e '.[bench]'")
@@ -80,12 +82,13 @@ def main(clients: int, seconds: float, rate: int, top: int, code: Path | None, o
         run_load(factory, clients=4, payload=100, seconds=1.0)  # warm up
         leader_pid = leader.process.pid
         followers = [pid for pid in peer.pids() if pid != leader_pid]
-        collapsed = out / f"profile-{clients}c.txt"
+        collapsed = out / f"profile-{'follower' if follower else 'leader'}-{clients}c.txt"
         recorder: Any = None
         if use_py_spy:
             recorder = subprocess.Popen(
                 [spy, "record", "--gil", "--threads", "--nonblocking", "--format", "raw", "--rate", str(rate),
-                 "--duration", str(int(seconds) + 1), "--pid", str(leader_pid), "--output", str(collapsed)],
+                 "--duration", str(int(seconds) + 1), "--pid", str(followers[0] if follower else leader_pid),
+                 "--output", str(collapsed)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             time.sleep(0.5)
