@@ -1,15 +1,17 @@
 """Group commit above pysyncobj, pipelined: a few Raft entries in flight, each carrying every proposal that waited.
 
 Up to ``max_inflight`` entries (``WINDOW``) are in flight at once. A proposal
-that finds the window open goes out at once as its own entry (pysyncobj runs
-with ``appendEntriesUseBatch=False``: a lone write is not held back); once the
+that finds the window open goes out on the Raft tick thread's next turn, in
+one entry with everything else queued by then (pysyncobj runs with
+``appendEntriesUseBatch=False``: a lone write is not held back); once the
 window is full, new proposals queue, and when an entry resolves everything
 queued goes out as the next entry — one seal, one append and one fsync per
 manager for the whole group. Under load the groups grow by themselves, while
 the next entry is already replicating when one is being applied (pysyncobj's
 leader sends each new entry without waiting for the previous one's
 acknowledgements). Entries are applied in log order, so their outcomes arrive
-in order; the window only bounds how much is handed over and not yet known.
+in order; the window only bounds how much is handed over and not yet known
+(at most ``WINDOW`` entries of ``max_batch_bytes``).
 
 Retries are safe because every proposal carries a 128-bit id and the state
 machine applies no id twice: an entry whose fate is unknown (the leader changed,
