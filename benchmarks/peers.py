@@ -36,8 +36,12 @@ MEMBERS = 3
 
 
 class RaftstorePeer:
-    def __init__(self, root: Path, variant: str = "default", autolock: bool = False, metrics: bool = False) -> None:
+    def __init__(self, root: Path, variant: str = "default", autolock: bool = False, metrics: bool = False,
+                 code: Path | None = None) -> None:
+        """``code``: run the managers from another checkout (its package first on PYTHONPATH), for a before/after."""
         self.name = "raftstore" if variant == "default" else f"raftstore ({variant})"
+        if code is not None:
+            self.name += f" @{code.name}"
         self.root = root
         self.variant = variant
         self.autolock = autolock
@@ -49,6 +53,9 @@ class RaftstorePeer:
             env[NO_SEALING_ENV] = "1"
         elif variant == "no-fsync":
             env[NO_FSYNC_ENV] = "1"
+        if code is not None:
+            env["PYTHONPATH"] = str(code.resolve())
+            env["PYTHONSAFEPATH"] = "1"  # python -m must not put the current checkout first
         self._env = env
         self.cluster = Cluster(root)
         self.members: list[Any] = []

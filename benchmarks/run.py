@@ -154,7 +154,8 @@ def _median_failover(peer: Any, runs: int, log: Any) -> dict[str, Any]:
 @click.option("--entries", type=int, default=100_000, show_default=True, help="Store size for unlock + catch-up.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=HERE / "out", show_default=True)
 @click.option("--systems", default=SYSTEMS, show_default=True,
-              help="Which systems to measure, in this order (`etcd`: both etcd configurations).")
+              help="Which systems to measure, in this order (`etcd`: both etcd configurations); raftstore@DIR "
+                   "runs the managers from another checkout (e.g. the previous commit's, for a same-run before/after).")
 @click.option("--scenarios/--no-scenarios", default=True, help="Also measure failover and unlock + catch-up.")
 @click.option("--from-json", "from_json", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Render the table, plot and RESULTS.md from an earlier run's JSON instead of measuring.")
@@ -271,6 +272,11 @@ def _peers(wanted: list[str], root: Path, skipped: list[str], log: Any) -> list[
     peers: list[Any] = []
     etcd_noted = False
     for name in wanted:
+        if name.startswith("raftstore@"):  # another checkout's managers, for a same-run before/after
+            code = Path(name.split("@", 1)[1])
+            if not (code / "raftstore" / "__init__.py").exists():
+                raise click.BadParameter(f"{code} is not a raftstore checkout", param_hint="--systems")
+            makers[name] = lambda code=code: RaftstorePeer(root / f"raftstore-{code.name}", code=code)  # type: ignore[misc]
         if name not in makers:
             raise click.BadParameter(f"unknown system {name!r} (known: {', '.join(makers)}, etcd)",
                                      param_hint="--systems")

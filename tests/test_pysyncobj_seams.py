@@ -51,6 +51,21 @@ def test_apply_hook_and_private_attributes_exist() -> None:
     assert "self.__raftLastApplied += 1" in apply_source
 
 
+def test_builder_and_commit_notice_seams() -> None:
+    """``RaftCore.submit_later`` feeds pysyncobj's command queue; the commit notice is its next-append time."""
+    check_source = inspect.getsource(SyncObj._checkCommandsToApply)
+    assert "self.__commandsQueue.get_nowait()" in check_source
+    apply_source = inspect.getsource(SyncObj._applyCommand)
+    assert "self.__commandsQueue.put_nowait((_bchr(commandType) + command, callback))" in apply_source
+    tick_source = inspect.getsource(SyncObj._onTick)
+    assert "needSendAppendEntries = self.__applyLogEntries()" in tick_source
+    assert "monotonicTime() > self.__newAppendEntriesTime or needSendAppendEntries" in tick_source
+    assert tick_source.index("self.__applyLogEntries()") < tick_source.index("self._checkCommandsToApply()")
+    send_source = inspect.getsource(SyncObj._SyncObj__sendAppendEntries)
+    assert "self.__newAppendEntriesTime = monotonicTime() + self.__conf.appendEntriesPeriod" in send_source
+    assert "'commit_index': self.__raftCommitIndex" in send_source
+
+
 def test_unknown_command_type_is_skipped_by_pysyncobj() -> None:
     # Our ENTRY_TYPE must be one pysyncobj would not interpret itself.
     source = inspect.getsource(syncobj_module._COMMAND_TYPE)

@@ -61,6 +61,8 @@ class RaftConfig:
     compaction_min_entries: int = 5000
     compaction_min_seconds: float = 600.0
     compaction_max_log_bytes: int = 256 * 2**20
+    # How long the leader's commit notice may wait to ride on the next entry (RaftCore: the commit notice).
+    commit_notice_delay: float = 0.01
 
 
 class RaftNode:
@@ -173,6 +175,7 @@ class RaftNode:
             after_sends=self._outbox.persist,
         )
         self._core = RaftCore(self_node, others, conf, hooks)
+        self._core.commit_notice_delay = config.commit_notice_delay
         self._core.receive_snapshots_with(
             lambda inner: self._snapshots.serializer(inner, self._send_backlog, self._snapshot_installed)
         )
@@ -222,7 +225,8 @@ class RaftNode:
         # The leader counts itself toward a commit during the tick: whatever
         # it appended (even while polling) is durable first (Outbox.send, duty 2).
         self._outbox.persist()
-        self._core.doTick(wait)
+        due = self._core.next_append_in()  # a commit notice waiting for its deadline: wake for it
+        self._core.doTick(wait if due is None else min(wait, due))
         self.journal.compact_step()
         self._watch_leader()
         now = time.monotonic()
@@ -246,9 +250,18 @@ class RaftNode:
 
     # ------------------------------------------------------------ proposals
 
-    def append_entry(self, payload: bytes, callback: Callable[[Any, int], None]) -> None:
-        """Hand a sealed entry (an envelope) to Raft to append to the log (thread-safe). ``callback(result, fail_reason)`` runs on the tick thread."""
-        self._core.submit(payload, callback)
+    def append_entry(self, payload: bytes | Callable[[], bytes | None], callback: Callable[[Any, int], None]) -> None:
+        """Hand a sealed entry (an envelope) to Raft to append to the log (thread-safe). ``callback(result, fail_reason)`` runs on the tick thread.
+
+        ``payload`` may be a builder instead: called on the tick thread right
+        before Raft takes its commands, it returns the envelope (or None for
+        nothing to append), so that the caller's group takes in everything
+        queued until then. From the tick thread itself this costs no wake-up.
+        """
+        if callable(payload):
+            self._core.submit_later(payload, callback, wake=threading.current_thread() is not self._thread)
+        else:
+            self._core.submit(payload, callback)
 
     def add_member(self, node_id: str, address: str, callback: Callable[[Any, int], None]) -> None:
         self._core.addNodeToCluster(RaftMember(node_id, address), callback=callback)

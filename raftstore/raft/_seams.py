@@ -43,6 +43,27 @@ pysyncobj's defaults:
     thousands of nodes, runs out). ``RaftCore._doDestroy`` closes it after
     pysyncobj's own teardown (``close_wakeup_pipe``).
 
+``SyncObj._checkCommandsToApply`` and ``SyncObj._SyncObj__commandsQueue``
+    Entries built on the tick thread (``RaftCore.submit_later``): the
+    proposer hands over a builder, not bytes, and forms its group only when
+    pysyncobj is about to take its commands, so that everything queued until
+    that moment joins one entry. The override builds them and puts them on
+    pysyncobj's command queue just before pysyncobj reads it (the same queue
+    and command type ``_applyCommand`` uses). A builder handed over from the
+    tick thread itself (an entry resolved, the next one goes out) costs no
+    wake-up of the poller; from any other thread it writes once to
+    pysyncobj's wake-up pipe.
+
+``SyncObj._SyncObj__applyLogEntries`` and ``__newAppendEntriesTime``
+    The commit notice. With ``appendEntriesUseBatch=False`` pysyncobj's
+    leader sends every follower an append-entries carrying only the new
+    commit index right after it applies an entry: two messages out and two
+    handled per write, and the tick thread busy sending them while the
+    caller whose entry just applied waits for the interpreter. The override
+    turns that round into a deadline ``commit_notice_delay`` away (pysyncobj's
+    own next-append time, brought forward): the next entry's append-entries
+    carries the commit index if it leaves first, as under any steady load.
+
 ``Transport._onMessageReceived``, ``_onNodeConnected``, ``_onNodeDisconnected``, ``SyncObj._poller``
     ``PysyncobjTransport`` is pysyncobj's transport over ours
     (``RaftTransportCore``, mutual TLS, or whatever the owner's
@@ -64,8 +85,9 @@ thread stops when the thread that built the ``SyncObj`` exits.
 
 from __future__ import annotations
 
+import collections
 import os
-
+import queue
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -73,6 +95,7 @@ from typing import Any, Callable, Iterable
 import msgpack
 import pysyncobj.syncobj as _syncobj_module
 from pysyncobj import SyncObj, SyncObjConf
+from pysyncobj.config import FAIL_REASON
 from pysyncobj.journal import Journal
 from pysyncobj.node import Node
 from pysyncobj.transport import Transport
@@ -233,6 +256,12 @@ class RaftCore(SyncObj):
     def __init__(self, self_node: RaftMember, others: list[RaftMember], conf: SyncObjConf, hooks: CoreHooks):
         self.hooks = hooks
         self._raftstore_ack: int | None = None  # the next index the reply being handled acknowledges
+        #: How long the commit notice may wait for the next append-entries (0: pysyncobj's at once).
+        self.commit_notice_delay = 0.0
+        # Entries to build on the tick thread (``submit_later``): (build, callback).
+        self._deferred: collections.deque[tuple[Callable[[], bytes | None], Callable[[Any, int], None]]] = (
+            collections.deque()
+        )
         with _journal_lock:
             _pending_journal.append(hooks.journal)
             try:
@@ -299,6 +328,22 @@ class RaftCore(SyncObj):
         send = SyncObj._SyncObj__sendNextNodeIdx  # type: ignore[attr-defined]
         send(self, node, reset=reset, nextNodeIdx=nextNodeIdx, success=success)
 
+    def _SyncObj__applyLogEntries(self) -> bool:
+        """Apply what committed; the leader's commit notice becomes a deadline (see the module doc)."""
+        notify = bool(SyncObj._SyncObj__applyLogEntries(self))  # type: ignore[attr-defined]
+        if notify and self.commit_notice_delay > 0 and self._isLeader():
+            due = _syncobj_module.monotonicTime() + self.commit_notice_delay
+            if due < self._SyncObj__newAppendEntriesTime:  # type: ignore[has-type]
+                self._SyncObj__newAppendEntriesTime = due
+            return False
+        return notify
+
+    def next_append_in(self) -> float | None:
+        """On the leader: seconds until pysyncobj's next append-entries round is due (None elsewhere)."""
+        if not self._isLeader():
+            return None
+        return max(0.0, self._SyncObj__newAppendEntriesTime - _syncobj_module.monotonicTime())  # type: ignore[has-type]
+
     def _SyncObj__doApplyCommand(self, command: bytes) -> Any:
         index = self.raftLastApplied + 1
         envelope = envelope_of(command)
@@ -313,6 +358,36 @@ class RaftCore(SyncObj):
     def submit(self, envelope: bytes, callback: Callable[[Any, int], None]) -> None:
         """Append an entry of ours on the leader (thread-safe); ``callback(result, fail_reason)`` on the tick thread."""
         self._applyCommand(envelope, callback, ENTRY_TYPE)
+
+    def submit_later(self, build: Callable[[], bytes | None], callback: Callable[[Any, int], None], *,
+                     wake: bool = True) -> None:
+        """Like ``submit``, but the envelope is ``build()``'s, called on the tick thread just before
+        pysyncobj takes its commands (None: nothing to append, and ``callback`` is not called).
+
+        ``wake``: wake the tick thread from its poll (not needed when called on the tick thread).
+        """
+        self._deferred.append((build, callback))
+        if wake:
+            self.wake()
+
+    def wake(self) -> None:
+        """Wake the tick thread from its poll (pysyncobj's wake-up pipe; thread-safe)."""
+        notifier = getattr(self, "_SyncObj__pipeNotifier", None)
+        if notifier is not None:
+            notifier.notify()
+
+    def _checkCommandsToApply(self) -> None:
+        commands = self._SyncObj__commandsQueue  # type: ignore[attr-defined]
+        while self._deferred:
+            build, callback = self._deferred.popleft()
+            envelope = build()
+            if envelope is None:
+                continue
+            try:
+                commands.put_nowait((bytes([ENTRY_TYPE]) + envelope, callback))
+            except queue.Full:
+                callback(None, FAIL_REASON.QUEUE_FULL)
+        super()._checkCommandsToApply()
 
     def leader(self) -> Any:
         """The member this node takes for the leader, or None."""

@@ -39,12 +39,12 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
 from ..keyring import CHAIN_START, LogChain, StorageError
+from ._discard import OrderedDeletions, remove_leftovers
 from ._fsutil import cut_file, fsync_directory, make_private_dirs, open_append, storage_error, write_all
 from ._segment_format import (
     FRAME_OVERHEAD,
@@ -69,33 +69,7 @@ __all__ = ["SegmentLog", "SegmentInfo"]
 _logger = logging.getLogger("raftstore.segments")
 
 
-#: The suffix of a segment file taken out of the log and waiting to be unlinked.
-DROPPED_SUFFIX = ".dropped"
-_discards: "queue.SimpleQueue[Path]" = queue.SimpleQueue()
-_discarder: threading.Thread | None = None
-_discarder_lock = threading.Lock()
-
-
-def _discard_later(path: Path) -> None:
-    """Unlink ``path`` on the discarder thread (started on first use); a failure only leaves the file."""
-    global _discarder
-    _discards.put(path)
-    with _discarder_lock:
-        if _discarder is None or not _discarder.is_alive():
-            _discarder = threading.Thread(target=_discard_forever, name="segment-discarder", daemon=True)
-            _discarder.start()
-
-
-def _discard_forever() -> None:
-    while True:
-        path = _discards.get()
-        try:
-            os.unlink(path)
-        except OSError:
-            pass  # gone already, or the disk refuses: the next open removes it
-
-
-class SegmentLog:
+class SegmentLog(OrderedDeletions):
     """An append-only log of ``(index, term, payload)`` in segment files of one directory.
 
     Create it with ``SegmentLog.open``. Appends, truncations and rolls come
@@ -159,8 +133,7 @@ class SegmentLog:
         self._segments, self._loaded = scan.segments, scan.entries
         # Everything checked out: only now may the disk change.
         try:
-            for leftover in directory.glob("*" + DROPPED_SUFFIX):
-                os.unlink(leftover)  # dropped before a crash, not yet unlinked
+            remove_leftovers(directory)
             if scan.repair is not None:
                 self._repair(scan.repair)
             if self._segments:  # appends continue in the last segment
@@ -511,30 +484,6 @@ class SegmentLog:
         self._dir_pending = True
         self._data_pending = True
         return segment
-
-    def _ordered_unlink(self, path: Path) -> None:
-        if self._unlink_unsynced:
-            self._dir_barrier()  # deletions reach the disk in the order they are made
-        os.unlink(path)
-        self._unlink_unsynced = True
-        self._dir_pending = True
-
-    def _ordered_discard(self, path: Path) -> None:
-        """Take a segment out of the log as ``_ordered_unlink`` does, but leave the slow part to another thread.
-
-        Unlinking a 64 MiB file frees its blocks and its cached pages: 20 ms
-        on an idle disk here, over 100 ms beside a snapshot being written,
-        all on the Raft tick thread. A rename is a name change only; the
-        renamed file (``*.seg.dropped``, which no scan reads) is unlinked by
-        ``_discard_later``, and by ``open`` if a crash came first.
-        """
-        if self._unlink_unsynced:
-            self._dir_barrier()
-        trash = path.with_name(path.name + DROPPED_SUFFIX)
-        os.rename(path, trash)
-        self._unlink_unsynced = True
-        self._dir_pending = True
-        _discard_later(trash)
 
     def _dir_barrier(self) -> None:
         fsync_directory(self.directory)

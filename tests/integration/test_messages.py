@@ -47,7 +47,9 @@ def test_unlock_without_input_says_no_key_was_given(cluster: Cluster) -> None:
 
 def test_a_read_that_times_out_does_not_speak_of_writes() -> None:
     """A barrier that never commits (a leader that cannot replicate) against one that is a write."""
-    proposer = Proposer(submit=lambda payload, done: None, seal_entry=lambda data: data, clock=lambda: "now",
+    # The leader takes the entry (its builder runs) and never replicates it.
+    proposer = Proposer(submit=lambda payload, done: payload() if callable(payload) else None,
+                        seal_entry=lambda data: data, clock=lambda: "now",
                         has_leader=lambda: True)
     try:
         with pytest.raises(Timeout) as read:
