@@ -108,6 +108,9 @@ def join_cmd(token: str, listen_addr: str | None, advertise_addr: str | None, ma
     result = call(
         "join",
         {"token": token.strip(), "remote_addr": manager_addr, "listen_addr": listen_addr, "advertise_addr": advertise_addr},
+        # A manager joining a large store waits for the leader's snapshot for as long as it keeps arriving
+        # (the daemon gives up after 15 s without progress): no fixed deadline here.
+        timeout=None,
     )
     if output_format == "json":
         emit_json(result)

@@ -149,7 +149,7 @@ def join(host: "Host", params: dict[str, Any]) -> dict[str, Any]:
                     cluster_id=node.cluster_id,
                 ) as client:
                     client.call("raft.join", {})
-                if not manager.wait_applied(1, LEADER_WAIT) or not host.wait_for_leader(LEADER_WAIT):
+                if not manager.wait_caught_up(1, idle=LEADER_WAIT) or not host.wait_for_leader(LEADER_WAIT):
                     raise NoQuorum("joined the Raft configuration but no leader was heard from")
             else:
                 node.save(host.paths.state_file)

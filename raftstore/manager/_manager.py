@@ -310,6 +310,26 @@ class Manager:
                 self.applied.wait(remaining)
         return True
 
+    def wait_caught_up(self, index: int, idle: float, limit: float = 1800.0) -> bool:
+        """``wait_applied``, for as long as a leader's snapshot keeps arriving or loading here.
+
+        A manager that joins a large store first receives the leader's
+        snapshot (about 13 s per 2 GB at the leader's send rate) and then
+        checks and loads it; only then does it apply anything. Give up after
+        ``idle`` seconds without progress, or ``limit`` in all.
+        """
+        started = time.monotonic()
+        while time.monotonic() - started < limit:
+            if self.wait_applied(index, min(1.0, idle)):
+                return True
+            if self._fatal is not None:
+                return False
+            receiving = self.raft.snapshot_receiving_idle()
+            quiet = time.monotonic() - started if receiving is None else receiving
+            if quiet > idle:
+                return False
+        return False
+
     # ----------------------------------------------------------------- membership
 
     def change_membership(self, add: bool, node_id: str, address: str, timeout: float = 15.0) -> None:

@@ -329,6 +329,10 @@ class RaftNode:
 
     # ------------------------------------------------------------ snapshots
 
+    def snapshot_receiving_idle(self) -> float | None:
+        """Seconds since a leader's snapshot last made progress here (0 while it loads), or None if none came."""
+        return self._snapshots.receiving_idle()
+
     def _send_backlog(self, node_id: str) -> int:
         """Bytes waiting in the connection to ``node_id`` (0 for a transport that does not say)."""
         backlog = getattr(self._transport, "backlog", None)

@@ -107,6 +107,15 @@ class SealedSnapshots:
         self._cancel = threading.Event()
         self._writer_done = threading.Event()
         self._writer_done.set()
+        # Receiving a leader's snapshot: when a chunk last arrived, and whether one is being checked and loaded.
+        self.received_at: float | None = None
+        self.installing = False
+
+    def receiving_idle(self) -> float | None:
+        """Seconds since the last sign of a leader's snapshot arriving (0 while one is checked and loaded), or None."""
+        if self.installing:
+            return 0.0
+        return None if self.received_at is None else time.monotonic() - self.received_at
 
     def position(self, check_frames: bool = False) -> tuple[int, int] | None:
         """``(index, term)`` of the snapshot on disk, or None when there is none.
@@ -273,7 +282,11 @@ class SnapshotSerializer:
         return self._inner.getTransmissionData(node)
 
     def deserialize(self) -> Any:
-        loaded = self._inner.deserialize()
+        try:
+            loaded = self._inner.deserialize()
+        finally:
+            self._snapshots.installing = False
+            self._snapshots.received_at = time.monotonic()
         self._on_installed()
         return loaded
 
@@ -281,6 +294,7 @@ class SnapshotSerializer:
         if data is None:
             return False
         chunk, is_first, is_last = data
+        self._snapshots.received_at = time.monotonic()
         try:
             if is_first:
                 self._discard()
@@ -295,8 +309,10 @@ class SnapshotSerializer:
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
+            self._snapshots.installing = True  # until deserialize has loaded it
             self._verify(str(self._tmp))
         except Exception as error:  # disk or snapshot: either way ours stays, the leader will resend
+            self._snapshots.installing = False
             self._discard()
             self._report_refusal(error)
             return False
