@@ -104,6 +104,10 @@ def measure_system(system: Any, sizes: list[float], settings: dict[str, Any], lo
                 f"(term +{row['term_increase']}), peak RSS {max(peak, default=0):,.0f} MB per manager at most, "
                 f"{row['snapshots']['count']:.0f} snapshots ({row['snapshots']['sum_s']:.2f} s in all), longest tick "
                 + ("-" if not row["tick"] else f"{row['tick']['longest_s'] * 1000:.0f} ms"))
+            if hasattr(system, "slow_ticks"):  # where the slowest recent tick of each manager went, from its log
+                row["slow_ticks"] = system.slow_ticks()
+                for member, line in row["slow_ticks"].items():
+                    log(f"  {member}: slow raft tick: {line}")
             if filled["aborted"]:
                 result["error"] = f"the fill to {size_gb:g} GB stopped: {filled['aborted']}"
                 log(f"{system.name}: {result['error']}; no larger size is measured")

@@ -79,6 +79,15 @@ class RaftstoreScale:
     def pids(self) -> dict[str, int]:
         return {m.name: m.process.pid for m in self.peer.members if m.process is not None}
 
+    def slow_ticks(self) -> dict[str, str]:
+        """Each manager's last "slow raft tick" log line: where its slowest recent tick went."""
+        found = {}
+        for member in self.peer.members:
+            lines = [line for line in member.log().splitlines() if "slow raft tick" in line]
+            if lines:
+                found[member.name] = lines[-1].split("slow raft tick: ", 1)[-1]
+        return found
+
     def writer_factory(self) -> Callable[[], Writer]:
         return self.peer.writer_factory(self.peer.leader())
 

@@ -241,3 +241,28 @@ def test_no_chunk_goes_to_a_follower_whose_connection_is_full(tmp_path: Path) ->
     assert serializer.getTransmissionData(SimpleNamespace(id="slow")) is None
     assert serializer.getTransmissionData(SimpleNamespace(id="fast")) == (b"chunk", True, False)
     assert sent == ["fast"]
+
+
+def test_a_received_snapshot_counts_as_progress_until_it_is_loaded(tmp_path: Path) -> None:
+    """What a joining manager's wait (Manager.wait_caught_up) reads: chunks arriving, then checking and loading."""
+    source = tmp_path / "leader"
+    source.mkdir()
+    _write(source / "snapshot", [b"a"])
+    data = (source / "snapshot").read_bytes()
+    here = tmp_path / "follower"
+    here.mkdir()
+    snapshots = _snapshots(here, StateMachine(), _Recorder())
+    installed: list[bool] = []
+    inner = SimpleNamespace(deserialize=lambda: installed.append(snapshots.installing) or "loaded")
+    serializer = SnapshotSerializer(inner, snapshots, backlog=lambda node_id: 0, on_installed=lambda: None)
+    assert snapshots.receiving_idle() is None
+    assert serializer.setTransmissionData((data[:10], True, False)) is False
+    assert 0 <= snapshots.receiving_idle() < 5
+    assert serializer.setTransmissionData((data[10:], False, True)) is True
+    assert snapshots.receiving_idle() == 0.0, "checked and waiting to be loaded: in progress"
+    assert serializer.deserialize() == "loaded" and installed == [True]
+    assert not snapshots.installing and snapshots.receiving_idle() < 5
+
+    # a snapshot that does not open is refused and is no longer in progress
+    assert serializer.setTransmissionData((data[:-1] + bytes([data[-1] ^ 1]), True, True)) is False
+    assert not snapshots.installing
