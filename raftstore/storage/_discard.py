@@ -45,7 +45,10 @@ def _discard_forever() -> None:
 def remove_leftovers(directory: Path) -> None:
     """Unlink what a crash left renamed but not yet unlinked in ``directory`` (the log's open calls this)."""
     for leftover in directory.glob("*" + DROPPED_SUFFIX):
-        os.unlink(leftover)
+        try:
+            os.unlink(leftover)
+        except FileNotFoundError:
+            pass  # the discarder thread got there first (an earlier open of this log, in this process)
 
 
 class OrderedDeletions:
