@@ -49,6 +49,7 @@ def test_replicates_survives_leader_kill_and_catches_up(cluster: Cluster) -> Non
     assert kv_get(leader, "greeting") == "hello"
 
 
+@pytest.mark.slow  # make test-slow (65 s); make test's fault scenarios kill the leader and a follower
 def test_acknowledged_writes_survive_killing_every_manager(cluster: Cluster) -> None:
     nodes = three_managers(cluster)
     acknowledged = []
