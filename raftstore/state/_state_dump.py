@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import msgpack
 
@@ -152,8 +152,11 @@ def _section(packer: msgpack.Packer, section: str, table: str | None, packed: li
     )
 
 
-def load_parts(parts: Iterable[bytes]) -> LoadedState:
+def load_parts(parts: Iterable[bytes], on_header: Callable[[], None] = lambda: None) -> LoadedState:
     """Read a dump of either format, a part at a time.
+
+    ``on_header`` runs once the first part has proved to be a dump this
+    version reads, before anything is built from it.
 
     Raises:
         InvalidArgument: the parts are not a state dump this version reads.
@@ -168,6 +171,7 @@ def load_parts(parts: Iterable[bytes]) -> LoadedState:
                 raise InvalidArgument(f"unknown snapshot state format {found!r}")
             loaded._set_header(value)
             seen_header = True
+            on_header()
             if value["format"] == 1:
                 _load_format_1(loaded, value)
             continue

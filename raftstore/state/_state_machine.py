@@ -296,8 +296,18 @@ class StateMachine:
         self._install(load_dump(data))
 
     def load_parts(self, parts: Iterable[bytes]) -> None:
-        """Replace the whole state with snapshot parts of either format (a snapshot loaded or received)."""
-        self._install(load_parts(parts))
+        """Replace the whole state with snapshot parts of either format (a snapshot loaded or received).
+
+        Once the first part proves to be a state dump, the old state is let
+        go before the new one is built, so that a follower installing a
+        leader's snapshot never holds two copies of the store; the lock is
+        held throughout, so a read waits rather than see an empty store. The
+        parts were checked before (``SealedSnapshots.verify``); should a later
+        part still fail, the state is left empty and the caller stops the
+        node, which reloads from disk.
+        """
+        with self.lock:
+            self._install(load_parts(parts, on_header=lambda: self._install(LoadedState())))
 
     def _install(self, loaded: LoadedState) -> None:
         with self.lock:
