@@ -59,7 +59,19 @@ def _poll(what: str, deadline: float, attempt: Callable[[], bool], interval: flo
     raise TimeoutError(f"{what}: not within its deadline" + (f" (last error: {last})" if last else ""))
 
 
-class RaftstoreScale:
+class _Scaled:
+    """What both systems share: a peer (benchmarks/peers.py) started and stopped as one cluster."""
+
+    peer: Any
+
+    def start(self) -> None:
+        self.peer.start()
+
+    def stop(self) -> None:
+        self.peer.stop()
+
+
+class RaftstoreScale(_Scaled):
     name = "raftstore"
     metric_names = {"leader_changes": "raftstore_raft_leader_changes_total", "term": "raftstore_raft_term",
                     "snapshot": "raftstore_snapshot_save_duration_seconds",
@@ -69,12 +81,6 @@ class RaftstoreScale:
     def __init__(self, root: Path) -> None:
         self.peer = RaftstorePeer(root, autolock=True, metrics=True)
         self._joins = 0
-
-    def start(self) -> None:
-        self.peer.start()
-
-    def stop(self) -> None:
-        self.peer.stop()
 
     def pids(self) -> dict[str, int]:
         return {m.name: m.process.pid for m in self.peer.members if m.process is not None}
@@ -185,7 +191,7 @@ class RaftstoreScale:
         shutil.rmtree(node.data_dir, ignore_errors=True)
 
 
-class EtcdScale:
+class EtcdScale(_Scaled):
     name = "etcd"
     metric_names = {"leader_changes": "etcd_server_leader_changes_seen_total", "term": "raft_term",
                     "snapshot": "etcd_debugging_snap_save_total_duration_seconds"}
@@ -193,12 +199,6 @@ class EtcdScale:
     def __init__(self, root: Path) -> None:
         self.peer = EtcdPeer(root, extra_args=["--quota-backend-bytes", str(ETCD_QUOTA_BYTES)])
         self._joins = 0
-
-    def start(self) -> None:
-        self.peer.start()
-
-    def stop(self) -> None:
-        self.peer.stop()
 
     def pids(self) -> dict[str, int]:
         return {m["name"]: m["process"].pid for m in self.peer.members}

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable
 from pysyncobj.config import SERIALIZER_STATE
 
 from ..keyring import InvalidRecord
-from ..storage import SnapshotReader, fsync_directory
+from ..storage import SnapshotReader, discard_temporary, fsync_directory
 from ..telemetry import SNAPSHOT_BYTES, SNAPSHOT_SECONDS
 from ._current_keyring import CurrentKeyring
 from ._journal import SealedJournal
@@ -332,10 +332,5 @@ class SnapshotSerializer:
                   "keeping the one on disk")
 
     def _discard(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        try:
-            os.unlink(self._tmp)
-        except FileNotFoundError:
-            pass
+        fd, self._fd = self._fd, None
+        discard_temporary(fd, self._tmp)

@@ -25,7 +25,7 @@ _PUBLIC = {
     "_segments": ["SegmentLog"],
     "_snapshot_file": ["encode_snapshot", "decode_snapshot", "read_snapshot", "write_snapshot", "SnapshotWriter",
                        "SnapshotReader", "MAX_CHUNK_BYTES"],
-    "_fsutil": ["atomic_write", "fsync_directory"],
+    "_fsutil": ["atomic_write", "discard_temporary", "fsync_directory"],
     "_benchmark_switches": ["BenchmarkSwitches"],
 }
 

@@ -26,6 +26,7 @@ from ..keyring import StorageError
 __all__ = [
     "atomic_write",
     "cut_file",
+    "discard_temporary",
     "fsync_directory",
     "fsync_file",
     "make_private_dirs",
@@ -114,6 +115,16 @@ def atomic_write(path: os.PathLike[str] | str, data: bytes, mode: int = 0o600) -
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def discard_temporary(fd: int | None, path: os.PathLike[str] | str) -> None:
+    """Close ``fd`` (when open) and unlink the temporary file at ``path`` (when there): a write abandoned."""
+    if fd is not None:
+        os.close(fd)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -48,7 +48,7 @@ from typing import BinaryIO, Iterator
 import crc32c
 
 from ..keyring import InvalidRecord
-from ._fsutil import atomic_write, fsync_directory, storage_error, write_all
+from ._fsutil import atomic_write, discard_temporary, fsync_directory, storage_error, write_all
 
 __all__ = [
     "MAGIC",
@@ -215,13 +215,8 @@ class SnapshotWriter:
 
     def abort(self) -> None:
         """Drop the temporary file; the snapshot at ``path`` stays as it was."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        try:
-            os.unlink(self._tmp)
-        except FileNotFoundError:
-            pass
+        fd, self._fd = self._fd, None
+        discard_temporary(fd, self._tmp)
 
     def __enter__(self) -> "SnapshotWriter":
         return self
