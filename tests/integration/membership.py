@@ -17,6 +17,11 @@ def managers(cluster: Cluster, count: int) -> list[Node]:
         cluster.join(node, nodes[0], "manager")
     for node in nodes:
         wait_until(lambda n=node: n.info()["managers"] == count, what=f"{node.name} sees {count} managers")
+    # The records say manager before the Raft configuration may; a test that stops a member to deny the
+    # leader its quorum needs the configuration to hold every member first.
+    ids = {node_id(n) for n in nodes}
+    for node in nodes:
+        wait_until(lambda n=node: raft_members(n.info()) == ids, what=f"{node.name}'s Raft configuration holds all {count}")
     return nodes
 
 
