@@ -91,6 +91,11 @@ def rotate_keys(c: FaultCluster, rnd: random.Random, faults: list[str]) -> None:
     c.unlock_key = node.run("unlock-key", "-q").stdout.strip()
     faults.append("unlock key rotated")
     victim = rnd.choice(c.nodes)
+    # The rotation commits on a majority; the victim opens with the new key only once it has applied it and
+    # re-wrapped its keyring (else it asks, rightly, for the key it last knew). Followers learn of a commit
+    # up to one commit-notice delay later than the leader.
+    kek = node.info()["kek_version"]
+    wait_until(lambda: victim.info().get("kek_version") == kek, timeout=30, what=f"{victim.name} re-wrapped its keyring")
     victim.kill(signal.SIGKILL)
     c.start(victim)
     faults.append(f"SIGKILL and restart of {victim.name} with the new unlock key")
